@@ -1,0 +1,1 @@
+"""wattline ingest: MQTT source, decoding, pipeline, sinks, metrics, config and CLI."""

@@ -1,0 +1,1 @@
+"""wattline simulators: plant process models and gateway behaviour, published over MQTT."""
