@@ -1,0 +1,400 @@
+"""Readings in, intensity ticks out: contract section 3 as one streaming kernel.
+
+What ``advance`` does, exactly (the reference in ``tests/reference.py`` is
+written from this text and the contract, and compared by hypothesis):
+
+1. Readings are taken in arrival order, one message at a time (consecutive
+   readings with the same ``message`` number). Each reading is judged against
+   its line's watermark as it stood before the message: ``newest - lateness``,
+   where ``newest`` is the newest accepted reading time of the line (no
+   watermark before its first reading).
+   - ``ts <= watermark``: dropped as ``late``;
+   - the meter already holds a pending reading with the same ``ts``: dropped as
+     ``duplicate``;
+   - the meter's pending buffer is full: dropped as ``pending_overflow``;
+   - otherwise it joins the meter's pending readings, kept sorted by ``ts``.
+2. At the end of the message each line it touched takes its newest accepted
+   time. A line's first tick is ``ceil(min(first accepted ts of its first
+   message, watermark + 1 ms) / E)`` (in ticks of ``E = emit_every``), so that
+   every later accepted reading falls at or after it. Then every tick ``k``
+   with ``k * E <= watermark`` not yet emitted is emitted, in order.
+3. Emitting tick ``k`` of a line: for each meter of the line, its pending
+   readings with ``ts <= k * E`` are finalised in ``ts`` order. A counter's
+   first reading sets its baseline; after that its delta is ``v - last``, or on
+   a decrease ``v + rollover - last`` with a rollover and ``v`` (a reset)
+   without. A delta-mode meter's delta is ``v``. The deltas, converted by the
+   meter table, make the tick's bucket; each window sums the buckets of its
+   last ``W / E`` ticks, i.e. deltas with ``T - W < t <= T``.
+4. A window whose production is more than zero (or at least
+   ``min_production_t`` when that is set) gets ``kgce_per_t`` and
+   ``kwh_per_t``; an idle one gets NaN.
+
+Window sums are running sums with Neumaier compensation, and a count of
+non-zero buckets per window: when it drops to zero the sum is set to exactly
+zero, so an emptied window is idle rather than a rounding residue.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from wattline.kernels.state import (
+    DROP_REASONS,
+    NO_TIME,
+    KernelConfig,
+    MeterTable,
+    Readings,
+    StreamState,
+    Ticks,
+    grow_state,
+)
+
+_LATE, _DUPLICATE, _OVERFLOW = 0, 1, 2
+assert DROP_REASONS == ("late", "duplicate", "pending_overflow")
+
+
+@nb.njit(cache=True, inline="always")
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+@nb.njit(cache=True)
+def _insert_pending(m, ts, v, p_ts, p_v, p_start, p_len):
+    """Insert one reading into meter ``m``'s sorted pending buffer.
+
+    Returns -1 when inserted, or the drop reason.
+    """
+    cap = p_ts.shape[1]
+    s = p_start[m]
+    n = p_len[m]
+    if n == cap:
+        # Full: only a duplicate would be harmless to reject first.
+        for j in range(s, s + n):
+            if p_ts[m, j] == ts:
+                return _DUPLICATE
+        return _OVERFLOW
+    if s + n == cap:
+        # Slide the live readings to the front of the row.
+        for j in range(n):
+            p_ts[m, j] = p_ts[m, s + j]
+            p_v[m, j] = p_v[m, s + j]
+        s = 0
+        p_start[m] = 0
+    # Insertion from the back: in-order readings cost one comparison.
+    j = s + n
+    while j > s and p_ts[m, j - 1] > ts:
+        j -= 1
+    if j > s and p_ts[m, j - 1] == ts:
+        return _DUPLICATE
+    for k in range(s + n, j, -1):
+        p_ts[m, k] = p_ts[m, k - 1]
+        p_v[m, k] = p_v[m, k - 1]
+    p_ts[m, j] = ts
+    p_v[m, j] = v
+    p_len[m] = n + 1
+    return -1
+
+
+@nb.njit(cache=True, inline="always")
+def _neumaier_add(sums, comps, w, q, x):
+    s = sums[w, q]
+    t = s + x
+    if abs(s) >= abs(x):
+        comps[w, q] += (s - t) + x
+    else:
+        comps[w, q] += (x - t) + s
+    sums[w, q] = t
+
+
+@nb.njit(cache=True)
+def _emit_ticks(
+    line, upto_tick,
+    meter_line_start, line_meters, kgce_f, kwh_f, t_f, delta_mode, rollover,
+    last_ts, last_value, p_ts, p_v, p_start, p_len,
+    next_tick, ring, w_sum, w_comp, w_nonzero, window_ticks, emit_every,
+    min_prod, strict_prod,
+    out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, n_out,
+):
+    """Emit ticks ``next_tick[line] .. upto_tick`` of one line; returns new n_out."""
+    R = ring.shape[1]
+    W = window_ticks.shape[0]
+    bucket = np.zeros(3)
+    ms = meter_line_start[line]
+    me = meter_line_start[line + 1]
+    for k in range(next_tick[line], upto_tick + 1):
+        T = k * emit_every
+        bucket[0] = 0.0
+        bucket[1] = 0.0
+        bucket[2] = 0.0
+        for mi in range(ms, me):
+            m = line_meters[mi]
+            s = p_start[m]
+            n = p_len[m]
+            used = 0
+            while used < n and p_ts[m, s + used] <= T:
+                ts = p_ts[m, s + used]
+                v = p_v[m, s + used]
+                used += 1
+                if delta_mode[m]:
+                    d = v
+                elif last_ts[m] == NO_TIME:
+                    last_ts[m] = ts
+                    last_value[m] = v
+                    continue
+                else:
+                    d = v - last_value[m]
+                    if d < 0.0:
+                        if rollover[m] > 0.0:
+                            d = v + rollover[m] - last_value[m]
+                        else:
+                            d = v
+                last_ts[m] = ts
+                last_value[m] = v
+                bucket[0] += d * kgce_f[m]
+                bucket[1] += d * kwh_f[m]
+                bucket[2] += d * t_f[m]
+            if used:
+                p_start[m] = s + used
+                p_len[m] = n - used
+                if n == used:
+                    p_start[m] = 0
+        slot = k % R
+        for w in range(W):
+            old_slot = (k - window_ticks[w]) % R
+            for q in range(3):
+                old = ring[line, old_slot, q]
+                if old != 0.0:
+                    w_nonzero[line, w, q] -= 1
+                    _neumaier_add(w_sum[line], w_comp[line], w, q, -old)
+                x = bucket[q]
+                if x != 0.0:
+                    w_nonzero[line, w, q] += 1
+                    _neumaier_add(w_sum[line], w_comp[line], w, q, x)
+                if w_nonzero[line, w, q] == 0:
+                    w_sum[line, w, q] = 0.0
+                    w_comp[line, w, q] = 0.0
+        # The longest window's leaving bucket has been read; now overwrite it.
+        for q in range(3):
+            ring[line, slot, q] = bucket[q]
+        out_line[n_out] = line
+        out_tick[n_out] = T
+        for w in range(W):
+            e = w_sum[line, w, 0] + w_comp[line, w, 0]
+            el = w_sum[line, w, 1] + w_comp[line, w, 1]
+            p = w_sum[line, w, 2] + w_comp[line, w, 2]
+            out_sums[n_out, w, 0] = e
+            out_sums[n_out, w, 1] = el
+            out_sums[n_out, w, 2] = p
+            producing = p > min_prod if strict_prod else p >= min_prod
+            if producing:
+                out_kgce_t[n_out, w] = e / p
+                out_kwh_t[n_out, w] = el / p
+            else:
+                out_kgce_t[n_out, w] = np.nan
+                out_kwh_t[n_out, w] = np.nan
+        n_out += 1
+    if upto_tick + 1 > next_tick[line]:
+        next_tick[line] = upto_tick + 1
+    return n_out
+
+
+@nb.njit(cache=True)
+def _advance(
+    start, n_out, max_pending,
+    r_meter, r_ts, r_value, r_message,
+    meter_line, meter_line_start, line_meters, kgce_f, kwh_f, t_f, delta_mode, rollover,
+    last_ts, last_value, p_ts, p_v, p_start, p_len,
+    newest, next_tick, ring, w_sum, w_comp, w_nonzero, drops,
+    window_ticks, emit_every, lateness, min_prod, strict_prod,
+    out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, batch_drops,
+):
+    """Readings ``start ..``; returns (where it stopped, rows emitted).
+
+    It stops early, before a message, when that message might not fit in a
+    meter's pending buffer and the buffer may still grow to ``max_pending``.
+    """
+    n = r_meter.shape[0]
+    cap = p_ts.shape[1]
+    accepted = np.ones(n, dtype=np.bool_)
+    i = start
+    while i < n:
+        # One message: readings i .. j-1.
+        j = i + 1
+        while j < n and r_message[j] == r_message[i]:
+            j += 1
+        if cap < max_pending:
+            for r in range(i, j):
+                if p_len[r_meter[r]] + (j - i) > cap:
+                    for d in range(batch_drops.shape[0]):
+                        drops[d] += batch_drops[d]
+                    return i, n_out
+        for r in range(i, j):
+            m = r_meter[r]
+            line = meter_line[m]
+            ts = r_ts[r]
+            if newest[line] != NO_TIME and ts <= newest[line] - lateness:
+                batch_drops[_LATE] += 1
+                accepted[r] = False
+                continue
+            why = _insert_pending(m, ts, r_value[r], p_ts, p_v, p_start, p_len)
+            if why >= 0:
+                batch_drops[why] += 1
+                accepted[r] = False
+        # Close the message: advance the newest time of each line it touched.
+        for r in range(i, j):
+            if not accepted[r]:
+                continue
+            line = meter_line[r_meter[r]]
+            if next_tick[line] == NO_TIME:
+                # First message of this line: its first tick sits at or before
+                # every reading that can still be accepted.
+                lo = r_ts[r]
+                hi = r_ts[r]
+                for r2 in range(i, j):
+                    if accepted[r2] and meter_line[r_meter[r2]] == line:
+                        lo = min(lo, r_ts[r2])
+                        hi = max(hi, r_ts[r2])
+                newest[line] = hi
+                next_tick[line] = _ceil_div(min(lo, hi - lateness + 1), emit_every)
+            elif r_ts[r] > newest[line]:
+                newest[line] = r_ts[r]
+        for r in range(i, j):
+            if not accepted[r]:
+                continue
+            line = meter_line[r_meter[r]]
+            wm = newest[line] - lateness
+            upto = wm // emit_every
+            if upto >= next_tick[line]:
+                n_out = _emit_ticks(
+                    line, upto,
+                    meter_line_start, line_meters, kgce_f, kwh_f, t_f, delta_mode, rollover,
+                    last_ts, last_value, p_ts, p_v, p_start, p_len,
+                    next_tick, ring, w_sum, w_comp, w_nonzero, window_ticks, emit_every,
+                    min_prod, strict_prod,
+                    out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, n_out,
+                )
+        i = j
+    for d in range(batch_drops.shape[0]):
+        drops[d] += batch_drops[d]
+    return n, n_out
+
+
+@nb.njit(cache=True)
+def _ticks_bound(r_meter, r_ts, meter_line, newest, next_tick, lateness, emit_every, n_lines):
+    """An upper bound on the ticks one ``_advance`` call can emit."""
+    hi = newest.copy()
+    lo = np.full(n_lines, np.iinfo(np.int64).max, dtype=np.int64)
+    for r in range(r_meter.shape[0]):
+        line = meter_line[r_meter[r]]
+        if r_ts[r] > hi[line] or hi[line] == NO_TIME:
+            hi[line] = r_ts[r]
+        if r_ts[r] < lo[line]:
+            lo[line] = r_ts[r]
+    total = 0
+    for line in range(n_lines):
+        if hi[line] == NO_TIME:
+            continue
+        last = (hi[line] - lateness) // emit_every
+        if next_tick[line] != NO_TIME:
+            first = next_tick[line]
+        else:
+            first = _ceil_div(min(lo[line], hi[line] - lateness + 1), emit_every)
+        if last >= first:
+            total += last - first + 1
+    return total
+
+
+def count_ticks_bound(
+    state: StreamState, config: KernelConfig, meters: MeterTable, readings: Readings
+) -> int:
+    """At most how many tick rows ``advance(state, config, meters, readings)`` emits."""
+    return int(
+        _ticks_bound(
+            readings.meter, readings.ts_ms, meters.line, state.newest_ts, state.next_tick,
+            config.allowed_lateness_ms, config.emit_every_ms, state.n_lines,
+        )
+    )
+
+
+def _check(state: StreamState, config: KernelConfig, meters: MeterTable, readings: Readings) -> None:
+    if meters.n_meters > state.n_meters or meters.n_lines > state.n_lines:
+        raise ValueError(
+            f"state holds {state.n_meters} meters and {state.n_lines} lines but the meter "
+            f"table has {meters.n_meters} and {meters.n_lines}: grow the state first"
+        )
+    if state.window_sum.shape[1] != len(config.windows_ms) or state.ring.shape[1] != config.ring_ticks:
+        raise ValueError("state was made for other windows; windows cannot change mid-stream")
+    if len(readings) and (readings.meter.min() < 0 or readings.meter.max() >= meters.n_meters):
+        raise ValueError(f"reading meters must lie in 0..{meters.n_meters - 1}")
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def _longest_message(message: np.ndarray, start: int) -> int:
+    """Length of the message starting at ``start``."""
+    rest = message[start:]
+    other = np.nonzero(rest != rest[0])[0]
+    return int(other[0]) if other.size else int(rest.shape[0])
+
+
+def advance(
+    state: StreamState,
+    config: KernelConfig,
+    meters: MeterTable,
+    readings: Readings,
+    max_pending: int = 1 << 16,
+) -> Ticks:
+    """Take one batch of readings; update ``state`` in place; return the ticks emitted.
+
+    A batch must hold whole messages. Splitting a stream into batches at any
+    message boundary gives the same ticks as one batch. A meter's pending
+    buffer (readings newer than the watermark) grows as needed up to
+    ``max_pending`` readings; past that, readings are dropped as
+    ``pending_overflow``.
+    """
+    _check(state, config, meters, readings)
+    W = len(config.windows_ms)
+    cap = count_ticks_bound(state, config, meters, readings)
+    out_line = np.empty(cap, dtype=np.int32)
+    out_tick = np.empty(cap, dtype=np.int64)
+    out_sums = np.empty((cap, W, 3), dtype=np.float64)
+    out_kgce_t = np.empty((cap, W), dtype=np.float64)
+    out_kwh_t = np.empty((cap, W), dtype=np.float64)
+    strict = config.min_production_t is None
+    min_prod = 0.0 if strict else float(config.min_production_t)  # type: ignore[arg-type]
+    done, n = 0, 0
+    total_drops = np.zeros(len(DROP_REASONS), dtype=np.int64)
+    while True:
+        batch_drops = np.zeros(len(DROP_REASONS), dtype=np.int64)
+        done, n = _advance(
+            done, n, max_pending,
+            readings.meter, readings.ts_ms, readings.value, readings.message,
+            meters.line, meters.line_meter_start, meters.line_meters,
+            meters.kgce_per_unit, meters.kwh_per_unit, meters.t_per_unit,
+            meters.delta_mode, meters.rollover,
+            state.last_ts, state.last_value, state.pending_ts, state.pending_value,
+            state.pending_start, state.pending_len,
+            state.newest_ts, state.next_tick, state.ring, state.window_sum, state.window_comp,
+            state.window_nonzero, state.drops,
+            config.window_ticks, config.emit_every_ms, config.allowed_lateness_ms, min_prod, strict,
+            out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, batch_drops,
+        )
+        total_drops += batch_drops
+        if done == len(readings):
+            break
+        # A message may not fit in a meter's pending buffer: make room, go on.
+        needed = int(state.pending_len.max()) + _longest_message(readings.message, done)
+        grow_state(state, config, pending_capacity=min(max_pending, _next_pow2(needed)))
+    return Ticks(
+        line=out_line[:n],
+        tick_ms=out_tick[:n],
+        energy_kgce=out_sums[:n, :, 0],
+        electricity_kwh=out_sums[:n, :, 1],
+        production_t=out_sums[:n, :, 2],
+        kgce_per_t=out_kgce_t[:n],
+        kwh_per_t=out_kwh_t[:n],
+        drops=total_drops,
+    )

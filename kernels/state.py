@@ -1,0 +1,306 @@
+"""The arrays that go into, stay in, and come out of the intensity kernel.
+
+Four types carry the design:
+
+- ``Readings``: a columnar batch of meter readings in arrival order;
+- ``MeterTable``: what each meter is (its line, how its deltas convert to kgce,
+  kWh and tonnes, counter or delta mode, rollover);
+- ``StreamState``: everything the kernel remembers between batches, as plain
+  preallocated arrays that the caller owns, saves and restores;
+- ``Ticks``: the rows the kernel emits, one per line and tick, with one column
+  per configured window.
+
+All times are int64 epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+NO_TIME = np.iinfo(np.int64).min
+"""Marks "no reading yet" in int64 time arrays."""
+
+DROP_REASONS = ("late", "duplicate", "pending_overflow")
+"""Why the kernel dropped a reading, in the order of ``StreamState.drops``."""
+
+QUANTITIES = ("energy_kgce", "electricity_kwh", "production_t")
+"""The three sums kept per line, tick and window, in this order on axis -1."""
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Tick and window settings, fixed for the life of a ``StreamState``.
+
+    ``min_production_t``: a window whose production is below this is idle and
+    has no intensity. ``None`` means the contract default: idle unless
+    production is strictly more than zero.
+    """
+
+    emit_every_ms: int = 10_000
+    windows_ms: tuple[int, ...] = (900_000, 3_600_000, 86_400_000)
+    allowed_lateness_ms: int = 30_000
+    min_production_t: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.emit_every_ms <= 0:
+            raise ValueError(f"emit_every must be positive, got {self.emit_every_ms} ms")
+        if not self.windows_ms:
+            raise ValueError("at least one window is needed")
+        for w in self.windows_ms:
+            if w <= 0 or w % self.emit_every_ms:
+                raise ValueError(
+                    f"window {w} ms must be a positive multiple of emit_every "
+                    f"({self.emit_every_ms} ms)"
+                )
+        if self.allowed_lateness_ms < 0:
+            raise ValueError("allowed_lateness must not be negative")
+        if self.min_production_t is not None and not np.isfinite(self.min_production_t):
+            raise ValueError("min_production_t must be finite")
+
+    @property
+    def window_ticks(self) -> np.ndarray:
+        return np.array([w // self.emit_every_ms for w in self.windows_ms], dtype=np.int64)
+
+    @property
+    def ring_ticks(self) -> int:
+        """Tick buckets kept per line: the longest window."""
+        return int(max(self.windows_ms) // self.emit_every_ms)
+
+
+@dataclass
+class Readings:
+    """A columnar batch of readings in arrival order.
+
+    ``message`` numbers the MQTT messages the readings came in; consecutive
+    readings with equal numbers form one message, whose readings are all judged
+    against the watermark as it stood before it (contract section 3).
+    """
+
+    meter: np.ndarray  # int32, index into MeterTable
+    ts_ms: np.ndarray  # int64 epoch ms
+    value: np.ndarray  # float64, finite
+    message: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return int(self.meter.shape[0])
+
+    @classmethod
+    def from_arrays(
+        cls,
+        meter: np.ndarray | list[int],
+        ts_ms: np.ndarray | list[int],
+        value: np.ndarray | list[float],
+        message: np.ndarray | list[int] | None = None,
+    ) -> Readings:
+        """Convert and check; without ``message`` every reading is its own message."""
+        m = np.ascontiguousarray(meter, dtype=np.int32)
+        t = np.ascontiguousarray(ts_ms, dtype=np.int64)
+        v = np.ascontiguousarray(value, dtype=np.float64)
+        msg = (
+            np.arange(m.shape[0], dtype=np.int64)
+            if message is None
+            else np.ascontiguousarray(message, dtype=np.int64)
+        )
+        if not (m.ndim == t.ndim == v.ndim == msg.ndim == 1):
+            raise ValueError("readings columns must be one-dimensional")
+        if not (m.shape == t.shape == v.shape == msg.shape):
+            raise ValueError(
+                f"readings columns differ in length: meter {m.shape[0]}, ts {t.shape[0]}, "
+                f"value {v.shape[0]}, message {msg.shape[0]}"
+            )
+        if v.size and not np.isfinite(v).all():
+            raise ValueError("reading values must be finite; drop NaN and infinities first")
+        return cls(m, t, v, msg)
+
+
+@dataclass
+class MeterTable:
+    """What each meter is. Index ``m`` is the meter's number in ``Readings.meter``.
+
+    A delta ``d`` of meter ``m`` adds ``d * kgce_per_unit[m]`` to its line's
+    energy, ``d * kwh_per_unit[m]`` to its electricity and ``d * t_per_unit[m]``
+    to its production: an electricity meter in kWh has 0.1229, 1.0, 0.0; a
+    production counter in tonnes 0.0, 0.0, 1.0.
+    """
+
+    line: np.ndarray  # int32 [M]
+    kgce_per_unit: np.ndarray  # float64 [M]
+    kwh_per_unit: np.ndarray  # float64 [M]
+    t_per_unit: np.ndarray  # float64 [M]
+    delta_mode: np.ndarray  # bool [M]; False: cumulative counter
+    rollover: np.ndarray  # float64 [M]; 0: no rollover, a decrease is a reset
+    n_lines: int
+    line_meter_start: np.ndarray = field(init=False)  # int64 [L+1], CSR over meters by line
+    line_meters: np.ndarray = field(init=False)  # int32 [M]
+
+    def __post_init__(self) -> None:
+        self.line = np.ascontiguousarray(self.line, dtype=np.int32)
+        self.kgce_per_unit = np.ascontiguousarray(self.kgce_per_unit, dtype=np.float64)
+        self.kwh_per_unit = np.ascontiguousarray(self.kwh_per_unit, dtype=np.float64)
+        self.t_per_unit = np.ascontiguousarray(self.t_per_unit, dtype=np.float64)
+        self.delta_mode = np.ascontiguousarray(self.delta_mode, dtype=np.bool_)
+        self.rollover = np.ascontiguousarray(self.rollover, dtype=np.float64)
+        n = self.line.shape[0]
+        for name in ("kgce_per_unit", "kwh_per_unit", "t_per_unit", "delta_mode", "rollover"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"meter table column {name} must have {n} entries")
+        if n and (self.line.min() < 0 or self.line.max() >= self.n_lines):
+            raise ValueError(f"meter lines must lie in 0..{self.n_lines - 1}")
+        if (self.rollover < 0).any() or not np.isfinite(self.rollover).all():
+            raise ValueError("rollover must be finite and not negative (0 means none)")
+        order = np.argsort(self.line, kind="stable")
+        self.line_meters = order.astype(np.int32)
+        counts = np.bincount(self.line, minlength=self.n_lines)
+        self.line_meter_start = np.zeros(self.n_lines + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.line_meter_start[1:])
+
+    @property
+    def n_meters(self) -> int:
+        return int(self.line.shape[0])
+
+
+@dataclass
+class StreamState:
+    """Everything the kernel carries from one batch to the next.
+
+    Per meter: the last finalised reading (the baseline of the next delta) and
+    a sorted buffer of pending readings newer than the line's watermark, which
+    may still be joined by late ones. Per line: newest reading time, next tick
+    to emit, a ring of per-tick bucket totals as long as the longest window,
+    and per window a compensated running sum and a count of non-zero buckets
+    (so that a window that has emptied is exactly zero, not a rounding residue).
+    """
+
+    last_ts: np.ndarray  # int64 [M], NO_TIME before the first reading
+    last_value: np.ndarray  # float64 [M]
+    pending_ts: np.ndarray  # int64 [M, K]
+    pending_value: np.ndarray  # float64 [M, K]
+    pending_start: np.ndarray  # int64 [M]
+    pending_len: np.ndarray  # int64 [M]
+    newest_ts: np.ndarray  # int64 [L], NO_TIME before the first reading
+    next_tick: np.ndarray  # int64 [L], tick index (T / emit_every); NO_TIME before start
+    ring: np.ndarray  # float64 [L, R, 3]
+    window_sum: np.ndarray  # float64 [L, W, 3]
+    window_comp: np.ndarray  # float64 [L, W, 3], Neumaier compensation
+    window_nonzero: np.ndarray  # int64 [L, W, 3], non-zero buckets inside the window
+    drops: np.ndarray  # int64 [len(DROP_REASONS)], cumulative
+
+    @property
+    def n_meters(self) -> int:
+        return int(self.last_ts.shape[0])
+
+    @property
+    def n_lines(self) -> int:
+        return int(self.newest_ts.shape[0])
+
+    @property
+    def pending_capacity(self) -> int:
+        return int(self.pending_ts.shape[1])
+
+
+def new_state(
+    config: KernelConfig, n_lines: int, n_meters: int, pending_capacity: int = 64
+) -> StreamState:
+    """A fresh state for ``n_lines`` lines and ``n_meters`` meters."""
+    n_windows = len(config.windows_ms)
+    return StreamState(
+        last_ts=np.full(n_meters, NO_TIME, dtype=np.int64),
+        last_value=np.zeros(n_meters, dtype=np.float64),
+        pending_ts=np.zeros((n_meters, pending_capacity), dtype=np.int64),
+        pending_value=np.zeros((n_meters, pending_capacity), dtype=np.float64),
+        pending_start=np.zeros(n_meters, dtype=np.int64),
+        pending_len=np.zeros(n_meters, dtype=np.int64),
+        newest_ts=np.full(n_lines, NO_TIME, dtype=np.int64),
+        next_tick=np.full(n_lines, NO_TIME, dtype=np.int64),
+        ring=np.zeros((n_lines, config.ring_ticks, 3), dtype=np.float64),
+        window_sum=np.zeros((n_lines, n_windows, 3), dtype=np.float64),
+        window_comp=np.zeros((n_lines, n_windows, 3), dtype=np.float64),
+        window_nonzero=np.zeros((n_lines, n_windows, 3), dtype=np.int64),
+        drops=np.zeros(len(DROP_REASONS), dtype=np.int64),
+    )
+
+
+def grow_state(
+    state: StreamState,
+    config: KernelConfig,
+    n_lines: int | None = None,
+    n_meters: int | None = None,
+    pending_capacity: int | None = None,
+) -> None:
+    """Make room in ``state``, in place, for more lines, meters or pending readings."""
+    L = max(n_lines or 0, state.n_lines)
+    M = max(n_meters or 0, state.n_meters)
+    K = max(pending_capacity or 0, state.pending_capacity)
+    if (L, M, K) == (state.n_lines, state.n_meters, state.pending_capacity):
+        return
+    grown = new_state(config, L, M, K)
+    for f in fields(StreamState):
+        old = getattr(state, f.name)
+        new = getattr(grown, f.name)
+        if f.name == "drops":
+            new[:] = old
+        elif f.name in ("pending_ts", "pending_value"):
+            # Compact each meter's pending readings to the start of its row.
+            for m in np.nonzero(state.pending_len)[0]:
+                s, n = state.pending_start[m], state.pending_len[m]
+                new[m, :n] = old[m, s : s + n]
+        elif f.name == "pending_start":
+            pass  # zero after compaction
+        else:
+            new[tuple(slice(0, d) for d in old.shape)] = old
+    for f in fields(StreamState):
+        setattr(state, f.name, getattr(grown, f.name))
+
+
+def save_state(state: StreamState, path: str | os.PathLike[str]) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".npz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{fl.name: getattr(state, fl.name) for fl in fields(StreamState)})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_state(path: str | os.PathLike[str]) -> StreamState:
+    """Read a state written by ``save_state``."""
+    with np.load(os.fspath(path)) as z:
+        return StreamState(**{fl.name: np.ascontiguousarray(z[fl.name]) for fl in fields(StreamState)})
+
+
+@dataclass
+class Ticks:
+    """Rows emitted by one ``advance`` call: one per (line, tick).
+
+    Sum columns have shape [n, W] (one column per configured window, in order).
+    ``kgce_per_t`` and ``kwh_per_t`` are NaN where the window is idle.
+    ``drops`` counts this call's dropped readings by ``DROP_REASONS``.
+    """
+
+    line: np.ndarray  # int32 [n]
+    tick_ms: np.ndarray  # int64 [n]
+    energy_kgce: np.ndarray  # float64 [n, W]
+    electricity_kwh: np.ndarray  # float64 [n, W]
+    production_t: np.ndarray  # float64 [n, W]
+    kgce_per_t: np.ndarray  # float64 [n, W]
+    kwh_per_t: np.ndarray  # float64 [n, W]
+    drops: np.ndarray  # int64 [len(DROP_REASONS)]
+
+    def __len__(self) -> int:
+        return int(self.line.shape[0])
