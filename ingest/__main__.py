@@ -1,0 +1,5 @@
+"""``python -m wattline.ingest`` runs the ``wattline`` command."""
+
+from wattline.ingest.cli import main
+
+main()

@@ -1,0 +1,309 @@
+"""The ``wattline`` command: run the daemon, the demo, the simulators, the benchmarks."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from wattline.ingest.config import (
+    Settings,
+    check_config_file,
+    read_config_file,
+    settings_from_mapping,
+)
+from wattline.ingest.errors import ConfigError, WattlineError
+
+log = logging.getLogger("wattline")
+
+_DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--mqtt-url",), {"help": "Broker to subscribe to: mqtt://[user:pass@]host:port "
+                               "(mqtts:// for TLS). [default: mqtt://127.0.0.1:1883]"}),
+    (("--topic-prefix",), {"help": "First level of the reading topics "
+                                   "{prefix}/{site}/{line}/{kind}/{meter}. [default: factory]"}),
+    (("--client-id",), {"help": "MQTT client id. [default: wattline]"}),
+    (("--qos",), {"type": int, "help": "Subscription QoS, 0, 1 or 2. [default: 1]"}),
+    (("--influx-url",), {"help": "InfluxDB 2/3 (or any /api/v2/write server) to write "
+                                 "energy_intensity points to, e.g. http://127.0.0.1:8086."}),
+    (("--influx-org",), {"help": "InfluxDB organisation."}),
+    (("--influx-bucket",), {"help": "InfluxDB bucket (required with --influx-url)."}),
+    (("--influx-token",), {"help": "InfluxDB API token. Prefer --influx-token-file or the "
+                                   "WATTLINE_INFLUX_TOKEN environment variable: flags show up "
+                                   "in process lists."}),
+    (("--influx-token-file",), {"help": "File holding the InfluxDB API token."}),
+    (("--store",), {"help": "Directory of the local Parquet store (partitioned by date and "
+                            "line)."}),
+    (("--metrics-port",), {"type": int, "help": "Port for Prometheus /metrics; 0 picks a free "
+                                                "one. [default: 9464]"}),
+    (("--metrics-host",), {"help": "Address /metrics listens on. [default: 127.0.0.1]"}),
+    (("--emit-every",), {"help": "Tick period in event time; ticks align to multiples of it "
+                                 "since the epoch. [default: 10s]"}),
+    (("--windows",), {"help": "Comma-separated rolling windows, each a multiple of "
+                              "--emit-every. [default: 15m,1h,24h]"}),
+    (("--allowed-lateness",), {"help": "How far behind a line's newest reading a reading may "
+                                       "still arrive. [default: 30s]"}),
+    (("--min-production-t",), {"type": float, "help": "Production (t) a window needs to have "
+                                                      "an intensity. [default: more than 0]"}),
+    (("--max-future",), {"help": "Readings stamped further ahead of this machine's clock are "
+                                 "dropped (ts_out_of_range). [default: 5m]"}),
+    (("--max-past",), {"help": "Readings stamped further behind it are dropped. "
+                               "[default: 30d]"}),
+    (("--log-level",), {"type": click.Choice(["debug", "info", "warning", "error"]),
+                        "help": "Log verbosity. [default: info]"}),
+]
+
+
+def _env_name(flag: str) -> str:
+    return "WATTLINE_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def daemon_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The settings flags shared by ``run`` and ``check-config``; each reads WATTLINE_<FLAG>."""
+    for decls, attrs in reversed(_DAEMON_OPTIONS):
+        func = click.option(*decls, envvar=_env_name(decls[0]), show_envvar=True,
+                            default=None, **attrs)(func)
+    func = click.option(
+        "--config", "config_file", type=click.Path(dir_okay=False), envvar="WATTLINE_CONFIG",
+        show_envvar=True, help="TOML config file; its keys are the flags' names with "
+        "underscores (see deploy/wattline.example.toml).",
+    )(func)
+    return func
+
+
+def resolve_settings(ctx: click.Context, config_file: str | None, **flags: Any) -> Settings:
+    """Merge flag > environment > config file > default, then validate."""
+    merged: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    for name, value in flags.items():
+        source = ctx.get_parameter_source(name)
+        if value is not None and source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            merged[name] = value
+    try:
+        return settings_from_mapping(merged)
+    except ConfigError as err:
+        if config_file and err.path is None and not any(
+            ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+            for k in (err.key.split(".")[0],) if k in flags
+        ):
+            err.path = config_file
+        raise
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="wattline")
+def main() -> None:
+    """wattline: live energy intensity (kgce/t, kWh/t) of factory lines from MQTT telemetry.
+
+    Gateways publish meter readings and production counters to an MQTT broker
+    (topics factory/{site}/{line}/{kind}/{meter}); `wattline run` subscribes,
+    turns counter readings into deltas, sums them over rolling windows
+    (15m, 1h, 24h by default) every tick (10 s of event time), and writes each
+    line's energy, electricity, production and intensity to InfluxDB and/or a
+    local Parquet store, with health and intensity metrics on /metrics.
+
+    \b
+    Start here:
+      wattline demo                  three simulated lines, a broker and a live table
+      wattline run --help            the daemon and all its settings
+      wattline simulate --help       publish simulated gateways to a broker
+      wattline check-config FILE     validate a config file
+      wattline bench kernels         measure the kernels
+
+    Every `run` flag can also come from an environment variable WATTLINE_<FLAG>
+    or from the TOML file given with --config; a flag beats the environment,
+    which beats the file, which beats the default.
+    """
+
+
+@main.command()
+@daemon_options
+@click.pass_context
+def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
+    """Run the collector daemon until SIGTERM or Ctrl-C.
+
+    It subscribes to {prefix}/+/+/+/+ and {prefix}/+/+/+/+/meta, decodes JSON
+    readings (one reading, a list, or columnar ts/v lists), and every
+    --emit-every of event time writes one energy_intensity point per line
+    and window:
+
+    \b
+      energy_intensity,site=S,line=L,window=15m energy_kgce=..,
+          electricity_kwh=..,production_t=..,kgce_per_t=..,kwh_per_t=.. <ms>
+
+    kgce_per_t and kwh_per_t are left out while a window's production is zero
+    (the line is idle). Meters default to electricity in kWh (energy) and
+    tonnes (production), as cumulative counters; a retained meta message
+    {"carrier":..,"unit":..,"mode":"counter"|"delta","rollover":..} or a
+    [meters."site/line/kind/meter"] table in the config file says otherwise.
+
+    \b
+    Example:
+      wattline run --mqtt-url mqtt://127.0.0.1:1883 --store /var/lib/wattline/store \\
+          --influx-url http://127.0.0.1:8086 --influx-org plant --influx-bucket energy \\
+          --influx-token-file /etc/wattline/influx.token
+    """
+    try:
+        settings = resolve_settings(ctx, config_file, **flags)
+    except WattlineError as err:
+        raise click.ClickException(str(err)) from None
+    _setup_logging(settings.log_level)
+    from wattline.ingest.collector import Collector
+
+    collector = Collector(settings)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        log.info("received %s: draining and stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    collector.start()
+    while not stop.wait(1.0):
+        if not collector.pipeline.alive:
+            break
+    collector.stop()
+    if collector.pipeline.failed is not None:
+        raise click.ClickException(f"the pipeline failed: {collector.pipeline.failed!r}")
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def check_config(file: str) -> None:
+    """Validate a TOML config FILE and say what is wrong, with its line."""
+    try:
+        settings = check_config_file(file)
+        from wattline.ingest.reference import load_reference
+        from wattline.ingest.registry import MeterRegistry
+
+        MeterRegistry(load_reference(), settings.meters)
+    except WattlineError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{file}: OK ({len(settings.meters)} meter(s) described, windows "
+               f"{','.join(settings.windows)}, tick {settings.emit_every})")
+
+
+@main.command()
+@click.option("--duration", type=float, default=None,
+              help="Stop by itself after this many seconds. [default: run until Ctrl-C]")
+@click.option("--mqtt-url", default=None, envvar="WATTLINE_MQTT_URL", show_envvar=True,
+              help="Use this broker instead of starting one (Mosquitto from PATH, or an "
+                   "in-process broker).")
+@click.option("--store", default=None, help="Parquet store directory. [default: a temporary "
+              "directory, removed at exit]")
+@click.option("--metrics-port", type=int, default=9464, show_default=True,
+              help="Port for /metrics (0 picks a free one).")
+@click.option("--speed", type=float, default=240.0, show_default=True,
+              help="Plant seconds per wall-clock second, so a short demo covers hours.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Simulator seed.")
+@click.option("--refresh", type=float, default=2.0, show_default=True,
+              help="Seconds between table updates.")
+def demo(duration: float | None, mqtt_url: str | None, store: str | None, metrics_port: int,
+         speed: float, seed: int, refresh: float) -> None:
+    """Three simulated lines through the whole pipeline, with a live table.
+
+    Starts a broker (unless --mqtt-url is given), simulated gateways of an
+    electric-arc-furnace steel shop (eaf-1), an aluminium potline (potline-1)
+    and a cement kiln (kiln-1), the collector with its kernels, a local
+    Parquet store and /metrics, then shows each line's rolling kgce/t and
+    kWh/t next to its national benchmark and baseline levels. Ctrl-C stops it
+    cleanly.
+    """
+    from wattline.ingest.demo import run_demo
+
+    _setup_logging("warning")
+    ok = run_demo(duration_s=duration, mqtt_url=mqtt_url, store=store, metrics_port=metrics_port,
+                  speed=speed, seed=seed, refresh_s=refresh)
+    if not ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--mqtt-url", default="mqtt://127.0.0.1:1883", envvar="WATTLINE_MQTT_URL",
+              show_envvar=True, show_default=True, help="Broker to publish to.")
+@click.option("--lines", default="eaf-1,potline-1,kiln-1", show_default=True,
+              help="Comma-separated lines, each <model>-<n> with model eaf, potline or kiln.")
+@click.option("--site", default="demo", show_default=True, help="Site name in the topics.")
+@click.option("--rate", type=float, default=10.0, show_default=True,
+              help="Plant seconds between two readings of a meter.")
+@click.option("--duration", type=float, default=60.0, show_default=True,
+              help="Wall-clock seconds to publish for; 0 runs until Ctrl-C.")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="Plant seconds per wall-clock second.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed: the same seed publishes the same bytes.")
+@click.option("--topic-prefix", default="factory", show_default=True)
+def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
+             seed: int, topic_prefix: str) -> None:
+    """Publish simulated plant gateways to a broker.
+
+    Each line publishes its meters' cumulative registers as JSON readings on
+    {prefix}/{site}/{line}/{kind}/{meter}, plus a retained meta message per
+    meter. The plant clock starts duration x speed seconds in the past, so the
+    stream ends near now.
+    """
+    from wattline.simulators.publisher import simulate as run_simulation
+
+    _setup_logging("info")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    summary = run_simulation(
+        mqtt_url,
+        lines=[x.strip() for x in lines.split(",") if x.strip()],
+        site=site,
+        rate_s=rate,
+        duration_s=duration or None,
+        speed=speed,
+        seed=seed,
+        topic_prefix=topic_prefix,
+        stop=stop,
+    )
+    click.echo(summary)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: each prints a table, and with --json ends with one JSON line.
+
+    Figures are ratios against a baseline measured in the same run, since
+    machines are shared and noisy.
+    """
+
+
+@bench.command("kernels")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON object on the last line.")
+@click.option("--readings", type=int, default=10_000_000, show_default=True)
+@click.option("--lines", type=int, default=1000, show_default=True)
+@click.option("--meters-per-line", type=int, default=10, show_default=True)
+@click.option("--reference-readings", type=int, default=200_000, show_default=True,
+              help="Readings given to the slow plain-Python reference.")
+def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int,
+                  reference_readings: int) -> None:
+    """The intensity kernels against a bare sliding sum, plain Python and NumPy."""
+    from wattline.ingest.bench.kernels import run_kernel_bench
+    from wattline.ingest.bench.report import print_report
+
+    def progress(text: str) -> None:
+        click.echo(text, err=True)
+
+    result = run_kernel_bench(readings=readings, lines=lines, meters_per_line=meters_per_line,
+                              reference_readings=reference_readings, progress=progress)
+    print_report("wattline bench kernels", result, as_json=as_json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Wiring: one running collector made of sinks, pipeline, metrics endpoint and MQTT source.
+
+Start order is downstream first (sinks, pipeline, metrics, then the MQTT
+session), so nothing arrives before it can be written; stop order is the
+reverse, so the pipeline drains what the session delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from wattline.ingest.config import Settings, parse_mqtt_url
+from wattline.ingest.metrics import CollectorMetrics
+from wattline.ingest.mqtt_source import MqttSource
+from wattline.ingest.pipeline import Pipeline
+from wattline.ingest.sinks.base import IntensitySink
+from wattline.ingest.topics import subscriptions
+
+log = logging.getLogger("wattline.collector")
+
+
+def build_sinks(settings: Settings) -> list[IntensitySink]:
+    """The sinks the settings ask for: InfluxDB and/or the local Parquet store."""
+    sinks: list[IntensitySink] = []
+    if settings.influx_url:
+        from wattline.ingest.sinks.influx import InfluxSink
+
+        sinks.append(
+            InfluxSink(
+                settings.influx_url,
+                settings.influx_org or "",
+                settings.influx_bucket or "",
+                settings.resolved_influx_token() or "",
+            )
+        )
+    if settings.store:
+        from wattline.ingest.sinks.parquet_store import ParquetStore
+
+        sinks.append(ParquetStore(settings.store))
+    return sinks
+
+
+class Collector:
+    """A running collector; ``stop()`` drains and closes it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: list[IntensitySink] | None = None,
+        metrics: CollectorMetrics | None = None,
+        on_results: Callable[[pa.Table], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or CollectorMetrics()
+        self.sinks = build_sinks(settings) if sinks is None else sinks
+        if not self.sinks:
+            log.warning("no sink configured (give --influx-url or --store): results are only "
+                        "visible as gauges on /metrics")
+        self.pipeline = Pipeline(settings, self.sinks, self.metrics, on_results=on_results)
+        self.source = MqttSource(
+            parse_mqtt_url(settings.mqtt_url),
+            subscriptions(settings.topic_prefix),
+            self.pipeline.submit,
+            client_id=settings.client_id,
+            qos=settings.qos,
+            metrics=self.metrics,
+        )
+        self._server: object | None = None
+
+    def start(self) -> None:
+        self.pipeline.start()
+        if self.settings.metrics_port is not None:
+            self._server, _ = self.metrics.serve(self.settings.metrics_port,
+                                                 self.settings.metrics_host)
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
+                     self.settings.metrics_port)
+        self.source.start()
+
+    def stop(self) -> None:
+        self.source.stop()
+        self.pipeline.stop()
+        if self._server is not None:
+            self._server.shutdown()  # type: ignore[attr-defined]
+            self._server = None

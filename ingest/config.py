@@ -1,0 +1,354 @@
+"""The daemon's settings: one typed schema, validated once at start-up.
+
+Settings come from four places, the first that names a key wins: a command-line
+flag, an environment variable ``WATTLINE_<FLAG>`` (``--mqtt-url`` reads
+``WATTLINE_MQTT_URL``), the TOML config file, and the defaults here. The CLI
+merges the first three; ``settings_from_mapping`` validates the result and names
+the offending key (and its line in the file) when something is wrong.
+
+A config file holds the flags' keys with underscores at the top level, plus
+optional ``[meters."<site>/<line>/<kind>/<meter>"]`` tables that describe meters
+the way a retained ``meta`` message would (the file wins over ``meta``).
+See ``deploy/wattline.example.toml`` for every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from wattline.ingest.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str | int | float, key: str = "duration") -> int:
+    """``"10s"`` -> 10000; bare numbers are seconds."""
+    if isinstance(text, bool):
+        raise ConfigError(key, f"expected a duration like 10s, 15m, 1h, got {text!r}")
+    if isinstance(text, (int, float)):
+        return int(round(float(text) * 1000))
+    m = _DURATION.match(text)
+    if not m:
+        raise ConfigError(
+            key, f"expected a duration like 500ms, 10s, 15m, 1h or 1d, got {text!r}"
+        )
+    return int(round(float(m.group(1)) * _UNIT_MS[m.group(2)]))
+
+
+def format_duration(ms: int) -> str:
+    """The shortest exact spelling: 900000 -> ``15m``."""
+    for unit in ("d", "h", "m", "s"):
+        if ms % _UNIT_MS[unit] == 0 and ms >= _UNIT_MS[unit]:
+            return f"{ms // _UNIT_MS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+@dataclass(frozen=True)
+class MqttUrl:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    def __repr__(self) -> str:  # never show the password
+        user = f"{self.username}:***@" if self.username else ""
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"MqttUrl({scheme}://{user}{self.host}:{self.port})"
+
+
+def parse_mqtt_url(url: str, key: str = "mqtt_url") -> MqttUrl:
+    """``mqtt://[user:pass@]host:port``; ``mqtts://`` for TLS (port 8883 by default)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ConfigError(key, f"expected mqtt://host:port or mqtts://host:port, got {url!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ConfigError(key, f"bad port in {url!r}: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError(key, f"no host in {url!r}; expected mqtt://host:port")
+    return MqttUrl(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=tls,
+    )
+
+
+@dataclass(frozen=True)
+class MeterSettings:
+    """A meter described in the config file: it overrides the meter's ``meta``."""
+
+    carrier: str | None = None
+    unit: str | None = None
+    mode: str | None = None
+    rollover: float | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``wattline run`` needs, validated."""
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    topic_prefix: str = "factory"
+    client_id: str = "wattline"
+    qos: int = 1
+    influx_url: str | None = None
+    influx_org: str | None = None
+    influx_bucket: str | None = None
+    influx_token: str | None = field(default=None, repr=False)
+    influx_token_file: str | None = None
+    store: str | None = None
+    metrics_port: int | None = 9464
+    metrics_host: str = "127.0.0.1"
+    emit_every: str = "10s"
+    windows: tuple[str, ...] = ("15m", "1h", "24h")
+    allowed_lateness: str = "30s"
+    min_production_t: float | None = None
+    max_future: str = "5m"
+    max_past: str = "30d"
+    max_payload_bytes: int = 1_048_576
+    batch_max_messages: int = 5000
+    batch_max_wait: str = "200ms"
+    queue_max_messages: int = 100_000
+    log_level: str = "info"
+    meters: dict[str, MeterSettings] = field(default_factory=dict)
+
+    # Derived, in milliseconds; filled by settings_from_mapping.
+    @property
+    def emit_every_ms(self) -> int:
+        return parse_duration_ms(self.emit_every, "emit_every")
+
+    @property
+    def windows_ms(self) -> tuple[int, ...]:
+        return tuple(parse_duration_ms(w, "windows") for w in self.windows)
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return parse_duration_ms(self.allowed_lateness, "allowed_lateness")
+
+    @property
+    def max_future_ms(self) -> int:
+        return parse_duration_ms(self.max_future, "max_future")
+
+    @property
+    def max_past_ms(self) -> int:
+        return parse_duration_ms(self.max_past, "max_past")
+
+    @property
+    def batch_max_wait_ms(self) -> int:
+        return parse_duration_ms(self.batch_max_wait, "batch_max_wait")
+
+    def resolved_influx_token(self) -> str | None:
+        """The token itself, read from ``influx_token_file`` when that is given."""
+        if self.influx_token_file:
+            with open(self.influx_token_file, encoding="utf-8") as f:
+                return f.read().strip()
+        return self.influx_token
+
+
+SETTING_KEYS = tuple(f.name for f in fields(Settings))
+
+
+def _check_type(key: str, value: Any, expected: type | tuple[type, ...]) -> None:
+    if isinstance(value, bool) and bool not in (
+        expected if isinstance(expected, tuple) else (expected,)
+    ):
+        raise ConfigError(key, f"expected {_type_name(expected)}, got {value!r}")
+    if not isinstance(value, expected):
+        raise ConfigError(key, f"expected {_type_name(expected)}, got {value!r}")
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(x.__name__ for x in t)
+    return t.__name__
+
+
+def _unknown_key(key: str, known: tuple[str, ...], where: str = "") -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    return ConfigError(
+        f"{where}{key}",
+        "unknown key",
+        suggestion=f"did you mean {close[0]!r}?" if close else None,
+    )
+
+
+def settings_from_mapping(values: dict[str, Any]) -> Settings:
+    """Validate merged settings; raise ``ConfigError`` naming the key."""
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key not in SETTING_KEYS:
+            raise _unknown_key(key, SETTING_KEYS)
+        kwargs[key] = value
+    ints = ("qos", "metrics_port", "max_payload_bytes", "batch_max_messages", "queue_max_messages")
+    for key in ints:
+        if key in kwargs:
+            if isinstance(kwargs[key], str) and kwargs[key].strip().lstrip("-").isdigit():
+                kwargs[key] = int(kwargs[key])
+            _check_type(key, kwargs[key], int)
+    strs = (
+        "mqtt_url", "topic_prefix", "client_id", "influx_url", "influx_org", "influx_bucket",
+        "influx_token", "influx_token_file", "store", "metrics_host", "log_level",
+    )
+    for key in strs:
+        if key in kwargs:
+            _check_type(key, kwargs[key], str)
+    for key in ("emit_every", "allowed_lateness", "max_future", "max_past", "batch_max_wait"):
+        if key in kwargs:
+            _check_type(key, kwargs[key], (str, int, float))
+            parse_duration_ms(kwargs[key], key)
+            kwargs[key] = str(kwargs[key]) if isinstance(kwargs[key], str) else f"{kwargs[key]}s"
+    if "windows" in kwargs:
+        w = kwargs["windows"]
+        if isinstance(w, str):
+            w = [x.strip() for x in w.split(",") if x.strip()]
+        if not isinstance(w, (list, tuple)) or not w:
+            raise ConfigError("windows", f"expected a list like 15m,1h,24h, got {w!r}")
+        for x in w:
+            _check_type("windows", x, str)
+            parse_duration_ms(x, "windows")
+        kwargs["windows"] = tuple(w)
+    if "min_production_t" in kwargs:
+        v = kwargs["min_production_t"]
+        if isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError:
+                raise ConfigError("min_production_t", f"expected a number, got {v!r}") from None
+        _check_type("min_production_t", v, (int, float))
+        if v < 0:
+            raise ConfigError("min_production_t", "must not be negative")
+        kwargs["min_production_t"] = float(v)
+    if "meters" in kwargs:
+        kwargs["meters"] = _meters(kwargs["meters"])
+    settings = Settings(**kwargs)
+    parse_mqtt_url(settings.mqtt_url)
+    if settings.qos not in (0, 1, 2):
+        raise ConfigError("qos", f"must be 0, 1 or 2, got {settings.qos}")
+    if settings.metrics_port is not None and not 0 <= settings.metrics_port <= 65535:
+        raise ConfigError("metrics_port", f"must be a TCP port (0-65535), got {settings.metrics_port}")
+    emit = settings.emit_every_ms
+    if emit <= 0:
+        raise ConfigError("emit_every", "must be positive")
+    for w, w_ms in zip(settings.windows, settings.windows_ms, strict=True):
+        if w_ms <= 0 or w_ms % emit:
+            raise ConfigError(
+                "windows",
+                f"window {w} is not a whole number of ticks of emit_every {settings.emit_every}",
+                suggestion="make every window a multiple of emit_every",
+            )
+    if len(set(settings.windows_ms)) != len(settings.windows_ms):
+        raise ConfigError("windows", f"windows repeat: {', '.join(settings.windows)}")
+    influx = [settings.influx_url, settings.influx_bucket]
+    if any(influx) and not all(influx):
+        raise ConfigError(
+            "influx_url" if not settings.influx_url else "influx_bucket",
+            "influx_url and influx_bucket go together",
+            suggestion="give both, or neither to write only the local store",
+        )
+    if settings.influx_token and settings.influx_token_file:
+        raise ConfigError("influx_token_file", "give influx_token or influx_token_file, not both")
+    if settings.influx_token_file and not os.path.isfile(settings.influx_token_file):
+        raise ConfigError("influx_token_file", f"no such file: {settings.influx_token_file}")
+    for key in ("batch_max_messages", "queue_max_messages", "max_payload_bytes"):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(key, "must be positive")
+    return settings
+
+
+_METER_KEYS = ("carrier", "unit", "mode", "rollover")
+
+
+def _meters(table: Any) -> dict[str, MeterSettings]:
+    if not isinstance(table, dict):
+        raise ConfigError("meters", 'expected tables like [meters."site/line/energy/meter"]')
+    out: dict[str, MeterSettings] = {}
+    for name, spec in table.items():
+        where = f"meters.{name!r}"
+        if name.count("/") != 3:
+            raise ConfigError(where, "a meter is named site/line/kind/meter")
+        if not isinstance(spec, dict):
+            raise ConfigError(where, "expected a table with carrier, unit, mode, rollover")
+        for k in spec:
+            if k not in _METER_KEYS:
+                raise _unknown_key(k, _METER_KEYS, where=f"{where}.")
+        mode = spec.get("mode")
+        if mode is not None and mode not in ("counter", "delta"):
+            raise ConfigError(f"{where}.mode", f"must be counter or delta, got {mode!r}")
+        rollover = spec.get("rollover")
+        if rollover is not None and (
+            isinstance(rollover, bool) or not isinstance(rollover, (int, float)) or rollover <= 0
+        ):
+            raise ConfigError(f"{where}.rollover", f"must be a positive number, got {rollover!r}")
+        for k in ("carrier", "unit"):
+            if spec.get(k) is not None and not isinstance(spec[k], str):
+                raise ConfigError(f"{where}.{k}", f"expected a string, got {spec[k]!r}")
+        out[name] = MeterSettings(
+            carrier=spec.get("carrier"),
+            unit=spec.get("unit"),
+            mode=mode,
+            rollover=float(rollover) if rollover is not None else None,
+        )
+    return out
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Read a TOML config; errors name the file, key and line."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(
+            "config", f"{path} is not valid TOML: {exc}", line=int(m.group(1)) if m else None
+        ) from None
+    # Flag-style spellings (mqtt-url) are accepted too.
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    for key in values:
+        if key not in SETTING_KEYS:
+            err = _unknown_key(key, SETTING_KEYS)
+            err.line = _line_of(text, key)
+            err.path = path
+            raise err
+    return values
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The 1-based line where ``key`` is set in a TOML text, for error messages."""
+    pattern = re.compile(rf"^\s*\[?\s*\"?{re.escape(key)}\"?\s*[=\].]")
+    alt = key.replace("_", "-")
+    pattern_alt = re.compile(rf"^\s*\[?\s*\"?{re.escape(alt)}\"?\s*[=\].]")
+    for n, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line) or pattern_alt.match(line):
+            return n
+    return None
+
+
+def check_config_file(path: str) -> Settings:
+    """Read and validate a config file alone; ``ConfigError`` points at the line."""
+    values = read_config_file(path)
+    try:
+        return settings_from_mapping(values)
+    except ConfigError as err:
+        if err.line is None:
+            err.line = _line_of(open(path, encoding="utf-8").read(), err.key.split(".")[0])
+        err.path = path
+        raise

@@ -1,0 +1,126 @@
+"""The collector's Prometheus metrics (contract section 5), on an injectable registry.
+
+Every label takes values from a fixed set (reasons, sinks, windows) or from
+validated site and line names; none takes a raw topic or free text, so label
+cardinality is bounded by the plant's size.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class CollectorMetrics:
+    """All metrics of one collector. Tests pass a fresh ``CollectorRegistry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.messages_received = Counter(
+            "wattline_messages_received_total",
+            "MQTT messages received, by kind of topic (reading or meta).",
+            ["topic_kind"],
+            registry=r,
+        )
+        self.readings_received = Counter(
+            "wattline_readings_received_total",
+            "Readings decoded from payloads, before any drop.",
+            registry=r,
+        )
+        self.payload_errors = Counter(
+            "wattline_payload_errors_total",
+            "Messages rejected whole (bad topic, bad JSON, wrong shape, too large...), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.readings_dropped = Counter(
+            "wattline_readings_dropped_total",
+            "Single readings dropped (quality, not finite, out-of-range time, late, duplicate...), "
+            "by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.readings_accepted = Counter(
+            "wattline_readings_accepted_total",
+            "Readings handed to the kernels and accepted by them.",
+            registry=r,
+        )
+        self.ticks_emitted = Counter(
+            "wattline_ticks_emitted_total",
+            "Intensity ticks emitted (one per line and tick; each carries every window).",
+            registry=r,
+        )
+        self.latency = Histogram(
+            "wattline_end_to_end_latency_seconds",
+            "From a message's receipt to its batch's results being written by every sink.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sink_points = Counter(
+            "wattline_sink_points_written_total",
+            "Points written, by sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.sink_errors = Counter(
+            "wattline_sink_write_errors_total",
+            "Failed sink writes, by sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.sink_retries = Counter(
+            "wattline_sink_write_retries_total",
+            "Sink writes tried again after a retryable failure, by sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "wattline_queue_messages",
+            "Messages waiting between the MQTT client and the pipeline.",
+            registry=r,
+        )
+        self.mqtt_connected = Gauge(
+            "wattline_mqtt_connected",
+            "1 while the MQTT session is connected, else 0.",
+            registry=r,
+        )
+        self.mqtt_connects = Counter(
+            "wattline_mqtt_connects_total",
+            "Successful MQTT connections (the first one and every reconnect).",
+            registry=r,
+        )
+        self.last_reading = Gauge(
+            "wattline_line_last_reading_timestamp_seconds",
+            "Event time of the newest reading accepted per line.",
+            ["site", "line"],
+            registry=r,
+        )
+        self.kgce_per_t = Gauge(
+            "wattline_intensity_kgce_per_t",
+            "Latest energy intensity per line and window, kgce per tonne (absent while idle).",
+            ["site", "line", "window"],
+            registry=r,
+        )
+        self.kwh_per_t = Gauge(
+            "wattline_intensity_kwh_per_t",
+            "Latest electricity intensity per line and window, kWh per tonne (absent while idle).",
+            ["site", "line", "window"],
+            registry=r,
+        )
+        self.batches = Counter(
+            "wattline_batches_total",
+            "Batches run through the kernels.",
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "wattline_batch_duration_seconds",
+            "Time to decode, run the kernels on and write one batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> tuple[object, object]:
+        """Serve ``/metrics`` on ``host:port`` in a daemon thread; returns (server, thread)."""
+        return start_http_server(port, addr=host, registry=self.registry)

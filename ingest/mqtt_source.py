@@ -1,0 +1,94 @@
+"""The MQTT source: one paho-mqtt session that feeds the pipeline.
+
+Lifecycle: ``MqttSource(...)``, then ``start()`` (connects in the background and
+keeps reconnecting with paho's capped backoff), then ``stop()``. Messages reach
+``on_message(topic, payload)`` on paho's network thread, one at a time; that
+callback may block (the pipeline's queue is bounded), which holds back reading
+from the socket and so slows the broker down rather than dropping.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+
+import paho.mqtt.client as mqtt
+
+from wattline.ingest.config import MqttUrl
+from wattline.ingest.metrics import CollectorMetrics
+
+log = logging.getLogger("wattline.mqtt")
+
+
+class MqttSource:
+    """Subscribes to the reading and meta topics and passes messages on."""
+
+    def __init__(
+        self,
+        url: MqttUrl,
+        subscriptions: Sequence[str],
+        on_message: Callable[[str, bytes], None],
+        *,
+        client_id: str = "wattline",
+        qos: int = 1,
+        metrics: CollectorMetrics | None = None,
+        client_factory: Callable[..., mqtt.Client] = mqtt.Client,
+    ) -> None:
+        self._url = url
+        self._subscriptions = list(subscriptions)
+        self._on_message = on_message
+        self._qos = qos
+        self._metrics = metrics
+        self.connected = threading.Event()
+        self._client = client_factory(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        if url.username:
+            self._client.username_pw_set(url.username, url.password)
+        if url.tls:
+            self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._connected
+        self._client.on_disconnect = self._disconnected
+        self._client.on_message = self._message
+
+    def start(self) -> None:
+        log.info("connecting to %s:%d as %r", self._url.host, self._url.port, self._client._client_id)
+        self._client.connect_async(self._url.host, self._url.port, keepalive=30)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+        if self._metrics:
+            self._metrics.mqtt_connected.set(0)
+
+    def _connected(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            log.error("broker %s:%d refused the connection: %s", self._url.host, self._url.port,
+                      reason_code)
+            return
+        client.subscribe([(t, self._qos) for t in self._subscriptions])
+        log.info("connected to %s:%d; subscribed to %s at QoS %d", self._url.host, self._url.port,
+                 ", ".join(self._subscriptions), self._qos)
+        self.connected.set()
+        if self._metrics:
+            self._metrics.mqtt_connected.set(1)
+            self._metrics.mqtt_connects.inc()
+
+    def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if self.connected.is_set():
+            log.warning("disconnected from %s:%d (%s); reconnecting with backoff",
+                        self._url.host, self._url.port, reason_code)
+        self.connected.clear()
+        if self._metrics:
+            self._metrics.mqtt_connected.set(0)
+
+    def _message(self, client, userdata, message: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+        self._on_message(message.topic, message.payload)

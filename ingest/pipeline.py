@@ -1,0 +1,343 @@
+"""The collector's one-way pipeline: messages -> readings batch -> kernels -> sinks.
+
+    MQTT network thread            pipeline thread
+    -------------------            -------------------------------------------
+    submit(topic, payload) --> [bounded queue] --> take a batch (size / age bounds)
+                                                -> topics, payloads -> Readings
+                                                -> kernels.advance -> Ticks
+                                                -> results table -> every sink
+                                                -> metrics
+
+Lifecycle: build a ``Pipeline``, ``start()`` it (the sinks are opened first, so
+downstream is ready before data flows), feed it with ``submit`` from any one
+thread, and ``stop()`` it: the queue is drained, the last batch written and the
+sinks closed. ``submit`` blocks while the queue is full, which holds back the
+MQTT client's network loop and so slows the broker down instead of dropping.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from wattline.ingest.config import Settings, format_duration
+from wattline.ingest.decode import decode_meta, decode_readings
+from wattline.ingest.errors import PayloadError, TopicError
+from wattline.ingest.metrics import CollectorMetrics
+from wattline.ingest.reference import load_reference
+from wattline.ingest.registry import MeterDescriptionError, MeterRegistry
+from wattline.ingest.results import intensity_table
+from wattline.ingest.sinks.base import IntensitySink, SinkError
+from wattline.ingest.topics import TopicTemplate
+from wattline.kernels import DROP_REASONS, KernelConfig, Readings, advance, new_state
+from wattline.kernels.state import grow_state
+
+log = logging.getLogger("wattline.pipeline")
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    received_s: float  # time.time() at receipt
+
+
+class OncePerMinute:
+    """Lets a log line through once per key per minute; the key set is bounded."""
+
+    def __init__(self, period_s: float = 60.0, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._period = period_s
+        self._max = max_keys
+        self._last: dict[tuple[str, str], float] = {}
+        self._clock = clock
+
+    def __call__(self, reason: str, topic: str) -> bool:
+        now = self._clock()
+        key = (reason, topic)
+        last = self._last.get(key)
+        if last is not None and now - last < self._period:
+            return False
+        if len(self._last) >= self._max:
+            self._last = {k: t for k, t in self._last.items() if now - t < self._period}
+            if len(self._last) >= self._max:
+                return False
+        self._last[key] = now
+        return True
+
+
+class Pipeline:
+    """Owns the queue, the meter registry, the kernel state and the sinks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Sequence[IntensitySink],
+        metrics: CollectorMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        on_results: Callable[[pa.Table], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sinks = list(sinks)
+        self.metrics = metrics or CollectorMetrics()
+        self._clock = clock
+        self._on_results = on_results
+        self.kernel_config = KernelConfig(
+            emit_every_ms=settings.emit_every_ms,
+            windows_ms=settings.windows_ms,
+            allowed_lateness_ms=settings.allowed_lateness_ms,
+            min_production_t=settings.min_production_t,
+        )
+        self.window_names = [format_duration(w) for w in settings.windows_ms]
+        self.registry = MeterRegistry(load_reference(), settings.meters)
+        self.topics = TopicTemplate(prefix=settings.topic_prefix)
+        self.state = new_state(self.kernel_config, 0, 0)
+        self._queue: queue.Queue[Message] = queue.Queue(maxsize=settings.queue_max_messages)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log_once = OncePerMinute()
+        self._message_no = 0
+        self.failed: BaseException | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for sink in self.sinks:
+            sink.open()
+        self._thread = threading.Thread(target=self._run, name="wattline-pipeline", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Drain what is queued, write it, close the sinks."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.error("pipeline did not drain within %.0f s; %d messages left in the queue",
+                          timeout_s, self._queue.qsize())
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - a failing close must not hide the others
+                log.error("closing sink %s failed: %s", sink.name, exc)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def submit(self, topic: str, payload: bytes) -> None:
+        """Queue one message; blocks while the queue is full (back-pressure)."""
+        msg = Message(topic, payload, self._clock())
+        while True:
+            try:
+                self._queue.put(msg, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    self.metrics.readings_dropped.labels("shutdown").inc()
+                    return
+
+    # -- the pipeline thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        max_n = self.settings.batch_max_messages
+        max_wait = self.settings.batch_max_wait_ms / 1000.0
+        try:
+            while True:
+                batch = self._take_batch(max_n, max_wait)
+                if batch:
+                    self.process(batch)
+                elif self._stop.is_set() and self._queue.empty():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - reported, and the daemon exits non-zero
+            self.failed = exc
+            log.exception("pipeline stopped by an unexpected error")
+
+    def _take_batch(self, max_n: int, max_wait: float) -> list[Message]:
+        batch: list[Message] = []
+        try:
+            batch.append(self._queue.get(timeout=0.2))
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + max_wait
+        while len(batch) < max_n:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.is_set():
+                break
+            try:
+                batch.append(self._queue.get(timeout=min(left, 0.05)))
+            except queue.Empty:
+                continue
+        self.metrics.queue_depth.set(self._queue.qsize())
+        return batch
+
+    def process(self, batch: Sequence[Message]) -> pa.Table:
+        """Run one batch of messages through decoding, the kernels and the sinks."""
+        started = time.perf_counter()
+        readings = self._decode(batch)
+        table = self._run_kernels(readings)
+        if table.num_rows:
+            self._write(table)
+            self._publish_gauges(table)
+        if self._on_results is not None:
+            self._on_results(table)
+        now = self._clock()
+        for msg in batch:
+            self.metrics.latency.observe(max(0.0, now - msg.received_s))
+        self.metrics.batches.inc()
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return table
+
+    def _reject(self, reason: str, topic: str, detail: str) -> None:
+        self.metrics.payload_errors.labels(reason).inc()
+        if self._log_once(reason, topic):
+            log.warning("dropped a message on %r: %s (%s); further ones like it on this topic "
+                        "are counted in wattline_payload_errors_total{reason=%r} and not logged "
+                        "for a minute", topic[:200], reason, detail[:300], reason)
+
+    def _decode(self, batch: Sequence[Message]) -> Readings:
+        s = self.settings
+        now_ms = int(self._clock() * 1000)
+        meters: list[np.ndarray] = []
+        stamps: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        messages: list[np.ndarray] = []
+        for msg in batch:
+            try:
+                topic = self.topics.parse(msg.topic)
+            except TopicError as exc:
+                self._reject(exc.reason, msg.topic, str(exc))
+                continue
+            if topic.is_meta:
+                self.metrics.messages_received.labels("meta").inc()
+                self._apply_meta(topic, msg)
+                continue
+            self.metrics.messages_received.labels("reading").inc()
+            try:
+                decoded = decode_readings(
+                    msg.payload,
+                    now_ms=now_ms,
+                    max_future_ms=s.max_future_ms,
+                    max_past_ms=s.max_past_ms,
+                    max_bytes=s.max_payload_bytes,
+                )
+            except PayloadError as exc:
+                self._reject(exc.reason, msg.topic, exc.detail)
+                continue
+            n_ok = len(decoded.ts_ms)
+            self.metrics.readings_received.inc(n_ok + sum(decoded.dropped.values()))
+            for reason, count in decoded.dropped.items():
+                if count:
+                    self.metrics.readings_dropped.labels(reason).inc(count)
+                    if self._log_once(reason, msg.topic):
+                        log.warning("dropped %d reading(s) on %r: %s", count, msg.topic[:200], reason)
+            if n_ok == 0:
+                continue
+            idx = self.registry.meter_index(topic.site, topic.line, topic.kind, topic.meter)
+            self._message_no += 1
+            meters.append(np.full(n_ok, idx, dtype=np.int32))
+            stamps.append(decoded.ts_ms)
+            values.append(decoded.value)
+            messages.append(np.full(n_ok, self._message_no, dtype=np.int64))
+        if not meters:
+            return Readings.from_arrays([], [], [], [])
+        return Readings.from_arrays(
+            np.concatenate(meters), np.concatenate(stamps), np.concatenate(values),
+            np.concatenate(messages),
+        )
+
+    def _apply_meta(self, topic: object, msg: Message) -> None:
+        try:
+            meta = decode_meta(msg.payload)
+            self.registry.apply_meta(
+                topic.site, topic.line, topic.kind, topic.meter,  # type: ignore[attr-defined]
+                meta.carrier, meta.unit, meta.mode, meta.rollover,
+            )
+        except PayloadError as exc:
+            self._reject(exc.reason, msg.topic, exc.detail)
+        except MeterDescriptionError as exc:
+            self._reject("meta_invalid", msg.topic, str(exc))
+
+    def _run_kernels(self, readings: Readings) -> pa.Table:
+        table = self.registry.table()
+        if table.n_meters > self.state.n_meters or table.n_lines > self.state.n_lines:
+            grow_state(
+                self.state, self.kernel_config,
+                n_lines=max(table.n_lines, 2 * self.state.n_lines),
+                n_meters=max(table.n_meters, 2 * self.state.n_meters),
+            )
+        if len(readings) == 0:
+            return intensity_table(advance(self.state, self.kernel_config, table, readings),
+                                   self.registry.line_sites, self.registry.line_names,
+                                   self.window_names)
+        ticks = advance(self.state, self.kernel_config, table, readings)
+        dropped = 0
+        for reason, count in zip(DROP_REASONS, ticks.drops.tolist(), strict=True):
+            if count:
+                dropped += count
+                self.metrics.readings_dropped.labels(reason).inc(count)
+        self.metrics.readings_accepted.inc(len(readings) - dropped)
+        self.metrics.ticks_emitted.inc(len(ticks))
+        newest = self.state.newest_ts
+        for line_idx in np.unique(table.line[readings.meter]).tolist():
+            self.metrics.last_reading.labels(
+                self.registry.line_sites[line_idx], self.registry.line_names[line_idx]
+            ).set(newest[line_idx] / 1000.0)
+        return intensity_table(
+            ticks, self.registry.line_sites, self.registry.line_names, self.window_names
+        )
+
+    def _write(self, table: pa.Table) -> None:
+        for sink in self.sinks:
+            delay = 0.5
+            while True:
+                try:
+                    sink.write(table)
+                    self.metrics.sink_points.labels(sink.name).inc(table.num_rows)
+                    break
+                except SinkError as exc:
+                    self.metrics.sink_errors.labels(sink.name).inc()
+                    if not exc.retryable:
+                        log.error("sink %s refused a batch of %d points for good: %s; the batch "
+                                  "is dropped for this sink", sink.name, table.num_rows, exc)
+                        self.metrics.readings_dropped.labels("sink_rejected").inc(table.num_rows)
+                        break
+                    if self._log_once("sink_retry", sink.name):
+                        log.warning("sink %s failed (%s); retrying with backoff, holding the "
+                                    "pipeline (and so the broker) back meanwhile", sink.name, exc)
+                    self.metrics.sink_retries.labels(sink.name).inc()
+                    if self._stop.wait(delay) and delay >= 8:
+                        log.error("shutting down with sink %s still failing; %d points not "
+                                  "written to it", sink.name, table.num_rows)
+                        break
+                    delay = min(delay * 2, 30.0)
+
+    def _publish_gauges(self, table: pa.Table) -> None:
+        cols = table.select(["site", "line", "window", "kgce_per_t", "kwh_per_t"]).to_pydict()
+        latest: dict[tuple[str, str, str], tuple[float | None, float | None]] = {}
+        for site, line, window, kgce, kwh in zip(
+            cols["site"], cols["line"], cols["window"], cols["kgce_per_t"], cols["kwh_per_t"],
+            strict=True,
+        ):
+            latest[(site, line, window)] = (kgce, kwh)
+        for labels, (kgce, kwh) in latest.items():
+            for gauge, value in ((self.metrics.kgce_per_t, kgce), (self.metrics.kwh_per_t, kwh)):
+                if value is None:
+                    try:
+                        gauge.remove(*labels)
+                    except KeyError:
+                        pass
+                else:
+                    gauge.labels(*labels).set(value)

@@ -1,0 +1,69 @@
+"""The columnar results batch that every sink takes: one row per line, tick and window.
+
+This is contract section 4's ``energy_intensity`` measurement as an Arrow table.
+``kgce_per_t`` and ``kwh_per_t`` are null where the window is idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from wattline.kernels import Ticks
+
+INTENSITY_SCHEMA = pa.schema(
+    [
+        pa.field("site", pa.string(), nullable=False),
+        pa.field("line", pa.string(), nullable=False),
+        pa.field("window", pa.string(), nullable=False),
+        pa.field("time_ms", pa.int64(), nullable=False),
+        pa.field("energy_kgce", pa.float64(), nullable=False),
+        pa.field("electricity_kwh", pa.float64(), nullable=False),
+        pa.field("production_t", pa.float64(), nullable=False),
+        pa.field("kgce_per_t", pa.float64()),
+        pa.field("kwh_per_t", pa.float64()),
+    ]
+)
+"""Schema of an intensity batch. Sinks may rely on exactly these columns."""
+
+
+def intensity_table(
+    ticks: Ticks,
+    line_sites: Sequence[str],
+    line_names: Sequence[str],
+    window_names: Sequence[str],
+) -> pa.Table:
+    """Turn kernel ticks into the results batch.
+
+    ``line_sites[i]`` and ``line_names[i]`` name kernel line ``i``; ``window_names[w]``
+    is window ``w`` as configured (``15m``, ``1h``...). Rows are ordered by tick row,
+    then window.
+    """
+    n = len(ticks)
+    W = len(window_names)
+    if n == 0:
+        return INTENSITY_SCHEMA.empty_table()
+    lines = np.repeat(ticks.line, W)
+    sites_arr = pa.array(list(line_sites), pa.string())
+    names_arr = pa.array(list(line_names), pa.string())
+    idx = pa.array(lines)
+    windows = pa.array(list(window_names), pa.string())
+    window_idx = pa.array(np.tile(np.arange(W, dtype=np.int32), n))
+    kgce_t = ticks.kgce_per_t.reshape(-1)
+    kwh_t = ticks.kwh_per_t.reshape(-1)
+    return pa.Table.from_arrays(
+        [
+            sites_arr.take(idx),
+            names_arr.take(idx),
+            windows.take(window_idx),
+            pa.array(np.repeat(ticks.tick_ms, W)),
+            pa.array(np.ascontiguousarray(ticks.energy_kgce).reshape(-1)),
+            pa.array(np.ascontiguousarray(ticks.electricity_kwh).reshape(-1)),
+            pa.array(np.ascontiguousarray(ticks.production_t).reshape(-1)),
+            pa.array(kgce_t, mask=np.isnan(kgce_t)),
+            pa.array(kwh_t, mask=np.isnan(kwh_t)),
+        ],
+        schema=INTENSITY_SCHEMA,
+    )
