@@ -299,7 +299,8 @@ def _ticks_bound(r_meter, r_ts, meter_line, newest, next_tick, lateness, emit_ev
         if next_tick[line] != NO_TIME:
             first = next_tick[line]
         else:
-            first = _ceil_div(min(lo[line], hi[line] - lateness + 1), emit_every)
+            # The first message's newest reading is at least the batch's oldest.
+            first = _ceil_div(min(lo[line], lo[line] - lateness + 1), emit_every)
         if last >= first:
             total += last - first + 1
     return total
