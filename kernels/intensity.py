@@ -59,39 +59,29 @@ def _ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _insert_pending(m, ts, v, p_ts, p_v, p_start, p_len):
-    """Insert one reading into meter ``m``'s sorted pending buffer.
+    """Insert one reading into meter ``m``'s pending readings, kept sorted by time.
 
-    Returns -1 when inserted, or the drop reason.
+    Each meter's row is a ring (capacity a power of two) starting at
+    ``p_start[m]``. Returns -1 when inserted, or the drop reason.
     """
-    cap = p_ts.shape[1]
+    mask = p_ts.shape[1] - 1
     s = p_start[m]
     n = p_len[m]
-    if n == cap:
-        # Full: only a duplicate would be harmless to reject first.
-        for j in range(s, s + n):
-            if p_ts[m, j] == ts:
-                return _DUPLICATE
-        return _OVERFLOW
-    if s + n == cap:
-        # Slide the live readings to the front of the row.
-        for j in range(n):
-            p_ts[m, j] = p_ts[m, s + j]
-            p_v[m, j] = p_v[m, s + j]
-        s = 0
-        p_start[m] = 0
-    # Insertion from the back: in-order readings cost one comparison.
-    j = s + n
-    while j > s and p_ts[m, j - 1] > ts:
+    # Search from the newest end: an in-order reading costs one comparison.
+    j = n
+    while j > 0 and p_ts[m, (s + j - 1) & mask] > ts:
         j -= 1
-    if j > s and p_ts[m, j - 1] == ts:
+    if j > 0 and p_ts[m, (s + j - 1) & mask] == ts:
         return _DUPLICATE
-    for k in range(s + n, j, -1):
-        p_ts[m, k] = p_ts[m, k - 1]
-        p_v[m, k] = p_v[m, k - 1]
-    p_ts[m, j] = ts
-    p_v[m, j] = v
+    if n == mask + 1:
+        return _OVERFLOW
+    for k in range(n, j, -1):
+        p_ts[m, (s + k) & mask] = p_ts[m, (s + k - 1) & mask]
+        p_v[m, (s + k) & mask] = p_v[m, (s + k - 1) & mask]
+    p_ts[m, (s + j) & mask] = ts
+    p_v[m, (s + j) & mask] = v
     p_len[m] = n + 1
     return -1
 
@@ -107,7 +97,7 @@ def _neumaier_add(sums, comps, w, q, x):
     sums[w, q] = t
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _emit_ticks(
     line, upto_tick,
     meter_line_start, line_meters, kgce_f, kwh_f, t_f, delta_mode, rollover,
@@ -122,6 +112,7 @@ def _emit_ticks(
     bucket = np.zeros(3)
     ms = meter_line_start[line]
     me = meter_line_start[line + 1]
+    mask = p_ts.shape[1] - 1
     for k in range(next_tick[line], upto_tick + 1):
         T = k * emit_every
         bucket[0] = 0.0
@@ -132,9 +123,9 @@ def _emit_ticks(
             s = p_start[m]
             n = p_len[m]
             used = 0
-            while used < n and p_ts[m, s + used] <= T:
-                ts = p_ts[m, s + used]
-                v = p_v[m, s + used]
+            while used < n and p_ts[m, (s + used) & mask] <= T:
+                ts = p_ts[m, (s + used) & mask]
+                v = p_v[m, (s + used) & mask]
                 used += 1
                 if delta_mode[m]:
                     d = v
@@ -155,10 +146,8 @@ def _emit_ticks(
                 bucket[1] += d * kwh_f[m]
                 bucket[2] += d * t_f[m]
             if used:
-                p_start[m] = s + used
+                p_start[m] = (s + used) & mask
                 p_len[m] = n - used
-                if n == used:
-                    p_start[m] = 0
         slot = k % R
         for w in range(W):
             old_slot = (k - window_ticks[w]) % R
@@ -211,70 +200,60 @@ def _advance(
 ):
     """Readings ``start ..``; returns (where it stopped, rows emitted).
 
-    It stops early, before a message, when that message might not fit in a
-    meter's pending buffer and the buffer may still grow to ``max_pending``.
+    Every message is the readings of one meter (the wrapper checks). It stops
+    early, before a message, when the message might not fit in its meter's
+    pending buffer and the buffer may still grow to ``max_pending``.
     """
     n = r_meter.shape[0]
     cap = p_ts.shape[1]
-    accepted = np.ones(n, dtype=np.bool_)
     i = start
     while i < n:
-        # One message: readings i .. j-1.
+        # One message: readings i .. j-1, all of meter m.
+        m = r_meter[i]
+        line = meter_line[m]
         j = i + 1
         while j < n and r_message[j] == r_message[i]:
             j += 1
-        if cap < max_pending:
-            for r in range(i, j):
-                if p_len[r_meter[r]] + (j - i) > cap:
-                    for d in range(batch_drops.shape[0]):
-                        drops[d] += batch_drops[d]
-                    return i, n_out
+        if cap < max_pending and p_len[m] + (j - i) > cap:
+            for d in range(batch_drops.shape[0]):
+                drops[d] += batch_drops[d]
+            return i, n_out
+        started = newest[line] != NO_TIME
+        wm = newest[line] - lateness
+        hi = NO_TIME
+        lo = np.iinfo(np.int64).max
         for r in range(i, j):
-            m = r_meter[r]
-            line = meter_line[m]
             ts = r_ts[r]
-            if newest[line] != NO_TIME and ts <= newest[line] - lateness:
+            if started and ts <= wm:
                 batch_drops[_LATE] += 1
-                accepted[r] = False
                 continue
             why = _insert_pending(m, ts, r_value[r], p_ts, p_v, p_start, p_len)
             if why >= 0:
                 batch_drops[why] += 1
-                accepted[r] = False
-        # Close the message: advance the newest time of each line it touched.
-        for r in range(i, j):
-            if not accepted[r]:
                 continue
-            line = meter_line[r_meter[r]]
-            if next_tick[line] == NO_TIME:
-                # First message of this line: its first tick sits at or before
-                # every reading that can still be accepted.
-                lo = r_ts[r]
-                hi = r_ts[r]
-                for r2 in range(i, j):
-                    if accepted[r2] and meter_line[r_meter[r2]] == line:
-                        lo = min(lo, r_ts[r2])
-                        hi = max(hi, r_ts[r2])
-                newest[line] = hi
-                next_tick[line] = _ceil_div(min(lo, hi - lateness + 1), emit_every)
-            elif r_ts[r] > newest[line]:
-                newest[line] = r_ts[r]
-        for r in range(i, j):
-            if not accepted[r]:
-                continue
-            line = meter_line[r_meter[r]]
-            wm = newest[line] - lateness
-            upto = wm // emit_every
-            if upto >= next_tick[line]:
-                n_out = _emit_ticks(
-                    line, upto,
-                    meter_line_start, line_meters, kgce_f, kwh_f, t_f, delta_mode, rollover,
-                    last_ts, last_value, p_ts, p_v, p_start, p_len,
-                    next_tick, ring, w_sum, w_comp, w_nonzero, window_ticks, emit_every,
-                    min_prod, strict_prod,
-                    out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, n_out,
-                )
+            if ts > hi:
+                hi = ts
+            if ts < lo:
+                lo = ts
         i = j
+        if hi == NO_TIME:
+            continue
+        # Close the message: the line's newest time, then any ticks now due.
+        if not started:
+            # The first tick sits at or before every reading still acceptable.
+            newest[line] = hi
+            next_tick[line] = _ceil_div(min(lo, hi - lateness + 1), emit_every)
+        elif hi > newest[line]:
+            newest[line] = hi
+        if newest[line] - lateness >= next_tick[line] * emit_every:
+            n_out = _emit_ticks(
+                line, (newest[line] - lateness) // emit_every,
+                meter_line_start, line_meters, kgce_f, kwh_f, t_f, delta_mode, rollover,
+                last_ts, last_value, p_ts, p_v, p_start, p_len,
+                next_tick, ring, w_sum, w_comp, w_nonzero, window_ticks, emit_every,
+                min_prod, strict_prod,
+                out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, n_out,
+            )
     for d in range(batch_drops.shape[0]):
         drops[d] += batch_drops[d]
     return n, n_out
@@ -328,6 +307,9 @@ def _check(state: StreamState, config: KernelConfig, meters: MeterTable, reading
         raise ValueError("state was made for other windows; windows cannot change mid-stream")
     if len(readings) and (readings.meter.min() < 0 or readings.meter.max() >= meters.n_meters):
         raise ValueError(f"reading meters must lie in 0..{meters.n_meters - 1}")
+    same_message = readings.message[1:] == readings.message[:-1]
+    if (same_message & (readings.meter[1:] != readings.meter[:-1])).any():
+        raise ValueError("a message must hold the readings of one meter (as an MQTT message does)")
 
 
 def _next_pow2(n: int) -> int:
@@ -357,6 +339,8 @@ def advance(
     ``pending_overflow``.
     """
     _check(state, config, meters, readings)
+    if max_pending < 1 or max_pending & (max_pending - 1):
+        raise ValueError(f"max_pending must be a power of two, got {max_pending}")
     W = len(config.windows_ms)
     cap = count_ticks_bound(state, config, meters, readings)
     out_line = np.empty(cap, dtype=np.int32)

@@ -168,7 +168,7 @@ class StreamState:
     """Everything the kernel carries from one batch to the next.
 
     Per meter: the last finalised reading (the baseline of the next delta) and
-    a sorted buffer of pending readings newer than the line's watermark, which
+    a sorted ring of pending readings newer than the line's watermark, which
     may still be joined by late ones. Per line: newest reading time, next tick
     to emit, a ring of per-tick bucket totals as long as the longest window,
     and per window a compensated running sum and a count of non-zero buckets
@@ -205,7 +205,13 @@ class StreamState:
 def new_state(
     config: KernelConfig, n_lines: int, n_meters: int, pending_capacity: int = 64
 ) -> StreamState:
-    """A fresh state for ``n_lines`` lines and ``n_meters`` meters."""
+    """A fresh state for ``n_lines`` lines and ``n_meters`` meters.
+
+    ``pending_capacity`` (a power of two) is where each meter's buffer of
+    not-yet-final readings starts; ``advance`` grows it when a message needs more.
+    """
+    if pending_capacity < 1 or pending_capacity & (pending_capacity - 1):
+        raise ValueError(f"pending_capacity must be a power of two, got {pending_capacity}")
     n_windows = len(config.windows_ms)
     return StreamState(
         last_ts=np.full(n_meters, NO_TIME, dtype=np.int64),
@@ -247,10 +253,11 @@ def grow_state(
         if f.name == "drops":
             new[:] = old
         elif f.name in ("pending_ts", "pending_value"):
-            # Compact each meter's pending readings to the start of its row.
+            # Unroll each meter's ring to the start of its new, longer row.
+            mask = state.pending_capacity - 1
             for m in np.nonzero(state.pending_len)[0]:
                 s, n = state.pending_start[m], state.pending_len[m]
-                new[m, :n] = old[m, s : s + n]
+                new[m, :n] = old[m, (s + np.arange(n)) & mask]
         elif f.name == "pending_start":
             pass  # zero after compaction
         else:
