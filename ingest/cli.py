@@ -20,6 +20,8 @@ from wattline.ingest.config import (
 )
 from wattline.ingest.errors import ConfigError, WattlineError
 
+_EXPLICIT_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
 log = logging.getLogger("wattline")
 
 _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
@@ -81,13 +83,13 @@ def resolve_settings(ctx: click.Context, config_file: str | None, **flags: Any) 
     merged: dict[str, Any] = read_config_file(config_file) if config_file else {}
     for name, value in flags.items():
         source = ctx.get_parameter_source(name)
-        if value is not None and source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        if value is not None and source in _EXPLICIT_SOURCES:
             merged[name] = value
     try:
         return settings_from_mapping(merged)
     except ConfigError as err:
         if config_file and err.path is None and not any(
-            ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+            ctx.get_parameter_source(k) in _EXPLICIT_SOURCES
             for k in (err.key.split(".")[0],) if k in flags
         ):
             err.path = config_file

@@ -19,6 +19,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -28,18 +29,18 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
-def parse_duration_ms(text: str | int | float, key: str = "duration") -> int:
+def parse_duration_ms(text: str | float, key: str = "duration") -> int:
     """``"10s"`` -> 10000; bare numbers are seconds."""
     if isinstance(text, bool):
         raise ConfigError(key, f"expected a duration like 10s, 15m, 1h, got {text!r}")
     if isinstance(text, (int, float)):
-        return int(round(float(text) * 1000))
+        return round(float(text) * 1000)
     m = _DURATION.match(text)
     if not m:
         raise ConfigError(
             key, f"expected a duration like 500ms, 10s, 15m, 1h or 1d, got {text!r}"
         )
-    return int(round(float(m.group(1)) * _UNIT_MS[m.group(2)]))
+    return round(float(m.group(1)) * _UNIT_MS[m.group(2)])
 
 
 def format_duration(ms: int) -> str:
@@ -239,7 +240,9 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
     if settings.qos not in (0, 1, 2):
         raise ConfigError("qos", f"must be 0, 1 or 2, got {settings.qos}")
     if settings.metrics_port is not None and not 0 <= settings.metrics_port <= 65535:
-        raise ConfigError("metrics_port", f"must be a TCP port (0-65535), got {settings.metrics_port}")
+        raise ConfigError(
+            "metrics_port", f"must be a TCP port (0-65535), got {settings.metrics_port}"
+        )
     emit = settings.emit_every_ms
     if emit <= 0:
         raise ConfigError("emit_every", "must be positive")
@@ -349,6 +352,7 @@ def check_config_file(path: str) -> Settings:
         return settings_from_mapping(values)
     except ConfigError as err:
         if err.line is None:
-            err.line = _line_of(open(path, encoding="utf-8").read(), err.key.split(".")[0])
+            text = Path(path).read_text(encoding="utf-8")
+            err.line = _line_of(text, err.key.split(".")[0])
         err.path = path
         raise

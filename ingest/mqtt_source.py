@@ -58,7 +58,7 @@ class MqttSource:
         self._client.on_message = self._message
 
     def start(self) -> None:
-        log.info("connecting to %s:%d as %r", self._url.host, self._url.port, self._client._client_id)
+        log.info("connecting to %s:%d", self._url.host, self._url.port)
         self._client.connect_async(self._url.host, self._url.port, keepalive=30)
         self._client.loop_start()
 

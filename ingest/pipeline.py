@@ -17,6 +17,7 @@ MQTT client's network loop and so slows the broker down instead of dropping.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -33,7 +34,7 @@ from wattline.ingest.errors import PayloadError, TopicError
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.reference import load_reference
 from wattline.ingest.registry import MeterDescriptionError, MeterRegistry
-from wattline.ingest.results import intensity_table
+from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
 from wattline.ingest.sinks.base import IntensitySink, SinkError
 from wattline.ingest.topics import TopicTemplate
 from wattline.kernels import DROP_REASONS, KernelConfig, Readings, advance, new_state
@@ -156,7 +157,7 @@ class Pipeline:
                     self.process(batch)
                 elif self._stop.is_set() and self._queue.empty():
                     return
-        except BaseException as exc:  # noqa: BLE001 - reported, and the daemon exits non-zero
+        except BaseException as exc:
             self.failed = exc
             log.exception("pipeline stopped by an unexpected error")
 
@@ -242,7 +243,8 @@ class Pipeline:
                 if count:
                     self.metrics.readings_dropped.labels(reason).inc(count)
                     if self._log_once(reason, msg.topic):
-                        log.warning("dropped %d reading(s) on %r: %s", count, msg.topic[:200], reason)
+                        log.warning("dropped %d reading(s) on %r: %s",
+                                    count, msg.topic[:200], reason)
             if n_ok == 0:
                 continue
             idx = self.registry.meter_index(topic.site, topic.line, topic.kind, topic.meter)
@@ -279,9 +281,8 @@ class Pipeline:
                 n_meters=max(table.n_meters, 2 * self.state.n_meters),
             )
         if len(readings) == 0:
-            return intensity_table(advance(self.state, self.kernel_config, table, readings),
-                                   self.registry.line_sites, self.registry.line_names,
-                                   self.window_names)
+            # Nothing new: ticks only move when readings move a line's watermark.
+            return INTENSITY_SCHEMA.empty_table()
         ticks = advance(self.state, self.kernel_config, table, readings)
         dropped = 0
         for reason, count in zip(DROP_REASONS, ticks.drops.tolist(), strict=True):
@@ -335,9 +336,7 @@ class Pipeline:
         for labels, (kgce, kwh) in latest.items():
             for gauge, value in ((self.metrics.kgce_per_t, kgce), (self.metrics.kwh_per_t, kwh)):
                 if value is None:
-                    try:
+                    with contextlib.suppress(KeyError):  # never set: nothing to remove
                         gauge.remove(*labels)
-                    except KeyError:
-                        pass
                 else:
                     gauge.labels(*labels).set(value)

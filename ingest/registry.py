@@ -108,7 +108,9 @@ class MeterRegistry:
         for name, spec in (configured or {}).items():
             site, line, kind, meter = name.split("/")
             if kind not in ("energy", "production"):
-                raise ConfigError(f"meters.{name!r}", f"kind must be energy or production, got {kind!r}")
+                raise ConfigError(
+                    f"meters.{name!r}", f"kind must be energy or production, got {kind!r}"
+                )
             key = (site, line, kind, meter)
             self._configured[key] = spec
             try:
@@ -220,5 +222,5 @@ class MeterRegistry:
         """Names in index order, for checkpoints (issue: restart resumes windows)."""
         return {
             "meters": ["/".join(k) for k in self._meters],
-            "lines": [f"{s}/{l}" for s, l in self._lines],
+            "lines": [f"{site}/{line}" for site, line in self._lines],
         }

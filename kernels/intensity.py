@@ -297,13 +297,16 @@ def count_ticks_bound(
     )
 
 
-def _check(state: StreamState, config: KernelConfig, meters: MeterTable, readings: Readings) -> None:
+def _check(
+    state: StreamState, config: KernelConfig, meters: MeterTable, readings: Readings
+) -> None:
     if meters.n_meters > state.n_meters or meters.n_lines > state.n_lines:
         raise ValueError(
             f"state holds {state.n_meters} meters and {state.n_lines} lines but the meter "
             f"table has {meters.n_meters} and {meters.n_lines}: grow the state first"
         )
-    if state.window_sum.shape[1] != len(config.windows_ms) or state.ring.shape[1] != config.ring_ticks:
+    same_windows = state.window_sum.shape[1] == len(config.windows_ms)
+    if not same_windows or state.ring.shape[1] != config.ring_ticks:
         raise ValueError("state was made for other windows; windows cannot change mid-stream")
     if len(readings) and (readings.meter.min() < 0 or readings.meter.max() >= meters.n_meters):
         raise ValueError(f"reading meters must lie in 0..{meters.n_meters - 1}")

@@ -244,7 +244,7 @@ def grow_state(
     L = max(n_lines or 0, state.n_lines)
     M = max(n_meters or 0, state.n_meters)
     K = max(pending_capacity or 0, state.pending_capacity)
-    if (L, M, K) == (state.n_lines, state.n_meters, state.pending_capacity):
+    if (state.n_lines, state.n_meters, state.pending_capacity) == (L, M, K):
         return
     grown = new_state(config, L, M, K)
     for f in fields(StreamState):
@@ -291,7 +291,8 @@ def save_state(state: StreamState, path: str | os.PathLike[str]) -> None:
 def load_state(path: str | os.PathLike[str]) -> StreamState:
     """Read a state written by ``save_state``."""
     with np.load(os.fspath(path)) as z:
-        return StreamState(**{fl.name: np.ascontiguousarray(z[fl.name]) for fl in fields(StreamState)})
+        arrays = {fl.name: np.ascontiguousarray(z[fl.name]) for fl in fields(StreamState)}
+        return StreamState(**arrays)
 
 
 @dataclass
