@@ -19,6 +19,8 @@ from wattline.ingest.config import (
     settings_from_mapping,
 )
 from wattline.ingest.errors import ConfigError, WattlineError
+from wattline.ingest.systemd import notify as systemd_notify
+from wattline.ingest.systemd import watchdog_interval_s
 
 _EXPLICIT_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
@@ -174,9 +176,24 @@ def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     collector.start()
-    while not stop.wait(1.0):
+    watchdog_s = watchdog_interval_s()
+    systemd_notify(f"READY=1\nSTATUS=collecting from {settings.mqtt_url}")
+    stalled_logged = False
+    while not stop.wait(min(1.0, watchdog_s / 4) if watchdog_s else 1.0):
         if not collector.pipeline.alive:
             break
+        if watchdog_s is None:
+            continue
+        # Feed systemd's watchdog only while the pipeline is really turning: a hung
+        # pipeline thread then gets the service restarted (Restart=on-failure).
+        if collector.pipeline.flowing(within_s=watchdog_s / 2):
+            systemd_notify("WATCHDOG=1")
+            stalled_logged = False
+        elif not stalled_logged:
+            log.error("the pipeline has not moved for %.0f s; no longer feeding the watchdog",
+                      watchdog_s / 2)
+            stalled_logged = True
+    systemd_notify("STOPPING=1")
     collector.stop()
     if collector.pipeline.failed is not None:
         raise click.ClickException(f"the pipeline failed: {collector.pipeline.failed!r}")

@@ -106,6 +106,8 @@ class Pipeline:
         self._log_once = OncePerMinute()
         self._message_no = 0
         self.failed: BaseException | None = None
+        self.heartbeat_s = time.monotonic()
+        """Monotonic time the pipeline thread last went round its loop (or a retry)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -133,6 +135,14 @@ class Pipeline:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def flowing(self, within_s: float) -> bool:
+        """Whether the pipeline thread is alive and went round its loop within ``within_s``.
+
+        The loop turns at least every 0.2 s when idle, after every batch, and on every
+        sink retry, so a thread stuck anywhere else stops counting as flowing.
+        """
+        return self.alive and time.monotonic() - self.heartbeat_s < within_s
+
     def submit(self, topic: str, payload: bytes) -> None:
         """Queue one message; blocks while the queue is full (back-pressure)."""
         msg = Message(topic, payload, self._clock())
@@ -152,6 +162,7 @@ class Pipeline:
         max_wait = self.settings.batch_max_wait_ms / 1000.0
         try:
             while True:
+                self.heartbeat_s = time.monotonic()
                 batch = self._take_batch(max_n, max_wait)
                 if batch:
                     self.process(batch)
@@ -319,6 +330,7 @@ class Pipeline:
                         log.warning("sink %s failed (%s); retrying with backoff, holding the "
                                     "pipeline (and so the broker) back meanwhile", sink.name, exc)
                     self.metrics.sink_retries.labels(sink.name).inc()
+                    self.heartbeat_s = time.monotonic()  # waiting on a sink is not a hang
                     if self._stop.wait(delay) and delay >= 8:
                         log.error("shutting down with sink %s still failing; %d points not "
                                   "written to it", sink.name, table.num_rows)
