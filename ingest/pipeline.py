@@ -331,6 +331,8 @@ class Pipeline:
                                     "pipeline (and so the broker) back meanwhile", sink.name, exc)
                     self.metrics.sink_retries.labels(sink.name).inc()
                     self.heartbeat_s = time.monotonic()  # waiting on a sink is not a hang
+                    if exc.retry_after_s is not None:
+                        delay = min(max(delay, exc.retry_after_s), 30.0)
                     if self._stop.wait(delay) and delay >= 8:
                         log.error("shutting down with sink %s still failing; %d points not "
                                   "written to it", sink.name, table.num_rows)
