@@ -25,9 +25,9 @@ DEMO_SITE = "demo"
 # Which national level applies to each simulated model's product (reference data).
 PRODUCT_OF_MODEL = {"eaf": "eaf_steel", "potline": "aluminium_liquid", "kiln": "cement_clinker"}
 DESCRIPTION_OF_MODEL = {
-    "eaf": "electric arc furnace, liquid steel",
-    "potline": "aluminium potline, liquid metal",
-    "kiln": "cement kiln, clinker",
+    "eaf": "EAF steel",
+    "potline": "Al potline",
+    "kiln": "clinker kiln",
 }
 
 
@@ -64,7 +64,7 @@ class LatestIntensity:
 def _level_text(level: NationalLevel | None) -> str:
     if level is None:
         return "-"
-    return f"{level.benchmark:g} / {level.baseline:g} {level.unit}"
+    return f"{level.benchmark:g}/{level.baseline:g}\n{level.unit}"
 
 
 def render_table(latest: LatestIntensity, windows: list[str], elapsed_s: float,
@@ -77,20 +77,20 @@ def render_table(latest: LatestIntensity, windows: list[str], elapsed_s: float,
         caption="kgce/t and kWh/t per window; '-' while the window has no production. "
         "National levels: benchmark / baseline (NDRC 2021/2023, GB standards).",
     )
-    table.add_column("line")
-    table.add_column("plant time (UTC)")
+    table.add_column("line", no_wrap=True)
+    table.add_column("plant UTC")
     for w in windows:
-        table.add_column(f"{w} kgce/t", justify="right")
-        table.add_column(f"{w} kWh/t", justify="right")
-    table.add_column("national level")
+        table.add_column(f"{w}\nkgce/t", justify="right")
+        table.add_column(f"{w}\nkWh/t", justify="right")
+    table.add_column("national\nlevel")
     for line in DEMO_LINES:
         model = line.split("-")[0]
-        cells = [f"{line} ({DESCRIPTION_OF_MODEL[model]})"]
+        cells = [f"{line}\n[dim]{DESCRIPTION_OF_MODEL[model]}[/dim]"]
         newest = max((snap[(line, w)].tick_ms for w in windows if (line, w) in snap), default=None)
-        cells.append(time.strftime("%H:%M:%S", time.gmtime(newest / 1000)) if newest else "-")
+        cells.append(time.strftime("%H:%M", time.gmtime(newest / 1000)) if newest else "-")
         for w in windows:
             row = snap.get((line, w))
-            cells.append(f"{row.kgce_per_t:,.1f}" if row and row.kgce_per_t is not None else "-")
+            cells.append(f"{row.kgce_per_t:,.0f}" if row and row.kgce_per_t is not None else "-")
             cells.append(f"{row.kwh_per_t:,.0f}" if row and row.kwh_per_t is not None else "-")
         cells.append(_level_text(reference.levels.get(PRODUCT_OF_MODEL[model])))
         table.add_row(*cells)

@@ -42,6 +42,7 @@ class MqttSource:
         self._qos = qos
         self._metrics = metrics
         self.connected = threading.Event()
+        self._stopping = False
         self._client = client_factory(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -63,6 +64,7 @@ class MqttSource:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         self.connected.clear()
@@ -83,7 +85,9 @@ class MqttSource:
             self._metrics.mqtt_connects.inc()
 
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
-        if self.connected.is_set():
+        if self._stopping:
+            log.info("disconnected from %s:%d", self._url.host, self._url.port)
+        elif self.connected.is_set():
             log.warning("disconnected from %s:%d (%s); reconnecting with backoff",
                         self._url.host, self._url.port, reason_code)
         self.connected.clear()

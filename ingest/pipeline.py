@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from wattline.ingest.config import Settings, format_duration
+from wattline.ingest.config import Settings
 from wattline.ingest.decode import decode_meta, decode_readings
 from wattline.ingest.errors import PayloadError, TopicError
 from wattline.ingest.metrics import CollectorMetrics
@@ -96,7 +96,8 @@ class Pipeline:
             allowed_lateness_ms=settings.allowed_lateness_ms,
             min_production_t=settings.min_production_t,
         )
-        self.window_names = [format_duration(w) for w in settings.windows_ms]
+        # The window tag is the window as configured (contract section 4): "24h", not "1d".
+        self.window_names = list(settings.windows)
         self.registry = MeterRegistry(load_reference(), settings.meters)
         self.topics = TopicTemplate(prefix=settings.topic_prefix)
         self.state = new_state(self.kernel_config, 0, 0)

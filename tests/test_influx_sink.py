@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pyarrow as pa
 import pytest
@@ -54,9 +55,9 @@ def test_a_server_that_is_down_gives_a_retryable_error() -> None:
 
 class _Answer(http.server.BaseHTTPRequestHandler):
     status = 500
-    headers_out: dict[str, str] = {}
+    headers_out: ClassVar[dict[str, str]] = {}
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(self.status)
         for key, value in self.headers_out.items():
