@@ -230,8 +230,12 @@ def check_config(file: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Simulator seed.")
 @click.option("--refresh", type=float, default=2.0, show_default=True,
               help="Seconds between table updates.")
+@click.option("--broker", "broker_choice", type=click.Choice(["auto", "mosquitto", "in-process"]),
+              default="auto", show_default=True,
+              help="Broker to start when no --mqtt-url is given: auto takes Mosquitto when it "
+                   "is installed and the in-process amqtt broker otherwise.")
 def demo(duration: float | None, mqtt_url: str | None, store: str | None, metrics_port: int,
-         speed: float, seed: int, refresh: float) -> None:
+         speed: float, seed: int, refresh: float, broker_choice: str) -> None:
     """Three simulated lines through the whole pipeline, with a live table.
 
     Starts a broker (unless --mqtt-url is given), simulated gateways of an
@@ -244,8 +248,12 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
     from wattline.ingest.demo import run_demo
 
     _setup_logging("warning")
-    ok = run_demo(duration_s=duration, mqtt_url=mqtt_url, store=store, metrics_port=metrics_port,
-                  speed=speed, seed=seed, refresh_s=refresh)
+    try:
+        ok = run_demo(duration_s=duration, mqtt_url=mqtt_url, store=store,
+                      metrics_port=metrics_port, speed=speed, seed=seed, refresh_s=refresh,
+                      broker_choice=broker_choice)
+    except (RuntimeError, ConnectionError, OSError) as err:
+        raise click.ClickException(str(err)) from None
     if not ok:
         sys.exit(1)
 

@@ -114,6 +114,7 @@ def run_demo(
     seed: int = 0,
     refresh_s: float = 2.0,
     console: Console | None = None,
+    broker_choice: str = "auto",
 ) -> bool:
     """Run the demo; True when every line showed a finite kgce/t by the end."""
     from wattline.simulators.publisher import simulate
@@ -124,7 +125,11 @@ def run_demo(
     store_dir = store or tempfile.mkdtemp(prefix="wattline-demo-store-")
     if mqtt_url is None:
         console.print("starting a broker ...")
-        broker = start_embedded_broker()
+        broker = start_embedded_broker(prefer_mosquitto=broker_choice != "in-process")
+        if broker_choice == "mosquitto" and broker.kind != "mosquitto":
+            broker.stop()
+            raise RuntimeError("--broker mosquitto: no mosquitto binary found; install the "
+                               "Debian package mosquitto or use --broker auto")
         mqtt_url = broker.url
         broker_kind = broker.kind
     else:
