@@ -1,0 +1,157 @@
+"""Random meter streams for the kernel tests: plants, arrival orders, messages, batches.
+
+A stream is built in three steps, each a plain function so a failing example is
+easy to read back:
+
+1. ``plant``: lines with meters of several carriers and production counters,
+   counter or delta mode, with or without a rollover;
+2. ``true_readings``: each meter's readings in time order (gaps, resets,
+   rollovers, idle stretches, values on a 0.25 grid for production so sums are
+   exact);
+3. ``arrivals``: the order a collector sees them in (jitter within and beyond the
+   lateness, duplicates), grouped into single-meter messages and cut into batches
+   at message boundaries.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from wattline.kernels import KernelConfig, MeterTable, Readings
+
+# kgce per unit of a few reference carriers (GB/T 2589 via ingest/data/energy.yaml).
+CARRIER_KGCE = (0.1229, 1.2143, 0.7143)
+
+
+@dataclass(frozen=True)
+class Stream:
+    config: KernelConfig
+    meters: MeterTable
+    batches: list[Readings]
+
+
+def plant(rng: random.Random, n_lines: int, meters_per_line: int) -> MeterTable:
+    line, kgce, kwh, tonnes, delta, rollover = [], [], [], [], [], []
+    for ln in range(n_lines):
+        for k in range(meters_per_line):
+            line.append(ln)
+            is_production = k == 0 or rng.random() < 0.2
+            if is_production:
+                kgce.append(0.0)
+                kwh.append(0.0)
+                tonnes.append(rng.choice((1.0, 0.001)))  # t or kg
+            else:
+                carrier = rng.randrange(len(CARRIER_KGCE))
+                kgce.append(CARRIER_KGCE[carrier])
+                kwh.append(1.0 if carrier == 0 else 0.0)
+                tonnes.append(0.0)
+            delta.append(rng.random() < 0.2)
+            rollover.append(rng.choice((0.0, 0.0, 5000.0)))
+    return MeterTable(
+        line=np.array(line, dtype=np.int32), kgce_per_unit=np.array(kgce),
+        kwh_per_unit=np.array(kwh), t_per_unit=np.array(tonnes),
+        delta_mode=np.array(delta, dtype=np.bool_), rollover=np.array(rollover),
+        n_lines=n_lines,
+    )
+
+
+def true_readings(
+    rng: random.Random, meters: MeterTable, t0_ms: int, n_per_meter: int, step_ms: int,
+    reset_rate: float,
+) -> list[tuple[int, int, float]]:
+    """(meter, ts_ms, value) per meter in time order, then all meters merged by time."""
+    out: list[tuple[int, int, float]] = []
+    for m in range(meters.n_meters):
+        is_production = meters.t_per_unit[m] > 0
+        ts = t0_ms + rng.randrange(0, step_ms)
+        value = 0.0
+        for _ in range(n_per_meter):
+            ts += rng.choice((step_ms, step_ms, step_ms // 3 or 1, 5 * step_ms, 40 * step_ms))
+            idle = rng.random() < 0.25
+            if is_production:
+                increment = 0.0 if idle else 0.25 * rng.randrange(0, 12)
+            else:
+                increment = 0.0 if idle else rng.uniform(0.0, 900.0)
+            if meters.delta_mode[m]:
+                reading = increment
+            else:
+                value += increment
+                if meters.rollover[m] > 0 and value >= meters.rollover[m]:
+                    value -= meters.rollover[m]  # the register wraps
+                elif rng.random() < reset_rate:
+                    value = increment  # the register restarts from zero
+                reading = value
+            out.append((m, ts, reading))
+    out.sort(key=lambda r: r[1])
+    return out
+
+
+def arrivals(
+    rng: random.Random, readings: list[tuple[int, int, float]], jitter_ms: int,
+    duplicate_rate: float,
+) -> list[tuple[int, int, float]]:
+    """The order a collector sees the readings in: jittered, with some sent twice."""
+    keyed = [(ts + rng.randrange(0, jitter_ms + 1), i, (m, ts, v))
+             for i, (m, ts, v) in enumerate(readings)]
+    for key, i, reading in list(keyed):
+        if rng.random() < duplicate_rate:
+            keyed.append((key + rng.randrange(0, jitter_ms + 1), i, reading))
+    keyed.sort()
+    return [reading for _, _, reading in keyed]
+
+
+def messages_and_batches(
+    rng: random.Random, arrived: list[tuple[int, int, float]], n_batches: int
+) -> list[Readings]:
+    """Group consecutive readings of one meter into messages; cut between messages."""
+    message_ids: list[int] = []
+    message = -1
+    previous_meter = None
+    for m, _, _ in arrived:
+        if m != previous_meter or rng.random() < 0.5:
+            message += 1
+        message_ids.append(message)
+        previous_meter = m
+    starts = [i for i in range(1, len(arrived)) if message_ids[i] != message_ids[i - 1]]
+    cuts = sorted(rng.sample(starts, min(len(starts), max(0, n_batches - 1))))
+    bounds = [0, *cuts, len(arrived)]
+    batches = []
+    for a, b in itertools.pairwise(bounds):
+        chunk = arrived[a:b]
+        batches.append(Readings.from_arrays(
+            [r[0] for r in chunk], [r[1] for r in chunk], [r[2] for r in chunk],
+            message_ids[a:b],
+        ))
+    return batches
+
+
+def random_stream(
+    seed: int, *, n_lines: int, meters_per_line: int, n_per_meter: int, emit_every_ms: int,
+    windows: tuple[int, ...], lateness_ms: int, jitter_ms: int, duplicate_rate: float,
+    reset_rate: float, n_batches: int, min_production_t: float | None = None,
+) -> Stream:
+    rng = random.Random(seed)
+    config = KernelConfig(
+        emit_every_ms=emit_every_ms,
+        windows_ms=tuple(w * emit_every_ms for w in windows),
+        allowed_lateness_ms=lateness_ms,
+        min_production_t=min_production_t,
+    )
+    meters = plant(rng, n_lines, meters_per_line)
+    t0 = 1_732_406_400_000 + rng.randrange(0, 10 * emit_every_ms)
+    readings = true_readings(rng, meters, t0, n_per_meter, max(1, emit_every_ms // 2),
+                             reset_rate)
+    arrived = arrivals(rng, readings, jitter_ms, duplicate_rate)
+    return Stream(config, meters, messages_and_batches(rng, arrived, n_batches))
+
+
+def concatenate(batches: list[Readings]) -> Readings:
+    """One batch holding all of ``batches`` (messages keep their numbers)."""
+    return Readings.from_arrays(
+        np.concatenate([b.meter for b in batches]), np.concatenate([b.ts_ms for b in batches]),
+        np.concatenate([b.value for b in batches]), np.concatenate([b.message for b in batches]),
+    )
