@@ -2,7 +2,7 @@
 
 Written for clarity, not speed: plain lists and dicts, every finalised tick's
 bucket kept for ever, each window summed from scratch with ``math.fsum`` at every
-tick (no running sums, so nothing can drift). The property tests feed random
+tick over the buckets inside it (no running sums, so nothing can drift). The property tests feed random
 streams to this and to the Numba kernel and require the same ticks and values;
 ``wattline bench kernels`` times it as the baseline a user would write first.
 
@@ -32,6 +32,7 @@ the reference never runs out of room.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -54,7 +55,8 @@ class LineHistory:
 
     newest_ms: int | None = None
     next_tick: int | None = None
-    buckets: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    ticks: list[int] = field(default_factory=list)  # emitted ticks, in order
+    buckets: list[tuple[float, float, float]] = field(default_factory=list)  # one per tick
 
 
 @dataclass
@@ -153,8 +155,8 @@ def _emit(
     energy: list[float] = []
     electricity: list[float] = []
     production: list[float] = []
-    for meter in range(meters.n_meters):
-        if int(meters.line[meter]) != line or meter not in state.meters:
+    for meter in np.flatnonzero(meters.line == line).tolist():
+        if meter not in state.meters:
             continue
         history = state.meters[meter]
         due = [reading for reading in history.pending if reading[0] <= tick_ms]
@@ -166,15 +168,17 @@ def _emit(
             energy.append(delta * float(meters.kgce_per_unit[meter]))
             electricity.append(delta * float(meters.kwh_per_unit[meter]))
             production.append(delta * float(meters.t_per_unit[meter]))
-    buckets = state.lines[line].buckets
-    buckets[tick] = (math.fsum(energy), math.fsum(electricity), math.fsum(production))
+    history = state.lines[line]
+    history.ticks.append(tick)
+    history.buckets.append((math.fsum(energy), math.fsum(electricity), math.fsum(production)))
 
     sums = []
     kgce_per_t = []
     kwh_per_t = []
     for window_ms in config.windows_ms:
         span = window_ms // config.emit_every_ms
-        inside = [buckets[k] for k in range(tick - span + 1, tick + 1) if k in buckets]
+        first = bisect.bisect_left(history.ticks, tick - span + 1)
+        inside = history.buckets[first:]
         e = math.fsum(b[0] for b in inside)
         el = math.fsum(b[1] for b in inside)
         p = math.fsum(b[2] for b in inside)
