@@ -43,6 +43,12 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--influx-token-file",), {"help": "File holding the InfluxDB API token."}),
     (("--store",), {"help": "Directory of the local Parquet store (partitioned by date and "
                             "line)."}),
+    (("--state-dir",), {"help": "Directory for kernel checkpoints (meter numbering, per-meter "
+                                "last readings, window contents, watermarks): a restarted "
+                                "daemon resumes its windows exactly. [default: none, windows "
+                                "restart empty]"}),
+    (("--checkpoint-every",), {"help": "How often to write a checkpoint to --state-dir, and "
+                                       "always at shutdown. [default: 60s]"}),
     (("--metrics-port",), {"type": int, "help": "Port for Prometheus /metrics; 0 picks a free "
                                                 "one. [default: 9464]"}),
     (("--metrics-host",), {"help": "Address /metrics listens on. [default: 127.0.0.1]"}),

@@ -110,6 +110,8 @@ class Settings:
     influx_token: str | None = field(default=None, repr=False)
     influx_token_file: str | None = None
     store: str | None = None
+    state_dir: str | None = None
+    checkpoint_every: str = "60s"
     metrics_port: int | None = 9464
     metrics_host: str = "127.0.0.1"
     emit_every: str = "10s"
@@ -145,6 +147,10 @@ class Settings:
     @property
     def max_past_ms(self) -> int:
         return parse_duration_ms(self.max_past, "max_past")
+
+    @property
+    def checkpoint_every_ms(self) -> int:
+        return parse_duration_ms(self.checkpoint_every, "checkpoint_every")
 
     @property
     def batch_max_wait_ms(self) -> int:
@@ -202,12 +208,14 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
             _check_type(key, kwargs[key], int)
     strs = (
         "mqtt_url", "topic_prefix", "client_id", "influx_url", "influx_org", "influx_bucket",
-        "influx_token", "influx_token_file", "store", "metrics_host", "log_level",
+        "influx_token", "influx_token_file", "store", "state_dir", "metrics_host", "log_level",
     )
     for key in strs:
         if key in kwargs:
             _check_type(key, kwargs[key], str)
-    for key in ("emit_every", "allowed_lateness", "max_future", "max_past", "batch_max_wait"):
+    durations = ("emit_every", "allowed_lateness", "max_future", "max_past", "batch_max_wait",
+                 "checkpoint_every")
+    for key in durations:
         if key in kwargs:
             _check_type(key, kwargs[key], (str, int, float))
             parse_duration_ms(kwargs[key], key)

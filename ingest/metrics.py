@@ -109,6 +109,16 @@ class CollectorMetrics:
             ["site", "line", "window"],
             registry=r,
         )
+        self.checkpoints = Counter(
+            "wattline_checkpoints_total",
+            "Kernel checkpoints written to --state-dir.",
+            registry=r,
+        )
+        self.checkpoint_errors = Counter(
+            "wattline_checkpoint_errors_total",
+            "Kernel checkpoints that could not be written (disk full, read-only...).",
+            registry=r,
+        )
         self.batches = Counter(
             "wattline_batches_total",
             "Batches run through the kernels.",

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from wattline.ingest.checkpoint import load_checkpoint, save_checkpoint
 from wattline.ingest.config import Settings
 from wattline.ingest.decode import decode_meta, decode_readings
 from wattline.ingest.errors import PayloadError, TopicError
@@ -101,6 +102,10 @@ class Pipeline:
         self.registry = MeterRegistry(load_reference(), settings.meters)
         self.topics = TopicTemplate(prefix=settings.topic_prefix)
         self.state = new_state(self.kernel_config, 0, 0)
+        self._generation = 0
+        self._last_checkpoint_s = time.monotonic()
+        if settings.state_dir:
+            self._resume(settings.state_dir)
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=settings.queue_max_messages)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -156,6 +161,46 @@ class Pipeline:
                     self.metrics.readings_dropped.labels("shutdown").inc()
                     return
 
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _resume(self, state_dir: str) -> None:
+        checkpoint = load_checkpoint(state_dir, self.kernel_config)
+        if checkpoint is None:
+            log.info("no checkpoint in %s yet: windows start empty", state_dir)
+            return
+        self.registry.restore(checkpoint.registry)
+        self.state = checkpoint.state
+        self._generation = checkpoint.generation
+        log.info("resumed from checkpoint %d in %s: %d meters on %d lines", self._generation,
+                 state_dir, self.registry.n_meters, self.registry.n_lines)
+
+    def checkpoint(self) -> bool:
+        """Write the kernel state and meter numbering to --state-dir (pipeline thread only).
+
+        A failure (disk full, read-only) is logged and counted, and the pipeline goes on.
+        """
+        if not self.settings.state_dir:
+            return False
+        try:
+            save_checkpoint(self.settings.state_dir, self.state, self.registry.snapshot(),
+                            self.kernel_config, self._generation + 1)
+        except OSError as exc:
+            self.metrics.checkpoint_errors.inc()
+            if self._log_once("checkpoint", self.settings.state_dir):
+                log.error("cannot write a checkpoint to %s: %s; the pipeline goes on, but a "
+                          "restart would begin with the last good checkpoint",
+                          self.settings.state_dir, exc)
+            return False
+        self._generation += 1
+        self._last_checkpoint_s = time.monotonic()
+        self.metrics.checkpoints.inc()
+        return True
+
+    def _checkpoint_if_due(self) -> None:
+        every_s = self.settings.checkpoint_every_ms / 1000.0
+        if self.settings.state_dir and time.monotonic() - self._last_checkpoint_s >= every_s:
+            self.checkpoint()
+
     # -- the pipeline thread -----------------------------------------------------------------
 
     def _run(self) -> None:
@@ -167,7 +212,9 @@ class Pipeline:
                 batch = self._take_batch(max_n, max_wait)
                 if batch:
                     self.process(batch)
+                    self._checkpoint_if_due()
                 elif self._stop.is_set() and self._queue.empty():
+                    self.checkpoint()  # drained: the state now holds everything received
                     return
         except BaseException as exc:
             self.failed = exc

@@ -219,8 +219,24 @@ class MeterRegistry:
         return self._table
 
     def snapshot(self) -> dict[str, object]:
-        """Names in index order, for checkpoints (issue: restart resumes windows)."""
-        return {
-            "meters": ["/".join(k) for k in self._meters],
-            "lines": [f"{site}/{line}" for site, line in self._lines],
-        }
+        """Meters in index order with the meta they were described by, for checkpoints.
+
+        ``restore`` of this on a fresh registry numbers every meter and line the same
+        way, so a saved kernel state lines up with it again.
+        """
+        metas = {}
+        for key, meta in self._meta.items():
+            metas["/".join(key)] = {"carrier": meta.carrier, "unit": meta.unit,
+                                    "mode": meta.mode, "rollover": meta.rollover}
+        return {"meters": ["/".join(k) for k in self._meters], "meta": metas}
+
+    def restore(self, snapshot: dict[str, object]) -> None:
+        """Number meters as ``snapshot`` did; only on a registry that has seen no meter yet."""
+        if self._meters:
+            raise RuntimeError("restore() needs an empty registry")
+        for name, meta in dict(snapshot.get("meta", {})).items():  # type: ignore[call-overload]
+            site, line, kind, meter = name.split("/")
+            self._meta[(site, line, kind, meter)] = MeterDescription(
+                meta["carrier"], meta["unit"], meta["mode"], float(meta["rollover"]))
+        for name in list(snapshot["meters"]):  # type: ignore[call-overload]
+            self.meter_index(*name.split("/"))

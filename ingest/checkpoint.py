@@ -1,0 +1,96 @@
+"""Kernel checkpoints: what a restarted daemon needs to resume its windows exactly.
+
+A checkpoint is two files in the state directory:
+
+- ``state-<generation>.npz``: the kernel's ``StreamState`` (per-meter last readings
+  and pending readings, per-line watermarks, next ticks, window buckets and sums);
+- ``checkpoint.json``: the generation, the kernel settings it was made with, and the
+  meter registry (meters in index order, with their meta), which the state's array
+  indices refer to.
+
+The state file is written first and the JSON, which names it, second, each atomically
+(temporary file, fsync, rename), so a crash at any point leaves the previous complete
+checkpoint or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wattline.ingest.errors import ConfigError
+from wattline.kernels import KernelConfig, StreamState, load_state, save_state
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.json"
+FORMAT = 1
+
+
+@dataclass
+class Checkpoint:
+    state: StreamState
+    registry: dict[str, Any]
+    generation: int
+
+
+def _kernel_settings(config: KernelConfig) -> dict[str, Any]:
+    return {"emit_every_ms": config.emit_every_ms, "windows_ms": list(config.windows_ms),
+            "allowed_lateness_ms": config.allowed_lateness_ms}
+
+
+def save_checkpoint(directory: str | os.PathLike[str], state: StreamState,
+                    registry: dict[str, Any], config: KernelConfig, generation: int) -> None:
+    """Write generation ``generation``; older state files are removed afterwards."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    state_name = f"state-{generation:012d}.npz"
+    save_state(state, folder / state_name)
+    body = json.dumps({"format": FORMAT, "generation": generation, "state": state_name,
+                       "kernel": _kernel_settings(config), "registry": registry}).encode()
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / CHECKPOINT_FILE)
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    for old in folder.glob("state-*.npz"):
+        if old.name != state_name:
+            old.unlink()
+
+
+def load_checkpoint(directory: str | os.PathLike[str], config: KernelConfig) -> Checkpoint | None:
+    """The newest complete checkpoint, or None when the directory holds none.
+
+    A checkpoint made with other ticks, windows or lateness cannot continue: that is a
+    ``ConfigError`` saying what differs and what to do.
+    """
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    saved = meta.get("kernel", {})
+    if saved != _kernel_settings(config):
+        raise ConfigError(
+            "state_dir",
+            f"the checkpoint in {directory} was made with emit_every/windows/allowed_lateness "
+            f"{saved}, not {_kernel_settings(config)}: start with the settings it was made "
+            "with, or move the directory away to start the windows afresh",
+        )
+    state = load_state(Path(directory) / meta["state"])
+    return Checkpoint(state=state, registry=meta["registry"], generation=int(meta["generation"]))
