@@ -15,6 +15,7 @@ from click.core import ParameterSource
 from wattline.ingest.config import (
     Settings,
     check_config_file,
+    point_at_file,
     read_config_file,
     settings_from_mapping,
 )
@@ -64,6 +65,16 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
                                  "dropped (ts_out_of_range). [default: 5m]"}),
     (("--max-past",), {"help": "Readings stamped further behind it are dropped. "
                                "[default: 30d]"}),
+    (("--max-payload-bytes",), {"type": int, "help": "Larger MQTT payloads are rejected "
+                                                     "(payload_too_large). [default: 1048576]"}),
+    (("--batch-max-messages",), {"type": int, "help": "Messages per batch handed to the "
+                                                      "kernels, at most. [default: 5000]"}),
+    (("--batch-max-wait",), {"help": "How long a batch may wait to fill before it goes to the "
+                                     "kernels. [default: 200ms]"}),
+    (("--queue-max-messages",), {"type": int, "help": "Messages queued between the MQTT "
+                                                      "client and the pipeline; when full, the "
+                                                      "collector stops reading from the broker "
+                                                      "(back-pressure). [default: 100000]"}),
     (("--log-level",), {"type": click.Choice(["debug", "info", "warning", "error"]),
                         "help": "Log verbosity. [default: info]"}),
 ]
@@ -100,7 +111,7 @@ def resolve_settings(ctx: click.Context, config_file: str | None, **flags: Any) 
             ctx.get_parameter_source(k) in _EXPLICIT_SOURCES
             for k in (err.key.split(".")[0],) if k in flags
         ):
-            err.path = config_file
+            point_at_file(err, config_file)
         raise
 
 

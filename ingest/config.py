@@ -353,14 +353,19 @@ def _line_of(text: str, key: str) -> int | None:
     return None
 
 
+def point_at_file(err: ConfigError, path: str) -> None:
+    """Make a validation error name ``path`` and the line its key is set on."""
+    if err.line is None:
+        text = Path(path).read_text(encoding="utf-8")
+        err.line = _line_of(text, err.key.split(".")[0])
+    err.path = path
+
+
 def check_config_file(path: str) -> Settings:
     """Read and validate a config file alone; ``ConfigError`` points at the line."""
     values = read_config_file(path)
     try:
         return settings_from_mapping(values)
     except ConfigError as err:
-        if err.line is None:
-            text = Path(path).read_text(encoding="utf-8")
-            err.line = _line_of(text, err.key.split(".")[0])
-        err.path = path
+        point_at_file(err, path)
         raise
