@@ -51,6 +51,7 @@ from wattline.kernels.state import (
 )
 
 _LATE, _DUPLICATE, _OVERFLOW = 0, 1, 2
+_NEEDS_PENDING, _NEEDS_OUTPUT = 1, 2  # why ``_advance`` stopped before the batch's end
 assert DROP_REASONS == ("late", "duplicate", "pending_overflow")
 
 
@@ -198,26 +199,48 @@ def _advance(
     window_ticks, emit_every, lateness, min_prod, strict_prod,
     out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, batch_drops,
 ):
-    """Readings ``start ..``; returns (where it stopped, rows emitted).
+    """Readings ``start ..``; returns (where it stopped, rows emitted, why it stopped).
 
     Every message is the readings of one meter (the wrapper checks). It stops
     early, before a message, when the message might not fit in its meter's
-    pending buffer and the buffer may still grow to ``max_pending``.
+    pending buffer and the buffer may still grow to ``max_pending``
+    (``_NEEDS_PENDING``), or when the ticks the message could make due might not
+    fit in the output (``_NEEDS_OUTPUT``); the wrapper makes room and calls again.
     """
     n = r_meter.shape[0]
     cap = p_ts.shape[1]
+    out_cap = out_line.shape[0]
     i = start
     while i < n:
         # One message: readings i .. j-1, all of meter m.
         m = r_meter[i]
         line = meter_line[m]
         j = i + 1
+        msg_hi = r_ts[i]
+        msg_lo = r_ts[i]
         while j < n and r_message[j] == r_message[i]:
+            if r_ts[j] > msg_hi:
+                msg_hi = r_ts[j]
+            if r_ts[j] < msg_lo:
+                msg_lo = r_ts[j]
             j += 1
+        stop = 0
         if cap < max_pending and p_len[m] + (j - i) > cap:
+            stop = _NEEDS_PENDING
+        else:
+            # At most this many ticks become due when the message closes.
+            if newest[line] != NO_TIME:
+                first = next_tick[line]
+                last = (max(newest[line], msg_hi) - lateness) // emit_every
+            else:
+                first = _ceil_div(min(msg_lo, msg_hi - lateness + 1), emit_every)
+                last = (msg_hi - lateness) // emit_every
+            if n_out + max(0, last - first + 1) > out_cap:
+                stop = _NEEDS_OUTPUT
+        if stop:
             for d in range(batch_drops.shape[0]):
                 drops[d] += batch_drops[d]
-            return i, n_out
+            return i, n_out, stop
         started = newest[line] != NO_TIME
         wm = newest[line] - lateness
         hi = NO_TIME
@@ -256,7 +279,7 @@ def _advance(
             )
     for d in range(batch_drops.shape[0]):
         drops[d] += batch_drops[d]
-    return n, n_out
+    return n, n_out, 0
 
 
 @nb.njit(cache=True)
@@ -315,6 +338,18 @@ def _check(
         raise ValueError("a message must hold the readings of one meter (as an MQTT message does)")
 
 
+def _grown(array: np.ndarray, rows: int, keep: int) -> np.ndarray:
+    """``array`` with room for ``rows`` rows, its first ``keep`` rows copied over."""
+    bigger = np.empty((rows, *array.shape[1:]), dtype=array.dtype)
+    bigger[:keep] = array[:keep]
+    return bigger
+
+
+def _tail(readings: Readings, start: int) -> Readings:
+    return Readings(readings.meter[start:], readings.ts_ms[start:], readings.value[start:],
+                    readings.message[start:])
+
+
 def _next_pow2(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
 
@@ -345,7 +380,8 @@ def advance(
     if max_pending < 1 or max_pending & (max_pending - 1):
         raise ValueError(f"max_pending must be a power of two, got {max_pending}")
     W = len(config.windows_ms)
-    cap = count_ticks_bound(state, config, meters, readings)
+    # Output rows grow on demand (the kernel stops before a message that might not fit).
+    cap = 64 + len(readings) // 64
     out_line = np.empty(cap, dtype=np.int32)
     out_tick = np.empty(cap, dtype=np.int64)
     out_sums = np.empty((cap, W, 3), dtype=np.float64)
@@ -357,7 +393,7 @@ def advance(
     total_drops = np.zeros(len(DROP_REASONS), dtype=np.int64)
     while True:
         batch_drops = np.zeros(len(DROP_REASONS), dtype=np.int64)
-        done, n = _advance(
+        done, n, why = _advance(
             done, n, max_pending,
             readings.meter, readings.ts_ms, readings.value, readings.message,
             meters.line, meters.line_meter_start, meters.line_meters,
@@ -371,8 +407,17 @@ def advance(
             out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, batch_drops,
         )
         total_drops += batch_drops
-        if done == len(readings):
+        if why == 0:
             break
+        if why == _NEEDS_OUTPUT:
+            bound = count_ticks_bound(state, config, meters, _tail(readings, done))
+            cap = max(2 * cap, n + bound)
+            out_line = _grown(out_line, cap, n)
+            out_tick = _grown(out_tick, cap, n)
+            out_sums = _grown(out_sums, cap, n)
+            out_kgce_t = _grown(out_kgce_t, cap, n)
+            out_kwh_t = _grown(out_kwh_t, cap, n)
+            continue
         # A message may not fit in a meter's pending buffer: make room, go on.
         needed = int(state.pending_len.max()) + _longest_message(readings.message, done)
         grow_state(state, config, pending_capacity=min(max_pending, _next_pow2(needed)))
