@@ -2,8 +2,9 @@
 
 Written for clarity, not speed: plain lists and dicts, every finalised tick's
 bucket kept for ever, each window summed from scratch with ``math.fsum`` at every
-tick over the buckets inside it (no running sums, so nothing can drift). The property tests feed random
-streams to this and to the Numba kernel and require the same ticks and values;
+tick over the buckets inside it (no running sums, so nothing can drift). The
+property tests feed random streams to this and to the Numba kernel and require
+the same ticks and values;
 ``wattline bench kernels`` times it as the baseline a user would write first.
 
 The rules, in the order they apply (the same text as ``intensity.py``'s):
