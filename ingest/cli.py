@@ -34,6 +34,22 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
                                    "{prefix}/{site}/{line}/{kind}/{meter}. [default: factory]"}),
     (("--client-id",), {"help": "MQTT client id. [default: wattline]"}),
     (("--qos",), {"type": int, "help": "Subscription QoS, 0, 1 or 2. [default: 1]"}),
+    (("--mqtt-protocol",), {"type": click.Choice(["3.1.1", "5"]),
+                            "help": "MQTT protocol version. [default: 3.1.1]"}),
+    (("--persistent-session/--clean-session",), {
+        "help": "Keep the broker session (subscriptions and QoS 1/2 messages queued while "
+                "the collector is away) across reconnects and restarts; needs a fixed "
+                "--client-id. [default: clean session]"}),
+    (("--session-expiry",), {"help": "MQTT 5: how long the broker keeps a persistent session "
+                                     "after a disconnect. [default: 1h]"}),
+    (("--mqtt-password-file",), {"help": "File holding the broker password (the user name "
+                                         "goes in --mqtt-url)."}),
+    (("--mqtt-ca-file",), {"help": "CA certificate(s) to verify the broker with (mqtts://)."}),
+    (("--mqtt-cert-file",), {"help": "Client certificate for TLS client authentication."}),
+    (("--mqtt-key-file",), {"help": "Private key of --mqtt-cert-file."}),
+    (("--mqtt-share-group",), {"help": "Subscribe as $share/GROUP/... so that several "
+                                       "collectors split the load (MQTT 5 shared "
+                                       "subscriptions)."}),
     (("--influx-url",), {"help": "InfluxDB 2/3 (or any /api/v2/write server) to write "
                                  "energy_intensity points to, e.g. http://127.0.0.1:8086."}),
     (("--influx-org",), {"help": "InfluxDB organisation."}),
@@ -81,7 +97,8 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 
 
 def _env_name(flag: str) -> str:
-    return "WATTLINE_" + flag.lstrip("-").replace("-", "_").upper()
+    """``--mqtt-url`` -> ``WATTLINE_MQTT_URL``; a ``--x/--no-x`` pair is named after ``--x``."""
+    return "WATTLINE_" + flag.split("/")[0].lstrip("-").replace("-", "_").upper()
 
 
 def daemon_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -60,12 +60,22 @@ class Collector:
             log.warning("no sink configured (give --influx-url or --store): results are only "
                         "visible as gauges on /metrics")
         self.pipeline = Pipeline(settings, self.sinks, self.metrics, on_results=on_results)
+        topics = subscriptions(settings.topic_prefix)
+        if settings.mqtt_share_group:
+            topics = [f"$share/{settings.mqtt_share_group}/{t}" for t in topics]
         self.source = MqttSource(
             parse_mqtt_url(settings.mqtt_url),
-            subscriptions(settings.topic_prefix),
+            topics,
             self.pipeline.submit,
             client_id=settings.client_id,
             qos=settings.qos,
+            protocol=settings.mqtt_protocol,
+            persistent_session=settings.persistent_session,
+            session_expiry_s=settings.session_expiry_ms // 1000,
+            password=settings.resolved_mqtt_password(),
+            ca_file=settings.mqtt_ca_file,
+            cert_file=settings.mqtt_cert_file,
+            key_file=settings.mqtt_key_file,
             metrics=self.metrics,
         )
         self._server: object | None = None

@@ -104,6 +104,14 @@ class Settings:
     topic_prefix: str = "factory"
     client_id: str = "wattline"
     qos: int = 1
+    mqtt_protocol: str = "3.1.1"
+    persistent_session: bool = False
+    session_expiry: str = "1h"
+    mqtt_password_file: str | None = None
+    mqtt_ca_file: str | None = None
+    mqtt_cert_file: str | None = None
+    mqtt_key_file: str | None = None
+    mqtt_share_group: str | None = None
     influx_url: str | None = None
     influx_org: str | None = None
     influx_bucket: str | None = None
@@ -149,6 +157,17 @@ class Settings:
         return parse_duration_ms(self.max_past, "max_past")
 
     @property
+    def session_expiry_ms(self) -> int:
+        return parse_duration_ms(self.session_expiry, "session_expiry")
+
+    def resolved_mqtt_password(self) -> str | None:
+        """The broker password: from ``mqtt_password_file`` when given, else from the URL."""
+        if self.mqtt_password_file:
+            with open(self.mqtt_password_file, encoding="utf-8") as f:
+                return f.read().strip()
+        return parse_mqtt_url(self.mqtt_url).password
+
+    @property
     def checkpoint_every_ms(self) -> int:
         return parse_duration_ms(self.checkpoint_every, "checkpoint_every")
 
@@ -182,6 +201,16 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     return t.__name__
 
 
+def _boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(key, f"expected true or false, got {value!r}")
+
+
 def _unknown_key(key: str, known: tuple[str, ...], where: str = "") -> ConfigError:
     close = difflib.get_close_matches(key, known, n=1)
     return ConfigError(
@@ -207,14 +236,18 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
                 kwargs[key] = int(kwargs[key])
             _check_type(key, kwargs[key], int)
     strs = (
-        "mqtt_url", "topic_prefix", "client_id", "influx_url", "influx_org", "influx_bucket",
+        "mqtt_url", "topic_prefix", "client_id", "mqtt_protocol", "mqtt_password_file",
+        "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file", "mqtt_share_group", "influx_url",
+        "influx_org", "influx_bucket",
         "influx_token", "influx_token_file", "store", "state_dir", "metrics_host", "log_level",
     )
     for key in strs:
         if key in kwargs:
             _check_type(key, kwargs[key], str)
+    if "persistent_session" in kwargs:
+        kwargs["persistent_session"] = _boolean("persistent_session", kwargs["persistent_session"])
     durations = ("emit_every", "allowed_lateness", "max_future", "max_past", "batch_max_wait",
-                 "checkpoint_every")
+                 "checkpoint_every", "session_expiry")
     for key in durations:
         if key in kwargs:
             _check_type(key, kwargs[key], (str, int, float))
@@ -247,6 +280,20 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
     parse_mqtt_url(settings.mqtt_url)
     if settings.qos not in (0, 1, 2):
         raise ConfigError("qos", f"must be 0, 1 or 2, got {settings.qos}")
+    if settings.mqtt_protocol not in ("3.1.1", "5"):
+        raise ConfigError("mqtt_protocol", f"must be 3.1.1 or 5, got {settings.mqtt_protocol!r}")
+    if settings.persistent_session and settings.client_id in ("", None):
+        raise ConfigError("persistent_session", "a persistent session needs a fixed client_id")
+    if bool(settings.mqtt_cert_file) != bool(settings.mqtt_key_file):
+        raise ConfigError("mqtt_key_file" if settings.mqtt_cert_file else "mqtt_cert_file",
+                          "give mqtt_cert_file and mqtt_key_file together")
+    for key in ("mqtt_password_file", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file"):
+        path = getattr(settings, key)
+        if path and not os.path.isfile(path):
+            raise ConfigError(key, f"no such file: {path}")
+    if settings.mqtt_share_group is not None and not re.fullmatch(
+            r"[A-Za-z0-9_.-]{1,64}", settings.mqtt_share_group):
+        raise ConfigError("mqtt_share_group", "use 1-64 of A-Z a-z 0-9 _ . -")
     if settings.metrics_port is not None and not 0 <= settings.metrics_port <= 65535:
         raise ConfigError(
             "metrics_port", f"must be a TCP port (0-65535), got {settings.metrics_port}"

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from wattline.ingest.config import MqttUrl
 from wattline.ingest.metrics import CollectorMetrics
@@ -33,6 +35,13 @@ class MqttSource:
         *,
         client_id: str = "wattline",
         qos: int = 1,
+        protocol: str = "3.1.1",
+        persistent_session: bool = False,
+        session_expiry_s: int = 3600,
+        password: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
         metrics: CollectorMetrics | None = None,
         client_factory: Callable[..., mqtt.Client] = mqtt.Client,
     ) -> None:
@@ -41,26 +50,39 @@ class MqttSource:
         self._on_message = on_message
         self._qos = qos
         self._metrics = metrics
+        self._v5 = protocol == "5"
+        self._persistent = persistent_session
+        self._session_expiry_s = session_expiry_s
         self.connected = threading.Event()
         self._stopping = False
-        self._client = client_factory(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
+        if self._v5:
+            self._client = client_factory(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        else:
+            self._client = client_factory(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                protocol=mqtt.MQTTv311, clean_session=not persistent_session)
         if url.username:
-            self._client.username_pw_set(url.username, url.password)
-        if url.tls:
-            self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+            self._client.username_pw_set(url.username, password or url.password)
+        if url.tls or ca_file or cert_file:
+            self._client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file,
+                                 cert_reqs=ssl.CERT_REQUIRED)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
         self._client.on_message = self._message
 
     def start(self) -> None:
-        log.info("connecting to %s:%d", self._url.host, self._url.port)
-        self._client.connect_async(self._url.host, self._url.port, keepalive=30)
+        log.info("connecting to %s:%d (MQTT %s, %s session)", self._url.host, self._url.port,
+                 "5" if self._v5 else "3.1.1", "persistent" if self._persistent else "clean")
+        if self._v5:
+            properties = Properties(PacketTypes.CONNECT)
+            if self._persistent:
+                properties.SessionExpiryInterval = self._session_expiry_s
+            self._client.connect_async(self._url.host, self._url.port, keepalive=30,
+                                       clean_start=not self._persistent, properties=properties)
+        else:
+            self._client.connect_async(self._url.host, self._url.port, keepalive=30)
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -77,7 +99,9 @@ class MqttSource:
                       reason_code)
             return
         client.subscribe([(t, self._qos) for t in self._subscriptions])
-        log.info("connected to %s:%d; subscribed to %s at QoS %d", self._url.host, self._url.port,
+        resumed = bool(getattr(flags, "session_present", False))
+        log.info("connected to %s:%d (%s); subscribed to %s at QoS %d", self._url.host,
+                 self._url.port, "session resumed" if resumed else "new session",
                  ", ".join(self._subscriptions), self._qos)
         self.connected.set()
         if self._metrics:

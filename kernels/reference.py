@@ -4,8 +4,8 @@ Written for clarity, not speed: plain lists and dicts, every finalised tick's
 bucket kept for ever, each window summed from scratch with ``math.fsum`` at every
 tick over the buckets inside it (no running sums, so nothing can drift). The
 property tests feed random streams to this and to the Numba kernel and require
-the same ticks and values;
-``wattline bench kernels`` times it as the baseline a user would write first.
+the same ticks, values and drops; ``wattline bench kernels`` times it as the
+baseline a user would write first.
 
 The rules, in the order they apply (the same text as ``intensity.py``'s):
 
@@ -13,7 +13,9 @@ The rules, in the order they apply (the same text as ``intensity.py``'s):
   reading of a message is judged against its line's watermark as it stood
   before the message: ``newest accepted time of the line - allowed_lateness``.
   At or before it: dropped as ``late``. Same meter and time as a reading still
-  pending: dropped as ``duplicate``. Otherwise it waits, in time order.
+  pending: dropped as ``duplicate``. The meter already holds ``max_pending``
+  waiting readings: dropped as ``pending_overflow``. Otherwise it waits, in
+  time order.
 - After the message, the line's newest time moves up to the newest reading
   accepted from it. The first message of a line fixes the line's first tick at
   ``ceil(min(oldest accepted, newest - lateness + 1 ms) / E)``. Every tick ``k``
@@ -27,8 +29,9 @@ The rules, in the order they apply (the same text as ``intensity.py``'s):
   ``energy / production`` when production is more than zero (or at least
   ``min_production_t``), else absent (NaN).
 
-The pending-buffer capacity of the kernel (``pending_overflow``) is not modelled:
-the reference never runs out of room.
+Every finalised reading lands in the bucket of the tick ``ceil(ts / E)``, so a
+window of buckets is exactly the deltas with ``T - W < t <= T``; the reference
+checks that as it goes instead of taking it on trust.
 """
 
 from __future__ import annotations
@@ -81,9 +84,17 @@ class ReferenceTick:
 
 
 def reference_advance(
-    state: ReferenceState, config: KernelConfig, meters: MeterTable, readings: Readings
+    state: ReferenceState,
+    config: KernelConfig,
+    meters: MeterTable,
+    readings: Readings,
+    max_pending: int = 1 << 16,
 ) -> list[ReferenceTick]:
-    """Feed a batch of readings; the ticks it makes due, in emission order."""
+    """Feed a batch of readings; the ticks it makes due, in emission order.
+
+    ``max_pending`` is how many readings a meter may hold waiting for their tick,
+    as in ``advance``.
+    """
     emitted: list[ReferenceTick] = []
     for meter, message in _messages(readings):
         line = int(meters.line[meter])
@@ -98,6 +109,8 @@ def reference_advance(
                 state.drops["late"] += 1
             elif any(pending_ts == ts for pending_ts, _ in meter_history.pending):
                 state.drops["duplicate"] += 1
+            elif len(meter_history.pending) >= max_pending:
+                state.drops["pending_overflow"] += 1
             else:
                 meter_history.pending.append((ts, value))
                 meter_history.pending.sort(key=lambda reading: reading[0])
@@ -162,7 +175,10 @@ def _emit(
         history = state.meters[meter]
         due = [reading for reading in history.pending if reading[0] <= tick_ms]
         history.pending = [reading for reading in history.pending if reading[0] > tick_ms]
-        for _, value in due:
+        for ts, value in due:
+            assert tick_ms - config.emit_every_ms < ts <= tick_ms, (
+                f"meter {meter}: reading at {ts} finalised at tick {tick_ms}, not its own"
+            )
             delta = _delta(meters, meter, history, value)
             if delta is None:
                 continue

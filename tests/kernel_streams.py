@@ -6,8 +6,8 @@ easy to read back:
 1. ``plant``: lines with meters of several carriers and production counters,
    counter or delta mode, with or without a rollover;
 2. ``true_readings``: each meter's readings in time order (gaps, resets,
-   rollovers, idle stretches, values on a 0.25 grid for production so sums are
-   exact);
+   rollovers, idle stretches, negative increments of net energy meters in delta
+   mode, values on a 0.25 grid for production so sums are exact);
 3. ``arrivals``: the order a collector sees them in (jitter within and beyond the
    lateness, duplicates), grouped into single-meter messages and cut into batches
    at message boundaries.
@@ -32,6 +32,7 @@ class Stream:
     config: KernelConfig
     meters: MeterTable
     batches: list[Readings]
+    max_pending: int = 1 << 16  # readings a meter may hold waiting for their tick
 
 
 def plant(rng: random.Random, n_lines: int, meters_per_line: int) -> MeterTable:
@@ -77,7 +78,9 @@ def true_readings(
             else:
                 increment = 0.0 if idle else rng.uniform(0.0, 900.0)
             if meters.delta_mode[m]:
-                reading = increment
+                # A net meter of a carrier (e.g. electricity with export) may go negative.
+                exported = not is_production and rng.random() < 0.15
+                reading = -increment if exported else increment
             else:
                 value += increment
                 if meters.rollover[m] > 0 and value >= meters.rollover[m]:
@@ -133,6 +136,7 @@ def random_stream(
     seed: int, *, n_lines: int, meters_per_line: int, n_per_meter: int, emit_every_ms: int,
     windows: tuple[int, ...], lateness_ms: int, jitter_ms: int, duplicate_rate: float,
     reset_rate: float, n_batches: int, min_production_t: float | None = None,
+    max_pending: int = 1 << 16,
 ) -> Stream:
     rng = random.Random(seed)
     config = KernelConfig(
@@ -146,7 +150,7 @@ def random_stream(
     readings = true_readings(rng, meters, t0, n_per_meter, max(1, emit_every_ms // 2),
                              reset_rate)
     arrived = arrivals(rng, readings, jitter_ms, duplicate_rate)
-    return Stream(config, meters, messages_and_batches(rng, arrived, n_batches))
+    return Stream(config, meters, messages_and_batches(rng, arrived, n_batches), max_pending)
 
 
 def concatenate(batches: list[Readings]) -> Readings:

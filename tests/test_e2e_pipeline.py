@@ -152,6 +152,19 @@ def readings_messages(site: str, start_ms: int) -> list[tuple[str, Any]]:
     return messages
 
 
+def count_readings(messages: list[tuple[str, Any]]) -> int:
+    """How many readings these messages carry, whatever their payload form."""
+    total = 0
+    for _, payload in messages:
+        if isinstance(payload, list):
+            total += len(payload)
+        elif isinstance(payload["ts"], list):
+            total += len(payload["ts"])
+        else:
+            total += 1
+    return total
+
+
 def test_stream_messages_cover_every_reading_once() -> None:
     messages = readings_messages("s", 0)
     stamps: dict[str, list[int]] = {}

@@ -16,6 +16,7 @@ from tests.test_e2e_pipeline import (
     LINE,
     TICK_MS,
     WINDOWS_MS,
+    count_readings,
     expected_point,
     publish_all,
     readings_messages,
@@ -82,6 +83,107 @@ def test_a_database_outage_mid_stream_loses_no_point(
                 for t, value in expected.items():
                     assert written[t] == pytest.approx([value] * len(written[t]), rel=1e-9)
         assert daemon.metric_sum("wattline_readings_dropped_total") == 0
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.e2e
+# MQTT 5 is left out here: Mosquitto 2.0.11 (Debian's) intermittently does not queue
+# for a resumed MQTT 5 session after its own restart (eclipse-mosquitto/mosquitto#2265);
+# MQTT 5 sessions are covered across a daemon restart below.
+@pytest.mark.parametrize("protocol", ["3.1.1"])
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "clean"])
+def test_a_broker_restart_loses_nothing_with_a_persistent_session(
+    make_mosquitto: Callable[..., Mosquitto],
+    wattline_daemon: Callable[..., Wattline],
+    site: str,
+    tmp_path: Path,
+    persistent: bool,
+    protocol: str,
+) -> None:
+    broker = make_mosquitto(persistence=True)
+    session = ["--persistent-session"] if persistent else ["--clean-session"]
+    daemon = wattline_daemon([
+        "--mqtt-url", broker.url, "--client-id", f"wattline-{site}", *session,
+        "--mqtt-protocol", protocol, "--emit-every", "10s", "--windows", "1m,2m",
+        "--allowed-lateness", "5s", "--store", str(tmp_path / "store"),
+    ])
+    start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+    messages = readings_messages(site, start_ms)
+    half = len(messages) // 2
+    sent = count_readings(messages)
+
+    def publisher() -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        return c
+
+    client = publisher()
+    wait_until_subscribed(daemon, client, site, timeout_s=30)
+    publish_all(client, messages[:half], timeout_s=30)
+    client.disconnect()
+    client.loop_stop()
+    first_half = count_readings(messages[:half])
+    wait_until(lambda: daemon.metric_sum("wattline_readings_received_total") >= first_half,
+               timeout_s=30, what="the first half received")
+    time.sleep(1.5)  # past Mosquitto's autosave_interval, so the session is on disk
+
+    broker.restart()
+    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 0.0, timeout_s=10,
+               what="the collector noticing the broker restart")
+    # Publish straight away, while the collector is still reconnecting with backoff.
+    client = publisher()
+    try:
+        publish_all(client, messages[half:], timeout_s=30)
+        wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=60,
+                   what="the collector reconnecting")
+        if persistent:
+            wait_until(lambda: daemon.metric_sum("wattline_readings_received_total") == sent,
+                       timeout_s=30, what=f"all {sent} readings")
+            assert daemon.metric("wattline_mqtt_connects_total") >= 2
+        else:
+            # A clean session forgets its subscription: what came meanwhile is lost.
+            time.sleep(3)
+            assert daemon.metric_sum("wattline_readings_received_total") < sent
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_readings_published_while_the_daemon_is_down_arrive_after_its_restart(
+    make_mosquitto: Callable[..., Mosquitto],
+    wattline_daemon: Callable[..., Wattline],
+    site: str,
+    tmp_path: Path,
+    protocol: str,
+) -> None:
+    broker = make_mosquitto()
+    args = ["--mqtt-url", broker.url, "--client-id", f"wattline-{site}", "--persistent-session",
+            "--mqtt-protocol", protocol, "--emit-every", "10s", "--windows", "1m,2m",
+            "--allowed-lateness", "5s", "--store", str(tmp_path / "store"),
+            "--state-dir", str(tmp_path / "state")]
+    start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+    messages = readings_messages(site, start_ms)
+    half = len(messages) // 2
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        first = wattline_daemon(args)
+        wait_until_subscribed(first, client, site, timeout_s=30)
+        publish_all(client, messages[:half], timeout_s=30)
+        wait_until(lambda: first.metric_sum("wattline_readings_received_total") > 0,
+                   timeout_s=30)
+        assert first.stop() == 0
+        publish_all(client, messages[half:], timeout_s=30)  # nobody is listening now
+        second = wattline_daemon(args)
+        rest = count_readings(messages[half:])
+        wait_until(lambda: second.metric_sum("wattline_readings_received_total") >= rest,
+                   timeout_s=30, what=f"the {rest} readings queued by the broker")
     finally:
         client.disconnect()
         client.loop_stop()

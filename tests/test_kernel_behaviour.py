@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from wattline.kernels import KernelConfig, MeterTable, Readings, Ticks, advance, new_state
+from wattline.kernels import (
+    KernelConfig,
+    MeterTable,
+    Readings,
+    StreamState,
+    Ticks,
+    advance,
+    new_state,
+)
 from wattline.kernels.reference import ReferenceState, as_ticks, reference_advance
 
 E = 10_000  # emit every 10 s
@@ -117,11 +125,13 @@ def test_a_producing_window_divides_energy_by_production() -> None:
 def test_below_min_production_a_window_is_idle() -> None:
     config = KernelConfig(emit_every_ms=E, windows_ms=(2 * E,), allowed_lateness_ms=0,
                           min_production_t=2.0)
-    ticks = _run([(SCALE, 0, 0.0), (SCALE, 10_000, 1.0), (SCALE, 20_000, 3.0),
-                  (SCALE, 40_000, 3.0)], config=config)
+    ticks = _run([(SCALE, 0, 0.0), (SCALE, 10_000, 1.0), (SCALE, 20_000, 2.0),
+                  (SCALE, 30_000, 4.0), (SCALE, 50_000, 4.0)], config=config)
     per_t = _by_tick(ticks, "kwh_per_t")
     assert math.isnan(per_t[10_000])  # 1 t < 2 t
-    assert per_t[20_000] == 0.0  # 3 t: producing, with no electricity
+    assert per_t[20_000] == 0.0  # exactly 2 t: producing (at least the minimum), no electricity
+    assert per_t[30_000] == 0.0  # 3 t
+    assert math.isnan(per_t[50_000])  # nothing left in the window
 
 
 def test_a_reading_at_or_before_the_watermark_is_dropped_as_late() -> None:
@@ -160,50 +170,166 @@ def test_a_messages_readings_are_judged_against_the_watermark_before_it() -> Non
     batch = Readings.from_arrays([0, 0, 0], [T0 + 40_000, T0 + 6_000, T0 + 7_000],
                                  [4.0, 2.0, 3.0], [1, 1, 1])
     advance(state, config, meters, first)
-    ticks = advance(state, config, meters, batch)
-    assert ticks.drops.tolist() == [0, 0, 0]
+    assert advance(state, config, meters, batch).drops.tolist() == [0, 0, 0]
+    # The next message meets the watermark the last one left: 40 s - 5 s.
+    after = Readings.from_arrays([1, 1], [T0 + 35_000, T0 + 35_001], [0.0, 1.0], [2, 2])
+    assert advance(state, config, meters, after).drops.tolist() == [1, 0, 0]
+
+
+def test_a_full_pending_buffer_drops_and_counts_the_overflow() -> None:
+    config = KernelConfig(emit_every_ms=E, windows_ms=(2 * E,), allowed_lateness_ms=30_000)
+    meters = _meters()
+    state = new_state(config, 1, 2, pending_capacity=2)
+    # Six readings within the lateness: none is final yet, and only four fit.
+    batch = Readings.from_arrays([0] * 6, [T0 + s * 1_000 for s in range(1, 7)],
+                                 [float(s) for s in range(1, 7)])
+    ticks = advance(state, config, meters, batch, max_pending=4)
+    assert ticks.drops.tolist() == [0, 0, 2]
+    assert state.pending_len[0] == 4
+    # A duplicate is still a duplicate when the buffer is full.
+    again = Readings.from_arrays([0], [T0 + 2_000], [2.0])
+    assert advance(state, config, meters, again, max_pending=4).drops.tolist() == [0, 1, 0]
+
+
+def _state_bytes(state: StreamState) -> int:
+    return sum(a.nbytes for a in vars(state).values() if isinstance(a, np.ndarray))
 
 
 def test_state_memory_does_not_grow_with_the_streams_length() -> None:
+    config = KernelConfig(emit_every_ms=E, windows_ms=(2 * E, 6 * E), allowed_lateness_ms=30_000)
     meters = _meters()
-    state = new_state(CONFIG, 1, 2)
+    state = new_state(config, 1, 2)
+    rng = np.random.default_rng(3)
     sizes = []
-    for hour in range(3):
+    for hour in range(4):
+        # Both meters every second, arriving up to 20 s out of order.
         ts = T0 + hour * 3_600_000 + np.arange(0, 3_600_000, 1_000, dtype=np.int64)
-        values = np.arange(ts.size, dtype=np.float64) + hour * ts.size
-        batch = Readings.from_arrays(np.zeros(ts.size, dtype=np.int32), ts, values)
-        advance(state, CONFIG, meters, batch)
-        sizes.append(sum(a.nbytes for a in vars(state).values() if isinstance(a, np.ndarray)))
-    assert sizes[0] == sizes[1] == sizes[2]
+        meter = np.tile(np.array([0, 1], dtype=np.int32), ts.size)
+        ts = np.repeat(ts, 2)
+        order = np.argsort(ts + rng.integers(0, 20_000, ts.size), kind="stable")
+        value = (ts - T0) / 1_000.0  # a counter rising by one unit a second
+        ticks = advance(state, config, meters,
+                        Readings.from_arrays(meter[order], ts[order], value[order]))
+        assert ticks.drops.tolist() == [0, 0, 0]
+        assert len(ticks) >= 355  # the line keeps ticking hour after hour
+        sizes.append(_state_bytes(state))
+    assert sizes[0] == sizes[1] == sizes[2] == sizes[3]
 
 
 def test_a_24h_window_sliding_for_a_year_does_not_drift() -> None:
-    """A year of one-minute ticks with values that binary floats cannot hold exactly."""
+    """A year of one-minute ticks with values that binary floats cannot hold exactly.
+
+    The line stops for 30 hours every week: its production counter (0.1 t steps)
+    stands still and its electricity (a delta meter, 1,000-3,000 kWh a minute when
+    running, a few Wh of standby when stopped) falls by five orders of magnitude,
+    so the 24 h window empties and refills 52 times. Every ~1,000th tick's sums
+    must match ``math.fsum`` of the deltas really inside the window to 1e-9
+    relative (a plain running sum misses that by about 5x on the standby windows);
+    every tick whose window holds no production must be exactly 0 t and idle; after
+    a day standing still at the end, everything must be exactly 0 and idle.
+    """
     emit = 60_000
-    config = KernelConfig(emit_every_ms=emit, windows_ms=(86_400_000,), allowed_lateness_ms=0)
+    day = 86_400_000
+    config = KernelConfig(emit_every_ms=emit, windows_ms=(day,), allowed_lateness_ms=30_000)
     meters = _meters(delta_mode=True)
     state = new_state(config, 1, 2)
     minutes = 365 * 24 * 60
     rng = np.random.default_rng(7)
-    # Energy per minute: 0.1 kWh steps plus a daily pattern of awkward decimals.
-    energy = np.round(0.1 * rng.integers(1, 50, minutes) + 0.01 * (np.arange(minutes) % 7), 2)
-    ts = T0 + emit * np.arange(1, minutes + 1, dtype=np.int64)
-    batch = Readings.from_arrays(np.zeros(minutes, np.int32), ts, energy)
+    i = np.arange(minutes)
+    stopped = (i // 60) % 168 >= 138  # the last 30 hours of every week
+    kwh = np.where(stopped, np.round(0.001 * rng.integers(1, 20, minutes), 3),
+                   np.round(rng.uniform(1_000, 3_000, minutes), 2))
+    tonnes = np.where(stopped, 0, rng.integers(0, 30, minutes))
+    counter = np.round(0.1 * np.cumsum(tonnes), 1)
+    # The meters report every minute; after the year they go on for a day with
+    # nothing moving.
+    quiet = 24 * 60 + 2
+    ts = T0 + emit * np.arange(1, minutes + quiet + 1, dtype=np.int64)
+    kwh = np.concatenate([kwh, np.zeros(quiet)])
+    counter = np.concatenate([counter, np.full(quiet, counter[-1])])
+    batch = Readings.from_arrays(
+        np.tile(np.array([ELECTRICITY, SCALE], dtype=np.int32), ts.size), np.repeat(ts, 2),
+        np.column_stack([kwh, counter]).ravel())
     ticks = advance(state, config, meters, batch)
-    window = 24 * 60
-    checked = 0
-    for i in [window, minutes // 3, minutes // 2, minutes - 2]:
-        row = int(np.searchsorted(ticks.tick_ms, ts[i]))
-        want = math.fsum(energy[i - window + 1: i + 1].tolist())
-        got = ticks.electricity_kwh[row, 0]
-        assert got == pytest.approx(want, rel=1e-12), (i, got, want)
-        checked += 1
-    assert checked == 4
-    # Then the line stands still for a day: the window must come back to exactly zero.
-    quiet = Readings.from_arrays([0], [ts[-1] + 86_400_000 + emit], [0.0])
-    after = advance(state, config, meters, quiet)
-    assert after.electricity_kwh[-1, 0] == 0.0
-    assert math.isnan(after.kwh_per_t[-1, 0])
+    assert ticks.drops.tolist() == [0, 0, 0]
+    assert ticks.tick_ms[0] == ts[0] and (np.diff(ticks.tick_ms) == emit).all()
+
+    # What the window really holds: energy at ts, the counter's deltas at ts[1:].
+    produced = np.diff(counter)
+
+    def inside(times: np.ndarray, T: int) -> slice:
+        return slice(int(np.searchsorted(times, T - day, "right")),
+                     int(np.searchsorted(times, T, "right")))
+
+    year_end = minutes - 1  # the row of the year's last tick
+    rows = [*range(1_440, year_end, 997), year_end]
+    worst = 0.0
+    for row in rows:
+        T = int(ticks.tick_ms[row])
+        e, p = inside(ts, T), inside(ts[1:], T)
+        want_kwh = math.fsum(kwh[e].tolist())
+        want_kgce = math.fsum((kwh[e] * 0.1229).tolist())
+        want_t = math.fsum(produced[p].tolist())
+        for got, want in ((ticks.electricity_kwh[row, 0], want_kwh),
+                          (ticks.energy_kgce[row, 0], want_kgce),
+                          (ticks.production_t[row, 0], want_t)):
+            if want == 0.0:
+                assert got == 0.0, (T, got)
+                continue
+            assert got == pytest.approx(want, rel=1e-9), (T, got, want)
+            worst = max(worst, abs(got - want) / abs(want))
+        if want_t > 0:
+            assert ticks.kwh_per_t[row, 0] == pytest.approx(want_kwh / want_t, rel=1e-9)
+        else:
+            assert math.isnan(ticks.kwh_per_t[row, 0])
+    assert worst < 1e-9
+
+    # Every tick whose window holds no production is exactly 0 t and idle, and only those.
+    # moving[k]: how many production deltas the first k readings brought (the first none).
+    moving = np.concatenate([[0, 0], np.cumsum(produced > 0)])
+    empty = (moving[np.searchsorted(ts, ticks.tick_ms, "right")]
+             == moving[np.searchsorted(ts, ticks.tick_ms - day, "right")])
+    assert 52 * 300 < int(empty.sum()) < 53 * 360 + quiet  # ~6 idle hours a week
+    assert (ticks.production_t[empty, 0] == 0.0).all()
+    assert np.array_equal(np.isnan(ticks.kwh_per_t[:, 0]), empty)
+    assert np.array_equal(np.isnan(ticks.kgce_per_t[:, 0]), empty)
+
+    # The last tick whose window still holds the year's final minute is not empty ...
+    assert ticks.electricity_kwh[year_end + 1_439, 0] == pytest.approx(kwh[minutes - 1])
+    # ... and from the next one on the window holds only zeros: exactly 0, idle.
+    quiet_rows = slice(year_end + 1_440, None)
+    assert ticks.tick_ms[quiet_rows].size >= 1
+    for name in ("electricity_kwh", "energy_kgce", "production_t"):
+        assert (getattr(ticks, name)[quiet_rows, 0] == 0.0).all(), name
+    assert np.isnan(ticks.kgce_per_t[quiet_rows, 0]).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_emptied_window_is_exactly_zero_after_readings_of_any_size(seed: int) -> None:
+    """Delta meters whose readings span twelve orders of magnitude (standby trickles
+    and full-load bursts), then a quiet day: the 24 h window must come back to
+    exactly 0 and idle, not to a rounding residue that looks like production."""
+    emit = 60_000
+    config = KernelConfig(emit_every_ms=emit, windows_ms=(10 * emit, 1_440 * emit),
+                          allowed_lateness_ms=0)
+    meters = _meters(delta_mode=True)
+    meters.delta_mode[SCALE] = True
+    rng = np.random.default_rng(seed)
+    busy, quiet = 20_000, 1_500
+    ts = T0 + emit * np.arange(1, busy + quiet + 1, dtype=np.int64)
+    value = np.zeros(ts.size)
+    value[:busy] = rng.uniform(0, 1, busy) * 10.0 ** rng.uniform(-6, 6, busy)
+    meter = (np.arange(ts.size) % 2).astype(np.int32)  # electricity and tonnes by turns
+    ticks = advance(new_state(config, 1, 2), config, meters,
+                    Readings.from_arrays(meter, ts, value))
+    last_busy = int(np.searchsorted(ticks.tick_ms, ts[busy - 1]))
+    assert ticks.production_t[last_busy, 1] > 0
+    emptied = slice(last_busy + 1_440, None)
+    assert ticks.tick_ms[emptied].size == quiet - 1_440 + 1
+    for name in ("energy_kgce", "electricity_kwh", "production_t"):
+        assert (getattr(ticks, name)[emptied] == 0.0).all(), name
+    assert np.isnan(ticks.kgce_per_t[emptied]).all()
+    assert np.isnan(ticks.kwh_per_t[emptied]).all()
 
 
 def test_the_reference_agrees_on_the_named_examples() -> None:

@@ -14,6 +14,7 @@ import pytest
 from tests.processes import Mosquitto, Wattline, wait_until
 from tests.test_e2e_pipeline import (
     TICK_MS,
+    count_readings,
     publish_all,
     readings_messages,
     wait_until_subscribed,
@@ -21,18 +22,6 @@ from tests.test_e2e_pipeline import (
 from wattline.ingest.sinks.parquet_store import read_store
 
 DAEMON_ARGS = ["--emit-every", "10s", "--windows", "1m,2m", "--allowed-lateness", "5s"]
-
-
-def _count_readings(messages: list[tuple[str, Any]]) -> int:
-    total = 0
-    for _, payload in messages:
-        if isinstance(payload, list):
-            total += len(payload)
-        elif isinstance(payload["ts"], list):
-            total += len(payload["ts"])
-        else:
-            total += 1
-    return total
 
 
 def _client(broker: Mosquitto) -> mqtt.Client:
@@ -48,7 +37,7 @@ def _feed(daemon: Wattline, client: mqtt.Client, site: str,
     before = daemon.metric_sum("wattline_readings_received_total")
     wait_until_subscribed(daemon, client, site, timeout_s=30)
     publish_all(client, messages, timeout_s=30)
-    want = before + _count_readings(messages)
+    want = before + count_readings(messages)
     wait_until(lambda: daemon.metric_sum("wattline_readings_received_total") >= want,
                timeout_s=60, interval_s=0.2, what=f"{want} readings received")
 

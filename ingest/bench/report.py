@@ -1,8 +1,9 @@
-"""How a benchmark shows its result: a table for people, one JSON line for machines."""
+"""How a benchmark shows its result: a table and notes for people, one JSON line for machines."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,16 +12,26 @@ from rich.console import Console
 from rich.table import Table
 
 
+@dataclass(frozen=True)
+class Row:
+    """One measure: its figure, how the subject compares with it, whether it agrees."""
+
+    what: str
+    figure: str
+    ratio: str = ""  # the subject's rate over this one's, e.g. "0.25" or "170x"
+    agree: str = ""  # "yes", "NO", or empty where nothing is compared
+
+
 @dataclass
 class BenchResult:
-    """Rows for the table (what, figure, compared with) and the flat figures for JSON."""
+    """Rows for the table, notes printed under it, and the flat figures for JSON."""
 
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
-    figures: dict[str, Any] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
 
-    def row(self, what: str, figure: str, compared: str = "") -> None:
-        self.rows.append((what, figure, compared))
+    def row(self, what: str, figure: str, ratio: str = "", agree: str = "") -> None:
+        self.rows.append(Row(what, figure, ratio, agree))
 
 
 def rate(per_s: float) -> str:
@@ -32,25 +43,33 @@ def rate(per_s: float) -> str:
 
 
 def machine() -> dict[str, Any]:
-    import os
+    """Where a figure was measured: Python, NumPy and Numba versions, CPU and its count."""
+    import numba
+    import numpy
 
-    return {"python": platform.python_version(), "machine": platform.machine(),
+    return {"python": platform.python_version(), "numpy": numpy.__version__,
+            "numba": numba.__version__, "machine": platform.machine(),
             "cpus": os.cpu_count()}
 
 
 def print_report(title: str, result: BenchResult, *, as_json: bool = False,
-                 console: Console | None = None) -> None:
-    """The table, its notes, and with ``as_json`` a last line holding one JSON object."""
+                 console: Console | None = None, subject: str = "full") -> None:
+    """The table, its notes, and with ``as_json`` a last line holding one JSON object.
+
+    ``subject`` names what every row's ratio column compares (``subject / row``).
+    Notes are printed unwrapped, so each stays one line a script can find.
+    """
     console = console or Console()
     table = Table(title=title)
     table.add_column("measure")
     table.add_column("figure", justify="right")
-    table.add_column("compared with", style="dim")
-    for what, figure, compared in result.rows:
-        table.add_row(what, figure, compared)
+    table.add_column(f"{subject} / this", justify="right")
+    table.add_column("agree")
+    for r in result.rows:
+        table.add_row(r.what, r.figure, r.ratio, r.agree)
     console.print(table)
     for note in result.notes:
-        console.print(f"  {note}", highlight=False)
+        console.print(f"  {note}", highlight=False, soft_wrap=True, markup=False)
     if as_json:
         # Plain print: the last line must be exactly the JSON object, unwrapped.
-        print(json.dumps(result.figures, sort_keys=True))
+        print(json.dumps(result.figures, sort_keys=True), flush=True)

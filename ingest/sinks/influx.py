@@ -1,13 +1,16 @@
 """``InfluxSink``: results batches to InfluxDB 2/3 (or any ``/api/v2/write`` server).
 
 Each batch is encoded once as line protocol (``line_protocol.encode_intensity``) and
-written in one synchronous request with millisecond precision, so a batch is either
-written or raises ``SinkError`` with what went wrong:
+written in one synchronous request with millisecond precision (gzipped unless told
+not to), so a batch is either written or raises ``SinkError`` saying what went wrong:
 
-- connection refused, timeouts, HTTP 429 and 5xx: ``retryable`` (the pipeline backs off
-  and tries the same batch again; ``Retry-After`` is passed on when the server sends it);
-- any other 4xx: not retryable (the server refuses this data, e.g. a wrong token or an
-  unknown bucket), with the server's own message.
+- connection refused, timeouts, HTTP 408, 429 and 5xx: ``retryable``; the pipeline
+  backs off and tries the same batch again, and ``Retry-After`` is passed on when
+  the server sends one;
+- any other 4xx: not retryable (the server refuses this data, a token or a bucket),
+  with the server's own message and a hint at the setting to check;
+- a batch line protocol cannot carry (a tag with a line break, a non-finite value):
+  not retryable, without a request.
 
 The client does no retries of its own: one policy, the pipeline's, decides.
 """
@@ -27,9 +30,26 @@ from wattline.ingest.sinks.line_protocol import encode_intensity
 
 log = logging.getLogger(__name__)
 
+_HINTS = {
+    400: "the server cannot parse or store these points; see its message",
+    401: "check the token (--influx-token or --influx-token-file)",
+    403: "the token may not write to this bucket",
+    404: "check --influx-org and --influx-bucket",
+    413: "the batch is too large for the server; lower --batch-max-messages",
+}
+
 
 class InfluxSink:
-    """Writes ``energy_intensity`` points to one bucket."""
+    """Writes ``energy_intensity`` points to one bucket of one server.
+
+    Args:
+        url: The server's base URL, ``http://host:8086``.
+        org: The organisation owning ``bucket`` (InfluxDB 2); others ignore it.
+        bucket: Where the points go (a database on InfluxDB 1.8 and 3).
+        token: The API token; empty for a server that asks for none.
+        timeout_s: How long one request, connect and answer, may take.
+        gzip: Whether to compress request bodies (they shrink about tenfold).
+    """
 
     name = "influxdb"
 
@@ -46,60 +66,82 @@ class InfluxSink:
         self.url = url
         self.org = org
         self.bucket = bucket
+        self.timeout_s = timeout_s
         self._client = InfluxDBClient(
             url=url, token=token, org=org, timeout=int(timeout_s * 1000), enable_gzip=gzip,
             retries=False,
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
+    def check(self) -> None:
+        """The health check: ``SinkError`` (retryable) unless the server answers ``/ping``."""
+        if not self._client.ping():
+            raise SinkError(
+                f"InfluxDB at {self.url} does not answer /ping; check that it runs and that "
+                "--influx-url names it", retryable=True)
+
     def open(self) -> None:
         """Check the server answers; a server that is down is logged, not fatal."""
         try:
-            reachable = self._client.ping()
-        except Exception:  # noqa: BLE001 - ping reports any failure as unreachable
-            reachable = False
-        if reachable:
-            log.info("InfluxDB at %s answers; writing to bucket %r", self.url, self.bucket)
+            self.check()
+        except SinkError as exc:
+            log.warning("%s; writes will be retried with backoff until it does", exc)
         else:
-            log.warning("InfluxDB at %s does not answer yet; writes will be retried with "
-                        "backoff until it does", self.url)
+            log.info("InfluxDB at %s answers; writing to bucket %r", self.url, self.bucket)
 
     def write(self, table: pa.Table) -> None:
+        """Write one batch in one request, or raise ``SinkError``."""
         if table.num_rows == 0:
             return
-        body = encode_intensity(table)
+        try:
+            body = encode_intensity(table)
+        except ValueError as exc:
+            raise SinkError(f"cannot write this batch as line protocol: {exc}; such a batch "
+                            "should never reach a sink, please report it",
+                            retryable=False) from None
         try:
             self._write_api.write(
                 bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.MS
             )
         except ApiException as exc:
             raise _api_error(self.url, exc) from None
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise SinkError(f"InfluxDB at {self.url} did not answer within "
+                            f"{self.timeout_s:g} s ({exc}); it may be overloaded",
+                            retryable=True) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise SinkError(f"cannot reach InfluxDB at {self.url}: {exc}", retryable=True) from None
+            raise SinkError(f"cannot reach InfluxDB at {self.url}: {exc}; check that it "
+                            "runs and that --influx-url names it", retryable=True) from None
 
     def close(self) -> None:
+        """Close the HTTP connections."""
         self._write_api.close()
         self._client.close()
 
 
 def _api_error(url: str, exc: ApiException) -> SinkError:
+    """The ``SinkError`` for an HTTP answer that is not 2xx (or a TLS failure, status 0)."""
     status = int(exc.status or 0)
-    body = (exc.body or b"")
-    message = (body.decode(errors="replace") if isinstance(body, bytes) else str(body)).strip()
-    detail = f"InfluxDB at {url} answered HTTP {status} {exc.reason or ''}: {message[:500]}"
-    if status == 429 or status >= 500 or status == 0:
-        retry_after = None
-        headers = exc.headers or {}
-        value = headers.get("Retry-After") if hasattr(headers, "get") else None
-        if value is not None:
-            try:
-                retry_after = float(value)
-            except ValueError:
-                retry_after = None
-        return SinkError(detail, retryable=True, retry_after_s=retry_after)
-    hint = {
-        401: "check the token (--influx-token-file)",
-        403: "the token may not write to this bucket",
-        404: "check --influx-org and --influx-bucket",
-    }.get(status, "the server refuses this data")
+    message = exc.message if isinstance(exc.message, str) else exc.body
+    if isinstance(message, bytes):
+        message = message.decode(errors="replace")
+    message = str(message or "").strip()[:500] or "(no message)"
+    detail = f"InfluxDB at {url} answered HTTP {status} {exc.reason or ''}".rstrip()
+    detail = f"{detail}: {message}"
+    if status == 0:
+        return SinkError(f"cannot talk to InfluxDB at {url}: {exc.reason}; check the "
+                         "URL's scheme and the server's certificate", retryable=True)
+    if status in (408, 429) or status >= 500:
+        return SinkError(detail, retryable=True, retry_after_s=_seconds(exc.retry_after))
+    hint = _HINTS.get(status, "the server refuses this data")
     return SinkError(f"{detail} ({hint})", retryable=False)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A ``Retry-After`` in seconds; ``None`` for none, or for the HTTP-date form."""
+    if retry_after is None:
+        return None
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        return None

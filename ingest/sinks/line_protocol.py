@@ -3,11 +3,23 @@
     energy_intensity,site=S,line=L,window=15m energy_kgce=..,electricity_kwh=..,
         production_t=..,kgce_per_t=..,kwh_per_t=.. <T in ms>
 
-Tag values are escaped (comma, equals sign, space, backslash); a tag value with a
-line break cannot be written in line protocol at all and is refused, as are empty
-ones. Floats are written with Python's shortest round-trip repr, so a value read
-back is the value written. Null intensity fields (an idle window) are left out of
-their point, as the contract says.
+One point per row of the batch, in the batch's order, each ending in a newline; the
+timestamp is the tick in epoch milliseconds, so the write must say ``precision=ms``.
+
+- Tag values have their commas, equals signs, spaces and backslashes escaped with a
+  backslash. A tag value with a line break (``\\n`` or ``\\r``) cannot be written in
+  line protocol at all, and an empty one would be dropped by the server, so both are
+  refused with ``ValueError`` rather than changed: a tag is a series' identity, and
+  a silently altered one would be a different series. The topic parser never lets
+  such names through (contract section 1); this is the last guard.
+- Float fields are written with Python's shortest round-trip ``repr``, so a value
+  read back is bit for bit the value written. NaN and infinities have no line
+  protocol form and are refused with ``ValueError``.
+- Null intensity fields (an idle window) are left out of their point, as the
+  contract says; the three sums are always written.
+
+The encoding works a column at a time with Arrow compute; only the float formatting
+goes through Python, one ``repr`` per value.
 """
 
 from __future__ import annotations
@@ -15,50 +27,94 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 MEASUREMENT = "energy_intensity"
 TAGS = ("site", "line", "window")
-FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t")
+REQUIRED_FIELDS = ("energy_kgce", "electricity_kwh", "production_t")
+OPTIONAL_FIELDS = ("kgce_per_t", "kwh_per_t")
+FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
-_TAG_SPECIAL = re.compile(r"([,= \\])")
+_TAG_SPECIAL = re.compile(r"([,= \\])")  # the same pattern serves Python re and Arrow's RE2
 
 
 def escape_tag_value(value: str) -> str:
-    """A tag value escaped for line protocol; ValueError for values it cannot carry."""
-    if not value:
-        raise ValueError("an empty tag value cannot be written in line protocol")
-    if "\n" in value or "\r" in value:
-        raise ValueError(f"a tag value with a line break cannot be written: {value!r}")
+    """One tag value escaped for line protocol; ``ValueError`` for one it cannot carry."""
+    _check_tag_value(value)
     return _TAG_SPECIAL.sub(r"\\\1", value)
 
 
 def format_float(value: float) -> str:
-    """A finite float as a line-protocol float field value that reads back exactly."""
+    """A finite float as a line-protocol field value that reads back exactly."""
     if not math.isfinite(value):
         raise ValueError(f"line protocol has no way to write {value!r}")
     return repr(float(value))
 
 
 def encode_intensity(table: pa.Table) -> bytes:
-    """Encode a results batch (``INTENSITY_SCHEMA``) as line protocol, one point per row."""
+    """A results batch (``INTENSITY_SCHEMA`` columns) as one line-protocol body.
+
+    Raises ``ValueError`` naming the column and value for a tag value with a line
+    break, an empty tag value, a null tag or sum, or a non-finite field.
+    """
     if table.num_rows == 0:
         return b""
-    columns = table.select([*TAGS, "time_ms", *FIELDS]).to_pydict()
-    tag_cache: dict[tuple[str, str, str], str] = {}
-    lines: list[str] = []
-    for row in range(table.num_rows):
-        key = (columns["site"][row], columns["line"][row], columns["window"][row])
-        series = tag_cache.get(key)
-        if series is None:
-            series = MEASUREMENT + "".join(
-                f",{tag}={escape_tag_value(value)}" for tag, value in zip(TAGS, key, strict=True)
-            )
-            tag_cache[key] = series
-        fields = ",".join(
-            f"{name}={format_float(columns[name][row])}"
-            for name in FIELDS
-            if columns[name][row] is not None
-        )
-        lines.append(f"{series} {fields} {columns['time_ms'][row]}")
-    return ("\n".join(lines) + "\n").encode()
+    parts: list[pa.Array | str] = [MEASUREMENT]
+    for tag in TAGS:
+        parts += [f",{tag}=", _escaped_tags(tag, table.column(tag))]
+    for i, name in enumerate(FIELDS):
+        parts.append(_field_texts(name, table.column(name), first=i == 0))
+    parts += [" ", pc.cast(_non_null("time_ms", table.column("time_ms")), pa.string()), "\n"]
+    points = pc.binary_join_element_wise(*parts, "")
+    return _concatenated(points)
+
+
+def _check_tag_value(value: str) -> None:
+    if not value:
+        raise ValueError("an empty tag value cannot be written in line protocol")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"a tag value with a line break cannot be written: {value!r}")
+
+
+def _non_null(name: str, column: pa.ChunkedArray) -> pa.Array:
+    array = column.combine_chunks()
+    if array.null_count:
+        raise ValueError(f"column {name!r} has {array.null_count} null value(s); every point "
+                         f"needs its {name}")
+    return array
+
+
+def _escaped_tags(tag: str, column: pa.ChunkedArray) -> pa.Array:
+    values = _non_null(tag, column).cast(pa.string())
+    bad = pc.or_(pc.equal(pc.utf8_length(values), 0),
+                 pc.match_substring_regex(values, r"[\r\n]"))
+    if pc.any(bad).as_py():
+        first = values.filter(bad)[0].as_py()
+        try:
+            _check_tag_value(first)
+        except ValueError as exc:
+            raise ValueError(f"tag {tag!r}: {exc}") from None
+    return pc.replace_substring_regex(values, _TAG_SPECIAL.pattern, r"\\\1")
+
+
+def _field_texts(name: str, column: pa.ChunkedArray, *, first: bool) -> pa.Array:
+    """``name=value`` per row (with a leading space or comma), or ``""`` where null."""
+    array = column.combine_chunks() if name in OPTIONAL_FIELDS else _non_null(name, column)
+    values = array.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+    valid = np.asarray(array.is_valid())
+    finite = np.isfinite(values)
+    if not finite[valid].all():
+        bad = float(values[valid & ~finite][0])
+        raise ValueError(f"field {name!r}: line protocol has no way to write {bad!r}")
+    lead = " " if first else ","
+    texts = pa.array([f"{lead}{name}={v!r}" for v in values.tolist()], pa.string())
+    return pc.if_else(valid, texts, "") if array.null_count else texts
+
+
+def _concatenated(points: pa.Array) -> bytes:
+    """The bytes of a string array's values, back to back (they are already lines)."""
+    offsets = np.frombuffer(points.buffers()[1], dtype=np.int32)
+    start, end = offsets[points.offset], offsets[points.offset + len(points)]
+    return points.buffers()[2].slice(int(start), int(end - start)).to_pybytes()

@@ -2,23 +2,35 @@
 
 Layout, readable with any Parquet tool (hive partitioning)::
 
-    DIR/date=2026-11-24/site=demo/line=eaf-1/part-<first ms>-<seq>-<pid>.parquet
+    DIR/date=2024-11-24/site=demo/line=eaf-1/part-<first tick ms>-<written ns>-<random>.parquet
 
-``date`` is the UTC day of the tick. Each write puts each (date, site, line) slice of
-the batch in a new file, written to a hidden temporary name, fsynced and renamed into
-place, so a reader or a crash never sees half a file. ``compact`` merges a
-partition's files into one; ``prune`` removes days older than a retention.
+- ``date`` is the UTC day of the tick. Site and line names are URI-escaped into
+  their folder names (``%2F`` for a slash), the escaping Arrow undoes when it reads
+  hive partitions, so any name is safe on disk and reads back unchanged.
+- Each ``write`` puts each (date, site, line) slice of the batch in a new file,
+  sorted by window and tick. A file is written under a hidden temporary name,
+  fsynced and renamed into place (and its folder fsynced), so a reader or a crash
+  never sees half a file. File names sort by first tick, then by write time, and
+  a random part keeps them unique across processes and restarts.
+- ``compact`` merges a day's files, per site and line, into one; ``prune`` removes
+  days older than a retention. Both may run while the pipeline writes.
+- ``read_store`` reads a store back as one results batch, one row per point even
+  when a replay wrote a point twice; ``latest`` keeps the newest tick per line and
+  window.
 """
 
 from __future__ import annotations
 
-import itertools
+import errno
 import os
+import secrets
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -27,20 +39,217 @@ import pyarrow.parquet as pq
 from wattline.ingest.results import INTENSITY_SCHEMA
 from wattline.ingest.sinks.base import SinkError
 
-_PART_SCHEMA = pa.schema([("date", pa.string()), ("site", pa.string()), ("line", pa.string())])
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+DAY_MS = 86_400_000
+_PARTITIONING = ds.HivePartitioning(
+    pa.schema([("date", pa.string()), ("site", pa.string()), ("line", pa.string())]),
+    segment_encoding="uri",
+)
+_POINT_KEY = ("site", "line", "window", "time_ms")
+_MAX_NAME_BYTES = 255  # a folder name's limit on common file systems
+_TRASH_PREFIX = ".trash-"
 
 
-def _check_partition_value(value: str) -> str:
-    # Site and line names are validated at the topic (contract section 1); this guards
-    # the file system against anything else reaching here.
-    if not value or value in (".", "..") or not set(value) <= _SAFE:
-        raise SinkError(f"cannot store a partition named {value!r}", retryable=False)
-    return value
+class ParquetStore:
+    """Writes results batches as Parquet files under ``directory``; see the module doc."""
+
+    name = "parquet"
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def open(self) -> None:
+        """Create the store's folder and clear what a crash mid-write or mid-prune left."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for stale in self.directory.glob(f"{_TRASH_PREFIX}*"):
+                shutil.rmtree(stale)
+            for stale in self.directory.rglob(".*.tmp"):
+                stale.unlink()
+        except OSError as exc:
+            raise SinkError(f"cannot use {self.directory} as the Parquet store: {exc}; "
+                            "give a writable folder with --store", retryable=False) from None
+
+    def write(self, table: pa.Table) -> None:
+        """Write one batch as one new file per (UTC day, site, line), or raise ``SinkError``."""
+        if table.num_rows == 0:
+            return
+        table = table.select(INTENSITY_SCHEMA.names).cast(INTENSITY_SCHEMA)
+        for name in ("site", "line"):
+            if pc.any(pc.equal(pc.utf8_length(table[name]), 0)).as_py():
+                raise SinkError(f"a row has an empty {name} name, which cannot be a partition "
+                                "of the store; the batch is refused", retryable=False)
+        try:
+            for date, site, line, part in _day_site_line_slices(table):
+                folder = self._make_partition(date, site, line)
+                _write_atomically(part, folder / _file_name(part))
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise SinkError(f"a site or line name is too long for a folder name of the "
+                                f"store {self.directory}: {exc}", retryable=False) from None
+            # A full or read-only disk may recover; the pipeline retries with backoff.
+            raise SinkError(f"cannot write to the Parquet store {self.directory}: {exc}; "
+                            "free some space or fix the folder's permissions",
+                            retryable=True) from None
+
+    def close(self) -> None:
+        """Nothing stays open between writes."""
+
+    def read(self, *, site: str | None = None, line: str | None = None) -> pa.Table:
+        """Everything in this store (optionally one site or line); see ``read_store``."""
+        return read_store(self.directory, site=site, line=line)
+
+    def latest(self) -> pa.Table:
+        """The newest row per (site, line, window); see ``latest``."""
+        return latest(self.directory)
+
+    def partition_dir(self, date: str, site: str, line: str) -> Path:
+        """The folder of one (UTC day, site, line)."""
+        segments = [f"{key}={_escape(value)}" for key, value in
+                    (("date", date), ("site", site), ("line", line))]
+        for segment in segments:
+            if len(segment.encode()) > _MAX_NAME_BYTES:
+                raise SinkError(f"the partition {segment[:80]!r}... is too long for a folder "
+                                "name", retryable=False)
+        return self.directory.joinpath(*segments)
+
+    def compact(self, date: str) -> int:
+        """Merge each site and line of one UTC day (``YYYY-MM-DD``) into one file.
+
+        Points written twice are kept once. Returns how many files were merged away;
+        a crash halfway leaves both the merged file and some originals, which reads
+        (and the next compaction) take as one.
+        """
+        removed = 0
+        day = self.directory / f"date={_escape(date)}"
+        for folder in sorted(p for p in day.glob("site=*/line=*") if p.is_dir()):
+            files = sorted(folder.glob("part-*.parquet"))
+            if len(files) < 2:
+                continue
+            merged = pa.concat_tables(
+                pq.ParquetFile(f).read().select(INTENSITY_SCHEMA.names).cast(INTENSITY_SCHEMA)
+                for f in files)
+            merged = _one_row_per_point(_sorted(merged))
+            _write_atomically(merged, folder / _file_name(merged))
+            for f in files:
+                f.unlink()
+            removed += len(files)
+            _fsync_dir(folder)
+        return removed
+
+    def prune(self, retention_days: int, now_ms: int | None = None) -> list[str]:
+        """Delete whole UTC days older than ``retention_days`` before ``now_ms``.
+
+        A day is first renamed out of sight, so a reader sees it whole or not at
+        all. Returns the days removed, oldest first.
+        """
+        now_s = time.time() if now_ms is None else now_ms / 1000
+        now = datetime.fromtimestamp(now_s, UTC)
+        oldest_kept = (now - timedelta(days=retention_days)).strftime("%Y-%m-%d")
+        removed = []
+        for day in sorted(self.directory.glob("date=*")):
+            date = day.name.removeprefix("date=")
+            if day.is_dir() and date < oldest_kept:
+                trash = day.with_name(f"{_TRASH_PREFIX}{day.name}-{secrets.token_hex(4)}")
+                os.replace(day, trash)
+                shutil.rmtree(trash)
+                removed.append(date)
+        if removed:
+            _fsync_dir(self.directory)
+        return removed
+
+    def _make_partition(self, date: str, site: str, line: str) -> Path:
+        """The partition's folder, created if new (and its parents fsynced)."""
+        folder = self.partition_dir(date, site, line)
+        if not folder.is_dir():
+            created = []
+            parent = folder
+            while not parent.exists():
+                created.append(parent)
+                parent = parent.parent
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in created:
+                _fsync_dir(path.parent)
+        return folder
 
 
-def _utc_date(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+def read_store(
+    directory: str | os.PathLike[str], *, site: str | None = None, line: str | None = None
+) -> pa.Table:
+    """Everything in a store (optionally one site or line) as one results batch.
+
+    Columns and types are ``INTENSITY_SCHEMA``'s; rows are sorted by site, line,
+    window and tick, one per point: a replay after a crash writes some points
+    again, and the contract makes a rewritten point carry the same values, so
+    which copy is kept does not matter.
+    """
+    path = Path(directory)
+    if not any(path.glob("date=*")):
+        return INTENSITY_SCHEMA.empty_table()
+    # Hidden names (temporary files, days being pruned) are ignored by discovery.
+    dataset = ds.dataset(path, format="parquet", partitioning=_PARTITIONING)
+    condition = None
+    for name, value in (("site", site), ("line", line)):
+        if value is not None:
+            term = ds.field(name) == value
+            condition = term if condition is None else condition & term
+    table = dataset.to_table(columns=INTENSITY_SCHEMA.names, filter=condition)
+    return _one_row_per_point(_sorted(table.cast(INTENSITY_SCHEMA)))
+
+
+def latest(directory: str | os.PathLike[str]) -> pa.Table:
+    """The newest row (latest tick) per (site, line, window) in a store."""
+    return _last_of_runs(read_store(directory), ("site", "line", "window"))
+
+
+def _escape(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _utc_date(day: int) -> str:
+    return datetime.fromtimestamp(day * (DAY_MS // 1000), UTC).strftime("%Y-%m-%d")
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by([(name, "ascending") for name in _POINT_KEY])
+
+
+def _day_site_line_slices(table: pa.Table) -> list[tuple[str, str, str, pa.Table]]:
+    """The batch cut into (UTC day, site, line) slices, each sorted by window and tick."""
+    days = np.floor_divide(table["time_ms"].to_numpy(), DAY_MS)
+    keyed = table.append_column("day", pa.array(days, pa.int64()))
+    keyed = keyed.sort_by([("day", "ascending"), *((n, "ascending") for n in _POINT_KEY)])
+    # Sorted, each group is one run; ungrouped counts come out in order of first sight.
+    runs = keyed.group_by(["day", "site", "line"], use_threads=False).aggregate(
+        [([], "count_all")]).to_pylist()
+    slices = []
+    start = 0
+    for run in runs:
+        part = keyed.slice(start, run["count_all"]).drop_columns(["day"])
+        slices.append((_utc_date(run["day"]), run["site"], run["line"], part))
+        start += run["count_all"]
+    return slices
+
+
+def _last_of_runs(table: pa.Table, key: tuple[str, ...]) -> pa.Table:
+    """The last row of each run of equal ``key`` values in a sorted table."""
+    if table.num_rows < 2:
+        return table
+    same_as_next = None
+    for name in key:
+        column = table[name].combine_chunks()
+        equal = pc.equal(column.slice(0, len(column) - 1), column.slice(1))
+        same_as_next = equal if same_as_next is None else pc.and_(same_as_next, equal)
+    keep = pa.concat_arrays([pc.invert(same_as_next), pa.array([True])])
+    return table.filter(keep)
+
+
+def _one_row_per_point(table: pa.Table) -> pa.Table:
+    return _last_of_runs(table, _POINT_KEY)
+
+
+def _file_name(part: pa.Table) -> str:
+    first_ms = int(pc.min(part["time_ms"]).as_py())
+    return f"part-{first_ms:015d}-{time.time_ns():019d}-{secrets.token_hex(4)}.parquet"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -53,141 +262,13 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_atomically(table: pa.Table, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(target.parent)
-
-
-class ParquetStore:
-    """Writes results batches as Parquet files under ``directory``."""
-
-    name = "parquet"
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        self._seq = itertools.count()
-
-    def open(self) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            for stale in self.directory.rglob(".*.tmp"):  # left by a crash mid-write
-                stale.unlink()
-        except OSError as exc:
-            raise SinkError(f"cannot use {self.directory} as the Parquet store: {exc}",
-                            retryable=False) from None
-
-    def write(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        table = table.select(INTENSITY_SCHEMA.names).cast(INTENSITY_SCHEMA)
-        times = table.column("time_ms").to_numpy()
-        dates = [_utc_date(int(ms)) for ms in times]
-        keyed = table.append_column("date", pa.array(dates, pa.string()))
-        groups = keyed.group_by(["date", "site", "line"]).aggregate([]).to_pylist()
-        try:
-            for group in groups:
-                mask = pc.and_(
-                    pc.and_(pc.equal(keyed["date"], group["date"]),
-                            pc.equal(keyed["site"], group["site"])),
-                    pc.equal(keyed["line"], group["line"]),
-                )
-                part = table.filter(mask)
-                folder = self.partition_dir(group["date"], group["site"], group["line"])
-                folder.mkdir(parents=True, exist_ok=True)
-                first_ms = int(pc.min(part["time_ms"]).as_py())
-                name = f"part-{first_ms:015d}-{next(self._seq):08d}-{os.getpid()}.parquet"
-                _write_atomically(part, folder / name)
-        except OSError as exc:
-            # A full or read-only disk may recover; the pipeline retries with backoff.
-            raise SinkError(f"cannot write to the Parquet store {self.directory}: {exc}",
-                            retryable=True) from None
-
-    def close(self) -> None:
-        """Nothing stays open between writes."""
-
-    def partition_dir(self, date: str, site: str, line: str) -> Path:
-        return (self.directory / f"date={_check_partition_value(date)}"
-                / f"site={_check_partition_value(site)}" / f"line={_check_partition_value(line)}")
-
-    def compact(self, date: str) -> int:
-        """Merge each partition of ``date`` into one file, sorted by time; files removed."""
-        removed = 0
-        day = self.directory / f"date={_check_partition_value(date)}"
-        for folder in sorted(p for p in day.glob("site=*/line=*") if p.is_dir()):
-            files = sorted(folder.glob("part-*.parquet"))
-            if len(files) < 2:
-                continue
-            merged = pa.concat_tables(pq.read_table(f, schema=INTENSITY_SCHEMA) for f in files)
-            merged = merged.sort_by([("time_ms", "ascending"), ("window", "ascending")])
-            first_ms = int(pc.min(merged["time_ms"]).as_py())
-            target = folder / f"part-{first_ms:015d}-compact-{time.time_ns()}.parquet"
-            _write_atomically(merged, target)
-            for f in files:
-                f.unlink()
-                removed += 1
-            _fsync_dir(folder)
-        return removed
-
-    def prune(self, retention_days: int, now_ms: int | None = None) -> list[str]:
-        """Delete whole days older than ``retention_days`` (UTC); the days removed."""
-        now = datetime.fromtimestamp((now_ms or time.time() * 1000) / 1000, UTC)
-        oldest_kept = (now - timedelta(days=retention_days)).strftime("%Y-%m-%d")
-        removed = []
-        for day in sorted(self.directory.glob("date=*")):
-            date = day.name.removeprefix("date=")
-            if date < oldest_kept:
-                shutil.rmtree(day)
-                removed.append(date)
-        return removed
-
-
-def read_store(
-    directory: str | os.PathLike[str], *, site: str | None = None, line: str | None = None
-) -> pa.Table:
-    """Everything in a store (optionally one site or line), sorted by line, window, time."""
-    path = Path(directory)
-    if not any(path.glob("date=*")):
-        return INTENSITY_SCHEMA.empty_table()
-    dataset = ds.dataset(path, format="parquet", partitioning=ds.partitioning(
-        _PART_SCHEMA, flavor="hive"), exclude_invalid_files=True)
-    condition = None
-    for name, value in (("site", site), ("line", line)):
-        if value is not None:
-            term = ds.field(name) == value
-            condition = term if condition is None else condition & term
-    table = dataset.to_table(columns=INTENSITY_SCHEMA.names, filter=condition)
-    table = table.cast(INTENSITY_SCHEMA)
-    table = table.sort_by([("site", "ascending"), ("line", "ascending"),
-                           ("window", "ascending"), ("time_ms", "ascending")])
-    return _drop_rewritten_points(table)
-
-
-def _drop_rewritten_points(table: pa.Table) -> pa.Table:
-    """One row per (site, line, window, time_ms) of a sorted table.
-
-    A replay after a crash writes some points again; the contract makes a rewritten
-    point carry the same values, so which copy is kept does not matter.
-    """
-    if table.num_rows < 2:
-        return table
-    same_as_next = None
-    for name in ("site", "line", "window", "time_ms"):
-        column = table[name].combine_chunks()
-        equal = pc.equal(column.slice(0, len(column) - 1), column.slice(1))
-        same_as_next = equal if same_as_next is None else pc.and_(same_as_next, equal)
-    keep = pa.concat_arrays([pc.invert(same_as_next), pa.array([True])])
-    return table.filter(keep)
-
-
-def latest(directory: str | os.PathLike[str]) -> pa.Table:
-    """The newest row per (site, line, window) in a store."""
-    table = read_store(directory)
-    if table.num_rows == 0:
-        return table
-    newest = table.group_by(["site", "line", "window"]).aggregate([("time_ms", "max")])
-    keys = newest.rename_columns(["site", "line", "window", "time_ms"])
-    return table.join(keys, ["site", "line", "window", "time_ms"], join_type="inner").sort_by(
-        [("site", "ascending"), ("line", "ascending"), ("window", "ascending")])
