@@ -159,6 +159,7 @@ def main() -> None:
       wattline simulate --help       publish simulated gateways to a broker
       wattline check-config FILE     validate a config file
       wattline bench kernels         measure the kernels
+      wattline bench ingest          measure the MQTT collector
 
     Every `run` flag can also come from an environment variable WATTLINE_<FLAG>
     or from the TOML file given with --config; a flag beats the environment,
@@ -364,6 +365,45 @@ def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int
     result = run_kernel_bench(readings=readings, lines=lines, meters_per_line=meters_per_line,
                               reference_readings=reference_readings, progress=progress)
     print_report("wattline bench kernels", result, as_json=as_json)
+
+
+@bench.command("ingest")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON object on the last line.")
+@click.option("--mqtt-url", default=None,
+              help="Use this broker instead of starting a Mosquitto on a free port; give a "
+                   "--topic-prefix no running daemon subscribes to.")
+@click.option("--messages", type=int, default=50_000, show_default=True,
+              help="Single-reading messages per run.")
+@click.option("--batch-messages", type=int, default=5_000, show_default=True,
+              help="100-reading columnar batch messages per run.")
+@click.option("--publishers", type=int, default=2, show_default=True,
+              help="Publisher processes sharing each load.")
+@click.option("--latency-seconds", type=float, default=2.0, show_default=True,
+              help="Length of each paced latency run on the collector.")
+@click.option("--topic-prefix", default="factory", show_default=True,
+              help="First topic level of the benchmark's readings.")
+def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messages: int,
+                 publishers: int, latency_seconds: float, topic_prefix: str) -> None:
+    """The collector against a bare paho subscriber and a hand-written json + Point loop.
+
+    Single readings and 100-reading batches, at QoS 0 and QoS 1, published by
+    separate processes as fast as they can; then publish-to-output latency at
+    half the collector's rate, and messages lost.
+    """
+    from wattline.ingest.bench.ingest import run_ingest_bench
+    from wattline.ingest.bench.report import print_report
+
+    def progress(text: str) -> None:
+        click.echo(text, err=True)
+
+    try:
+        result = run_ingest_bench(mqtt_url=mqtt_url, messages=messages,
+                                  batch_messages=batch_messages, publishers=publishers,
+                                  latency_seconds=latency_seconds, topic_prefix=topic_prefix,
+                                  progress=progress)
+    except (RuntimeError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    print_report("wattline bench ingest", result, as_json=as_json, subject="collector")
 
 
 if __name__ == "__main__":
