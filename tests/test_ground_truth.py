@@ -1,0 +1,74 @@
+"""Each process model through the real broker and daemon, checked against the simulator's
+own ground truth (computed from its model, independently of the kernels)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.processes import Mosquitto, Wattline, wait_until
+from wattline.ingest.sinks.parquet_store import read_store
+from wattline.simulators.publisher import published_series, readings_per_message, simulate
+from wattline.simulators.truth import expected_intensity
+
+RATE_S = 10.0
+SPEED = 120.0
+DURATION_S = 10.0  # 20 minutes of plant time
+LATENESS_S = 30
+FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("line", ["eaf-1", "potline-1", "kiln-1"])
+def test_a_process_model_through_the_daemon_matches_its_ground_truth(
+    mosquitto: Mosquitto,
+    wattline_daemon: Callable[..., Wattline],
+    site: str,
+    tmp_path: Path,
+    line: str,
+) -> None:
+    store = tmp_path / "store"
+    daemon = wattline_daemon([
+        "--mqtt-url", mosquitto.url, "--store", str(store), "--emit-every", "10s",
+        "--windows", "1m,10m", "--allowed-lateness", f"{LATENESS_S}s",
+        "--client-id", f"wattline-{site}",
+    ])
+    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
+    time.sleep(0.5)  # the subscription lands just after the connection
+    plant_s = DURATION_S * SPEED
+    start_ms = (int(time.time() * 1000) - int(plant_s * 1000)) // 10_000 * 10_000
+    summary = simulate(mosquitto.url, [line], site=site, rate_s=RATE_S, duration_s=DURATION_S,
+                       speed=SPEED, seed=7, start_ms=start_ms)
+    series = published_series([line], site=site, start_ms=start_ms, plant_s=plant_s,
+                              rate_s=RATE_S, seed=7,
+                              readings_per_message=readings_per_message(SPEED, RATE_S))
+    assert sum(len(s.readings) for s in series) == summary.readings
+    truth = {(r.window, r.time_ms): r for r in
+             expected_intensity(series, emit_every_s=10, windows=("1m", "10m"))}
+    newest = max(ts for s in series for ts, _ in s.readings)
+    due = sorted(t for (_, t) in truth if t <= newest - LATENESS_S * 1000)
+    assert len(due) > 50
+
+    def written() -> dict:
+        if not store.exists():
+            return {}
+        rows = read_store(store, line=line).to_pylist()
+        return {(r["window"], r["time_ms"]): r for r in rows if r["site"] == site}
+
+    wait_until(lambda: ("10m", due[-1]) in written(), timeout_s=60,
+               what=f"the daemon's tick at {due[-1]}")
+    got = written()
+    for window in ("1m", "10m"):
+        for t in due:
+            want, row = truth[(window, t)], got[(window, t)]
+            for field in FIELDS:
+                expected = getattr(want, field)
+                if expected is None:
+                    assert row[field] is None, (window, t, field)
+                else:
+                    assert row[field] == pytest.approx(expected, rel=1e-9, abs=1e-9), (
+                        window, t, field)
+    assert daemon.metric_sum("wattline_readings_dropped_total") == 0
