@@ -60,6 +60,9 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--influx-token-file",), {"help": "File holding the InfluxDB API token."}),
     (("--store",), {"help": "Directory of the local Parquet store (partitioned by date and "
                             "line)."}),
+    (("--store-retention",), {"help": "Delete the store's days older than this, in whole "
+                                      "days (e.g. 90d); past days are also compacted to one "
+                                      "file per line. [default: keep everything]"}),
     (("--state-dir",), {"help": "Directory for kernel checkpoints (meter numbering, per-meter "
                                 "last readings, window contents, watermarks): a restarted "
                                 "daemon resumes its windows exactly. [default: none, windows "

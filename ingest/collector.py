@@ -39,7 +39,7 @@ def build_sinks(settings: Settings) -> list[IntensitySink]:
     if settings.store:
         from wattline.ingest.sinks.parquet_store import ParquetStore
 
-        sinks.append(ParquetStore(settings.store))
+        sinks.append(ParquetStore(settings.store, retention_days=settings.store_retention_days))
     return sinks
 
 

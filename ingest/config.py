@@ -118,6 +118,7 @@ class Settings:
     influx_token: str | None = field(default=None, repr=False)
     influx_token_file: str | None = None
     store: str | None = None
+    store_retention: str | None = None
     state_dir: str | None = None
     checkpoint_every: str = "60s"
     metrics_port: int | None = 9464
@@ -155,6 +156,13 @@ class Settings:
     @property
     def max_past_ms(self) -> int:
         return parse_duration_ms(self.max_past, "max_past")
+
+    @property
+    def store_retention_days(self) -> int | None:
+        """Whole days the Parquet store keeps; None keeps everything."""
+        if self.store_retention is None:
+            return None
+        return parse_duration_ms(self.store_retention, "store_retention") // 86_400_000
 
     @property
     def session_expiry_ms(self) -> int:
@@ -244,6 +252,11 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
     for key in strs:
         if key in kwargs:
             _check_type(key, kwargs[key], str)
+    if kwargs.get("store_retention") is not None:
+        _check_type("store_retention", kwargs["store_retention"], str)
+        days = parse_duration_ms(kwargs["store_retention"], "store_retention") / 86_400_000
+        if days < 1 or days != int(days):
+            raise ConfigError("store_retention", "give whole days, e.g. 90d (at least 1d)")
     if "persistent_session" in kwargs:
         kwargs["persistent_session"] = _boolean("persistent_session", kwargs["persistent_session"])
     durations = ("emit_every", "allowed_lateness", "max_future", "max_past", "batch_max_wait",

@@ -228,7 +228,7 @@ _point = st.tuples(st.sampled_from(["s1", "s 2"]), st.sampled_from(["eaf-1", "ki
                    st.sampled_from(["15m", "1h"]), st.integers(-2, 3))
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(_point, min_size=1, max_size=30), st.data())
 def test_any_batches_read_back_as_their_points_once_each(points: list[tuple], data: st.DataObject
                                                          ) -> None:
@@ -245,3 +245,30 @@ def test_any_batches_read_back_as_their_points_once_each(points: list[tuple], da
         back = read_store(store.directory).to_pylist()
     expected = {(r["site"], r["line"], r["window"], r["time_ms"]): r for r in rows}
     assert back == [expected[k] for k in sorted(expected)]
+
+
+def test_housekeeping_compacts_past_days_and_drops_days_past_the_retention(
+    tmp_path: Path,
+) -> None:
+    day_ms = 86_400_000
+    t0 = 1_732_406_400_000  # 2024-11-24T00:00Z
+    now = [t0 / 1000 + 5 * 86_400 + 3600]  # 2024-11-29, 01:00
+    store = ParquetStore(tmp_path / "s", retention_days=2, housekeeping_every_s=60,
+                         clock=lambda: now[0])
+    store.open()
+    rows = {"site": ["demo"], "line": ["eaf-1"], "window": ["15m"], "energy_kgce": [1.0],
+            "electricity_kwh": [1.0], "production_t": [1.0], "kgce_per_t": [1.0],
+            "kwh_per_t": [1.0]}
+    for day in range(6):
+        for k in range(3):
+            store.write(pa.table({**rows, "time_ms": [t0 + day * day_ms + k * 10_000]},
+                                 schema=INTENSITY_SCHEMA))
+    now[0] += 61  # the next write is due for housekeeping
+    store.write(pa.table({**rows, "time_ms": [t0 + 5 * day_ms + 99_000]},
+                         schema=INTENSITY_SCHEMA))
+    days = sorted(p.name for p in store.directory.glob("date=*"))
+    assert days == ["date=2024-11-27", "date=2024-11-28", "date=2024-11-29"]
+    files = {p.parent.parent.name: len(list(p.glob("*.parquet")))
+             for p in store.directory.glob("date=*/site=*/line=*")}
+    assert files == {"date=2024-11-27": 1, "date=2024-11-28": 1, "date=2024-11-29": 4}
+    assert read_store(store.directory).num_rows == 3 + 3 + 4

@@ -22,10 +22,12 @@ Layout, readable with any Parquet tool (hive partitioning)::
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -38,6 +40,8 @@ import pyarrow.parquet as pq
 
 from wattline.ingest.results import INTENSITY_SCHEMA
 from wattline.ingest.sinks.base import SinkError
+
+log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 _PARTITIONING = ds.HivePartitioning(
@@ -54,8 +58,24 @@ class ParquetStore:
 
     name = "parquet"
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        retention_days: int | None = None,
+        housekeeping_every_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``retention_days``: whole UTC days older than this are deleted (None: keep all).
+
+        Every ``housekeeping_every_s`` (and at ``open``) past days are compacted to one
+        file per site and line, and the retention is applied.
+        """
         self.directory = Path(directory)
+        self.retention_days = retention_days
+        self.housekeeping_every_s = housekeeping_every_s
+        self._clock = clock
+        self._last_housekeeping_s: float | None = None
 
     def open(self) -> None:
         """Create the store's folder and clear what a crash mid-write or mid-prune left."""
@@ -68,6 +88,34 @@ class ParquetStore:
         except OSError as exc:
             raise SinkError(f"cannot use {self.directory} as the Parquet store: {exc}; "
                             "give a writable folder with --store", retryable=False) from None
+        self.housekeeping()
+
+    def housekeeping(self) -> tuple[int, list[str]]:
+        """Compact every day before today (UTC) and apply the retention.
+
+        Returns (files merged away, days removed). Failures are logged, never raised:
+        housekeeping must not stop results from being written.
+        """
+        now_s = self._clock()
+        self._last_housekeeping_s = now_s
+        today = datetime.fromtimestamp(now_s, UTC).strftime("%Y-%m-%d")
+        merged, removed = 0, []
+        try:
+            if self.retention_days is not None:
+                removed = self.prune(self.retention_days, now_ms=int(now_s * 1000))
+            for day in sorted(self.directory.glob("date=*")):
+                date = day.name.removeprefix("date=")
+                if day.is_dir() and date < today:
+                    merged += self.compact(date)
+        except OSError as exc:
+            log.warning("housekeeping of the Parquet store %s failed: %s; it will be tried "
+                        "again later", self.directory, exc)
+        return merged, removed
+
+    def _housekeeping_if_due(self) -> None:
+        last = self._last_housekeeping_s
+        if last is None or self._clock() - last >= self.housekeeping_every_s:
+            self.housekeeping()
 
     def write(self, table: pa.Table) -> None:
         """Write one batch as one new file per (UTC day, site, line), or raise ``SinkError``."""
@@ -90,6 +138,7 @@ class ParquetStore:
             raise SinkError(f"cannot write to the Parquet store {self.directory}: {exc}; "
                             "free some space or fix the folder's permissions",
                             retryable=True) from None
+        self._housekeeping_if_due()
 
     def close(self) -> None:
         """Nothing stays open between writes."""
@@ -217,16 +266,14 @@ def _day_site_line_slices(table: pa.Table) -> list[tuple[str, str, str, pa.Table
     """The batch cut into (UTC day, site, line) slices, each sorted by window and tick."""
     days = np.floor_divide(table["time_ms"].to_numpy(), DAY_MS)
     keyed = table.append_column("day", pa.array(days, pa.int64()))
-    keyed = keyed.sort_by([("day", "ascending"), *((n, "ascending") for n in _POINT_KEY)])
-    # Sorted, each group is one run; ungrouped counts come out in order of first sight.
-    runs = keyed.group_by(["day", "site", "line"], use_threads=False).aggregate(
-        [([], "count_all")]).to_pylist()
+    groups = keyed.group_by(["day", "site", "line"]).aggregate([]).to_pylist()
     slices = []
-    start = 0
-    for run in runs:
-        part = keyed.slice(start, run["count_all"]).drop_columns(["day"])
-        slices.append((_utc_date(run["day"]), run["site"], run["line"], part))
-        start += run["count_all"]
+    for group in sorted(groups, key=lambda g: (g["day"], g["site"], g["line"])):
+        mask = pc.and_(pc.and_(pc.equal(keyed["day"], group["day"]),
+                               pc.equal(keyed["site"], group["site"])),
+                       pc.equal(keyed["line"], group["line"]))
+        part = _sorted(keyed.filter(mask).drop_columns(["day"]))
+        slices.append((_utc_date(group["day"]), group["site"], group["line"], part))
     return slices
 
 
