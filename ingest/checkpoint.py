@@ -16,17 +16,14 @@ checkpoint or the new one, never a mix.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wattline.ingest.errors import ConfigError
+from wattline.ingest.files import write_atomically
 from wattline.kernels import KernelConfig, StreamState, load_state, save_state
-
-log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.json"
 FORMAT = 1
@@ -53,22 +50,7 @@ def save_checkpoint(directory: str | os.PathLike[str], state: StreamState,
     save_state(state, folder / state_name)
     body = json.dumps({"format": FORMAT, "generation": generation, "state": state_name,
                        "kernel": _kernel_settings(config), "registry": registry}).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / CHECKPOINT_FILE)
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(folder / CHECKPOINT_FILE, lambda f: f.write(body))
     for old in folder.glob("state-*.npz"):
         if old.name != state_name:
             old.unlink()

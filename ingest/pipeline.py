@@ -103,6 +103,7 @@ class Pipeline:
         self.topics = TopicTemplate(prefix=settings.topic_prefix)
         self.state = new_state(self.kernel_config, 0, 0)
         self._generation = 0
+        self._checkpoint_every_s = settings.checkpoint_every_ms / 1000.0
         self._last_checkpoint_s = time.monotonic()
         if settings.state_dir:
             self._resume(settings.state_dir)
@@ -197,8 +198,8 @@ class Pipeline:
         return True
 
     def _checkpoint_if_due(self) -> None:
-        every_s = self.settings.checkpoint_every_ms / 1000.0
-        if self.settings.state_dir and time.monotonic() - self._last_checkpoint_s >= every_s:
+        due = time.monotonic() - self._last_checkpoint_s >= self._checkpoint_every_s
+        if self.settings.state_dir and due:
             self.checkpoint()
 
     # -- the pipeline thread -----------------------------------------------------------------

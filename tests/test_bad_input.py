@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from tests.processes import Mosquitto, VictoriaMetrics, Wattline, wait_until
@@ -19,6 +18,8 @@ from tests.test_e2e_pipeline import (
     LINE,
     TICK_MS,
     WINDOWS_MS,
+    close_publisher,
+    connect_publisher,
     expected_point,
     publish_all,
     readings_messages,
@@ -74,9 +75,7 @@ def test_bad_input_is_counted_by_reason_and_the_good_readings_still_flow(
         "--windows", "1m,2m", "--allowed-lateness", "5s",
         "--max-payload-bytes", str(MAX_PAYLOAD),
     ])
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
+    client = connect_publisher(broker.port)
     try:
         start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
         good: list[tuple[str, Any]] = readings_messages(site, start_ms)
@@ -127,5 +126,4 @@ def test_bad_input_is_counted_by_reason_and_the_good_readings_still_flow(
         assert sum(good_topic in line and "invalid_json" in line
                    for line in log.splitlines()) == 1
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_publisher(client)

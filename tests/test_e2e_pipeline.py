@@ -180,15 +180,25 @@ def test_stream_messages_cover_every_reading_once() -> None:
     assert stamps["energy"] == [*every, FINAL_OFFSET_MS]
 
 
-@pytest.fixture()
-def publisher(mosquitto_for_e2e: Mosquitto) -> Iterator[mqtt.Client]:
+def connect_publisher(port: int) -> mqtt.Client:
+    """A gateway stand-in: an MQTT 3.1.1 client connected to 127.0.0.1:``port``, looping."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(50)
-    client.connect("127.0.0.1", mosquitto_for_e2e.port)
+    client.connect("127.0.0.1", port)
     client.loop_start()
-    yield client
+    return client
+
+
+def close_publisher(client: mqtt.Client) -> None:
     client.disconnect()
     client.loop_stop()
+
+
+@pytest.fixture()
+def publisher(mosquitto_for_e2e: Mosquitto) -> Iterator[mqtt.Client]:
+    client = connect_publisher(mosquitto_for_e2e.port)
+    yield client
+    close_publisher(client)
 
 
 @pytest.fixture()

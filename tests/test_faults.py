@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from tests.processes import Mosquitto, VictoriaMetrics, Wattline, wait_until
@@ -16,6 +15,8 @@ from tests.test_e2e_pipeline import (
     LINE,
     TICK_MS,
     WINDOWS_MS,
+    close_publisher,
+    connect_publisher,
     count_readings,
     expected_point,
     publish_all,
@@ -42,9 +43,7 @@ def test_a_database_outage_mid_stream_loses_no_point(
         "--influx-bucket", "b", "--influx-token", "t", "--emit-every", "10s",
         "--windows", "1m,2m", "--allowed-lateness", "5s", "--batch-max-messages", "20",
     ])
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
+    client = connect_publisher(broker.port)
     try:
         start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
         messages = readings_messages(site, start_ms)
@@ -84,8 +83,7 @@ def test_a_database_outage_mid_stream_loses_no_point(
                     assert written[t] == pytest.approx([value] * len(written[t]), rel=1e-9)
         assert daemon.metric_sum("wattline_readings_dropped_total") == 0
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_publisher(client)
 
 
 @pytest.mark.e2e
@@ -114,17 +112,10 @@ def test_a_broker_restart_loses_nothing_with_a_persistent_session(
     half = len(messages) // 2
     sent = count_readings(messages)
 
-    def publisher() -> mqtt.Client:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
-        c.connect("127.0.0.1", broker.port)
-        c.loop_start()
-        return c
-
-    client = publisher()
+    client = connect_publisher(broker.port)
     wait_until_subscribed(daemon, client, site, timeout_s=30)
     publish_all(client, messages[:half], timeout_s=30)
-    client.disconnect()
-    client.loop_stop()
+    close_publisher(client)
     first_half = count_readings(messages[:half])
     wait_until(lambda: daemon.metric_sum("wattline_readings_received_total") >= first_half,
                timeout_s=30, what="the first half received")
@@ -134,7 +125,7 @@ def test_a_broker_restart_loses_nothing_with_a_persistent_session(
     wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 0.0, timeout_s=10,
                what="the collector noticing the broker restart")
     # Publish straight away, while the collector is still reconnecting with backoff.
-    client = publisher()
+    client = connect_publisher(broker.port)
     try:
         publish_all(client, messages[half:], timeout_s=30)
         wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=60,
@@ -148,8 +139,7 @@ def test_a_broker_restart_loses_nothing_with_a_persistent_session(
             time.sleep(3)
             assert daemon.metric_sum("wattline_readings_received_total") < sent
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_publisher(client)
 
 
 @pytest.mark.e2e
@@ -169,9 +159,7 @@ def test_readings_published_while_the_daemon_is_down_arrive_after_its_restart(
     start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
     messages = readings_messages(site, start_ms)
     half = len(messages) // 2
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
+    client = connect_publisher(broker.port)
     try:
         first = wattline_daemon(args)
         wait_until_subscribed(first, client, site, timeout_s=30)
@@ -185,5 +173,4 @@ def test_readings_published_while_the_daemon_is_down_arrive_after_its_restart(
         wait_until(lambda: second.metric_sum("wattline_readings_received_total") >= rest,
                    timeout_s=30, what=f"the {rest} readings queued by the broker")
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_publisher(client)

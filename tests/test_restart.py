@@ -14,6 +14,8 @@ import pytest
 from tests.processes import Mosquitto, Wattline, wait_until
 from tests.test_e2e_pipeline import (
     TICK_MS,
+    close_publisher,
+    connect_publisher,
     count_readings,
     publish_all,
     readings_messages,
@@ -22,13 +24,6 @@ from tests.test_e2e_pipeline import (
 from wattline.ingest.sinks.parquet_store import read_store
 
 DAEMON_ARGS = ["--emit-every", "10s", "--windows", "1m,2m", "--allowed-lateness", "5s"]
-
-
-def _client(broker: Mosquitto) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    return client
 
 
 def _feed(daemon: Wattline, client: mqtt.Client, site: str,
@@ -44,7 +39,7 @@ def _feed(daemon: Wattline, client: mqtt.Client, site: str,
 
 def _run(make_daemon: Callable[..., Wattline], broker: Mosquitto, site: str,
          parts: list[list[tuple[str, Any]]], store: Path, state_dir: Path | None) -> list[dict]:
-    client = _client(broker)
+    client = connect_publisher(broker.port)
     try:
         for part in parts:
             extra = ["--state-dir", str(state_dir)] if state_dir else []
@@ -53,8 +48,7 @@ def _run(make_daemon: Callable[..., Wattline], broker: Mosquitto, site: str,
             _feed(daemon, client, site, part)
             assert daemon.stop() == 0, daemon.log_tail()
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_publisher(client)
     return [{k: v for k, v in row.items() if k != "site"} for row in read_store(store).to_pylist()]
 
 

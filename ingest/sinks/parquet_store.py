@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from wattline.ingest.files import fsync_dir, write_atomically
 from wattline.ingest.results import INTENSITY_SCHEMA
 from wattline.ingest.sinks.base import SinkError
 
@@ -129,7 +130,7 @@ class ParquetStore:
         try:
             for date, site, line, part in _day_site_line_slices(table):
                 folder = self._make_partition(date, site, line)
-                _write_atomically(part, folder / _file_name(part))
+                _write_parquet(part, folder / _file_name(part))
         except OSError as exc:
             if exc.errno == errno.ENAMETOOLONG:
                 raise SinkError(f"a site or line name is too long for a folder name of the "
@@ -178,11 +179,11 @@ class ParquetStore:
                 pq.ParquetFile(f).read().select(INTENSITY_SCHEMA.names).cast(INTENSITY_SCHEMA)
                 for f in files)
             merged = _one_row_per_point(_sorted(merged))
-            _write_atomically(merged, folder / _file_name(merged))
+            _write_parquet(merged, folder / _file_name(merged))
             for f in files:
                 f.unlink()
             removed += len(files)
-            _fsync_dir(folder)
+            fsync_dir(folder)
         return removed
 
     def prune(self, retention_days: int, now_ms: int | None = None) -> list[str]:
@@ -203,7 +204,7 @@ class ParquetStore:
                 shutil.rmtree(trash)
                 removed.append(date)
         if removed:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         return removed
 
     def _make_partition(self, date: str, site: str, line: str) -> Path:
@@ -217,7 +218,7 @@ class ParquetStore:
                 parent = parent.parent
             folder.mkdir(parents=True, exist_ok=True)
             for path in created:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         return folder
 
 
@@ -299,23 +300,5 @@ def _file_name(part: pa.Table) -> str:
     return f"part-{first_ms:015d}-{time.time_ns():019d}-{secrets.token_hex(4)}.parquet"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(table: pa.Table, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
+def _write_parquet(table: pa.Table, target: Path) -> None:
+    write_atomically(target, lambda f: pq.write_table(table, f, compression="zstd"))
