@@ -4,6 +4,8 @@ A checkpoint is two files in the state directory:
 
 - ``state-<generation>.npz``: the kernel's ``StreamState`` (per-meter last readings
   and pending readings, per-line watermarks, next ticks, window buckets and sums);
+- ``alerts-<generation>.npz``: the alert rules' state (active alerts, runs, surge
+  bands), since alerts exist;
 - ``checkpoint.json``: the generation, the kernel settings it was made with, and the
   meter registry (meters in index order, with their meta), which the state's array
   indices refer to.
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wattline.ingest.errors import ConfigError
 from wattline.ingest.files import write_atomically
 from wattline.kernels import KernelConfig, StreamState, load_state, save_state
@@ -34,6 +38,7 @@ class Checkpoint:
     state: StreamState
     registry: dict[str, Any]
     generation: int
+    alerts: dict[str, np.ndarray] | None = None  # the alert rules' state, when saved
 
 
 def _kernel_settings(config: KernelConfig) -> dict[str, Any]:
@@ -42,17 +47,23 @@ def _kernel_settings(config: KernelConfig) -> dict[str, Any]:
 
 
 def save_checkpoint(directory: str | os.PathLike[str], state: StreamState,
-                    registry: dict[str, Any], config: KernelConfig, generation: int) -> None:
+                    registry: dict[str, Any], config: KernelConfig, generation: int,
+                    alerts: dict[str, np.ndarray] | None = None) -> None:
     """Write generation ``generation``; older state files are removed afterwards."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     state_name = f"state-{generation:012d}.npz"
     save_state(state, folder / state_name)
-    body = json.dumps({"format": FORMAT, "generation": generation, "state": state_name,
-                       "kernel": _kernel_settings(config), "registry": registry}).encode()
+    meta = {"format": FORMAT, "generation": generation, "state": state_name,
+            "kernel": _kernel_settings(config), "registry": registry}
+    if alerts is not None:
+        meta["alerts"] = alerts_name = f"alerts-{generation:012d}.npz"
+        write_atomically(folder / alerts_name, lambda f: np.savez(f, **alerts))
+    body = json.dumps(meta).encode()
     write_atomically(folder / CHECKPOINT_FILE, lambda f: f.write(body))
-    for old in folder.glob("state-*.npz"):
-        if old.name != state_name:
+    keep = {state_name, meta.get("alerts")}
+    for old in [*folder.glob("state-*.npz"), *folder.glob("alerts-*.npz")]:
+        if old.name not in keep:
             old.unlink()
 
 
@@ -75,4 +86,9 @@ def load_checkpoint(directory: str | os.PathLike[str], config: KernelConfig) -> 
             "with, or move the directory away to start the windows afresh",
         )
     state = load_state(Path(directory) / meta["state"])
-    return Checkpoint(state=state, registry=meta["registry"], generation=int(meta["generation"]))
+    alerts = None
+    if meta.get("alerts"):
+        with np.load(Path(directory) / meta["alerts"]) as z:
+            alerts = {name: z[name] for name in z.files}
+    return Checkpoint(state=state, registry=meta["registry"], generation=int(meta["generation"]),
+                      alerts=alerts)

@@ -94,6 +94,31 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
                                                       "client and the pipeline; when full, the "
                                                       "collector stops reading from the broker "
                                                       "(back-pressure). [default: 100000]"}),
+    (("--alert-for",), {"type": int, "help": "Ticks in a row a rule must fire before its alert "
+                                             "starts, and clear before it ends (hysteresis). "
+                                             "[default: 3]"}),
+    (("--spike-ratio",), {"type": float, "help": "Spike alert: the short window's kgce/t above "
+                                                 "this times the long window's, while "
+                                                 "producing. [default: 1.5]"}),
+    (("--spike-clear-ratio",), {"type": float, "help": "The spike alert ends at or below this "
+                                                       "ratio. [default: 1.2]"}),
+    (("--spike-short-window",), {"help": "Window the spike rule watches. [default: the "
+                                         "shortest of --windows]"}),
+    (("--spike-long-window",), {"help": "Window the spike rule compares it with. [default: the "
+                                        "longest of --windows]"}),
+    (("--surge-window",), {"help": "Window of the energy rate (kgce/h) the power-surge rule "
+                                   "watches; kept internally when it is not one of --windows. "
+                                   "[default: 1m]"}),
+    (("--surge-k",), {"type": float, "help": "Power surge: the rate above its rolling mean plus "
+                                             "this many mean absolute deviations. "
+                                             "[default: 4]"}),
+    (("--level-window",), {"help": "Window compared with the product's national levels. "
+                                   "[default: 24h, else the longest window]"}),
+    (("--stale-after",), {"help": "Stale-line alert: no reading from a line for this long "
+                                  "(wall clock). [default: 5m]"}),
+    (("--alert-topic/--no-alert-topic",), {
+        "help": "Publish each line's active alerts, retained, to "
+                "{prefix}/{site}/{line}/alerts. [default: on]"}),
     (("--log-level",), {"type": click.Choice(["debug", "info", "warning", "error"]),
                         "help": "Log verbosity. [default: info]"}),
 ]
@@ -311,17 +336,31 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed: the same seed publishes the same bytes.")
 @click.option("--topic-prefix", default="factory", show_default=True)
+@click.option("--spike", "spikes", multiple=True, metavar="LINE@START+DURATIONxFACTOR",
+              help="Inject an energy spike: the line's energy meters count FACTOR times "
+                   "their rate from START for DURATION of plant time since the run starts, "
+                   "e.g. kiln-1@60m+20mx3. Repeatable.")
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
-             seed: int, topic_prefix: str) -> None:
+             seed: int, topic_prefix: str, spikes: tuple[str, ...]) -> None:
     """Publish simulated plant gateways to a broker.
 
     Each line publishes its meters' cumulative registers as JSON readings on
     {prefix}/{site}/{line}/{kind}/{meter}, plus a retained meta message per
     meter. The plant clock starts duration x speed seconds in the past, so the
     stream ends near now.
+
+    \b
+    Example: two hours of a kiln in a minute, with a 20-minute spike at 60 min
+      wattline simulate --lines kiln-1 --duration 60 --speed 120 \\
+          --spike kiln-1@60m+20mx3
     """
+    from wattline.simulators.events import parse_spike
     from wattline.simulators.publisher import simulate as run_simulation
 
+    try:
+        injected = [parse_spike(s) for s in spikes]
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--spike") from None
     _setup_logging("info")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -336,6 +375,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
         seed=seed,
         topic_prefix=topic_prefix,
         stop=stop,
+        spikes=injected,
     )
     click.echo(summary)
 

@@ -78,7 +78,13 @@ class Collector:
             key_file=settings.mqtt_key_file,
             metrics=self.metrics,
         )
+        self.pipeline.publish_alert_state = self._publish_retained
+        # After a reconnect, say again what is active (the broker may have restarted empty).
+        self.source.on_connect.append(self.pipeline.republish_alerts)
         self._server: object | None = None
+
+    def _publish_retained(self, topic: str, payload: bytes) -> None:
+        self.source.publish(topic, payload, qos=1, retain=True)
 
     def start(self) -> None:
         self.pipeline.start()

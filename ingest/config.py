@@ -97,6 +97,20 @@ class MeterSettings:
 
 
 @dataclass(frozen=True)
+class LineSettings:
+    """A line described in the config file: its product (national levels) and alert tuning.
+
+    ``None`` takes the daemon-wide setting of the same name.
+    """
+
+    product: str | None = None
+    alert_for: int | None = None
+    spike_ratio: float | None = None
+    spike_clear_ratio: float | None = None
+    surge_k: float | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything ``wattline run`` needs, validated."""
 
@@ -134,7 +148,18 @@ class Settings:
     batch_max_wait: str = "200ms"
     queue_max_messages: int = 100_000
     log_level: str = "info"
+    alert_for: int = 3
+    spike_ratio: float = 1.5
+    spike_clear_ratio: float = 1.2
+    spike_short_window: str | None = None
+    spike_long_window: str | None = None
+    surge_window: str | None = None
+    surge_k: float = 4.0
+    level_window: str | None = None
+    stale_after: str = "5m"
+    alert_topic: bool = True
     meters: dict[str, MeterSettings] = field(default_factory=dict)
+    lines: dict[str, LineSettings] = field(default_factory=dict)
 
     # Derived, in milliseconds; filled by settings_from_mapping.
     @property
@@ -174,6 +199,33 @@ class Settings:
             with open(self.mqtt_password_file, encoding="utf-8") as f:
                 return f.read().strip()
         return parse_mqtt_url(self.mqtt_url).password
+
+    @property
+    def spike_windows(self) -> tuple[str, str]:
+        """(short, long) windows the spike rule compares: the first and last by default."""
+        by_length = sorted(self.windows, key=lambda w: parse_duration_ms(w))
+        return (self.spike_short_window or by_length[0], self.spike_long_window or by_length[-1])
+
+    @property
+    def level_window_name(self) -> str:
+        """The window compared with national levels: 24h when configured, else the longest."""
+        if self.level_window:
+            return self.level_window
+        if "24h" in self.windows:
+            return "24h"
+        return max(self.windows, key=lambda w: parse_duration_ms(w))
+
+    @property
+    def surge_window_ms(self) -> int:
+        """The power-surge rule's window; by default 1 min, rounded up to whole ticks."""
+        if self.surge_window:
+            return parse_duration_ms(self.surge_window, "surge_window")
+        emit = self.emit_every_ms
+        return -(-60_000 // emit) * emit
+
+    @property
+    def stale_after_ms(self) -> int:
+        return parse_duration_ms(self.stale_after, "stale_after")
 
     @property
     def checkpoint_every_ms(self) -> int:
@@ -237,7 +289,8 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
         if key not in SETTING_KEYS:
             raise _unknown_key(key, SETTING_KEYS)
         kwargs[key] = value
-    ints = ("qos", "metrics_port", "max_payload_bytes", "batch_max_messages", "queue_max_messages")
+    ints = ("qos", "metrics_port", "max_payload_bytes", "batch_max_messages", "queue_max_messages",
+            "alert_for")
     for key in ints:
         if key in kwargs:
             if isinstance(kwargs[key], str) and kwargs[key].strip().lstrip("-").isdigit():
@@ -248,6 +301,7 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
         "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file", "mqtt_share_group", "influx_url",
         "influx_org", "influx_bucket",
         "influx_token", "influx_token_file", "store", "state_dir", "metrics_host", "log_level",
+        "spike_short_window", "spike_long_window", "level_window",
     )
     for key in strs:
         if key in kwargs:
@@ -257,10 +311,14 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
         days = parse_duration_ms(kwargs["store_retention"], "store_retention") / 86_400_000
         if days < 1 or days != int(days):
             raise ConfigError("store_retention", "give whole days, e.g. 90d (at least 1d)")
-    if "persistent_session" in kwargs:
-        kwargs["persistent_session"] = _boolean("persistent_session", kwargs["persistent_session"])
+    for key in ("persistent_session", "alert_topic"):
+        if key in kwargs:
+            kwargs[key] = _boolean(key, kwargs[key])
+    for key in ("spike_ratio", "spike_clear_ratio", "surge_k"):
+        if key in kwargs:
+            kwargs[key] = _positive_number(key, kwargs[key])
     durations = ("emit_every", "allowed_lateness", "max_future", "max_past", "batch_max_wait",
-                 "checkpoint_every", "session_expiry")
+                 "checkpoint_every", "session_expiry", "surge_window", "stale_after")
     for key in durations:
         if key in kwargs:
             _check_type(key, kwargs[key], (str, int, float))
@@ -289,6 +347,8 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
         kwargs["min_production_t"] = float(v)
     if "meters" in kwargs:
         kwargs["meters"] = _meters(kwargs["meters"])
+    if "lines" in kwargs:
+        kwargs["lines"] = _lines(kwargs["lines"])
     settings = Settings(**kwargs)
     parse_mqtt_url(settings.mqtt_url)
     if settings.qos not in (0, 1, 2):
@@ -337,7 +397,90 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
     for key in ("batch_max_messages", "queue_max_messages", "max_payload_bytes"):
         if getattr(settings, key) <= 0:
             raise ConfigError(key, "must be positive")
+    _check_alert_settings(settings)
     return settings
+
+
+def _positive_number(key: str, value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(key, f"expected a number, got {value!r}") from None
+    _check_type(key, value, (int, float))
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigError(key, f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _check_alert_settings(settings: Settings) -> None:
+    if settings.alert_for < 1:
+        raise ConfigError("alert_for", "must be at least 1 tick")
+    for key in ("spike_short_window", "spike_long_window", "level_window"):
+        value = getattr(settings, key)
+        if value is not None and value not in settings.windows:
+            raise ConfigError(key, f"{value!r} is not one of the windows "
+                              f"{', '.join(settings.windows)}",
+                              suggestion="name a window exactly as it is written in windows")
+    short, long_ = settings.spike_windows
+    if parse_duration_ms(short) >= parse_duration_ms(long_):
+        raise ConfigError("spike_short_window",
+                          f"the spike rule compares a short window with a longer one; "
+                          f"{short} is not shorter than {long_}")
+    if settings.surge_window_ms % settings.emit_every_ms or settings.surge_window_ms <= 0:
+        raise ConfigError("surge_window", f"must be a whole number of ticks of emit_every "
+                          f"{settings.emit_every}")
+    if settings.stale_after_ms <= 0:
+        raise ConfigError("stale_after", "must be positive")
+    if settings.spike_clear_ratio > settings.spike_ratio:
+        raise ConfigError("spike_clear_ratio",
+                          f"the end ratio {settings.spike_clear_ratio} is above the start ratio "
+                          f"{settings.spike_ratio}",
+                          suggestion="make spike_clear_ratio <= spike_ratio")
+    for name, line in settings.lines.items():
+        ratio = line.spike_ratio or settings.spike_ratio
+        clear = line.spike_clear_ratio or settings.spike_clear_ratio
+        if clear > ratio:
+            raise ConfigError(f"lines.{name!r}.spike_clear_ratio",
+                              f"the end ratio {clear} is above the start ratio {ratio}",
+                              suggestion="an alert ends below where it starts: make "
+                              "spike_clear_ratio <= spike_ratio")
+
+
+_LINE_KEYS = ("product", "alert_for", "spike_ratio", "spike_clear_ratio", "surge_k")
+
+
+def _lines(table: Any) -> dict[str, LineSettings]:
+    from wattline.ingest.reference import load_reference
+
+    if not isinstance(table, dict):
+        raise ConfigError("lines", 'expected tables like [lines."site/line"]')
+    products = sorted(load_reference().levels)
+    out: dict[str, LineSettings] = {}
+    for name, spec in table.items():
+        where = f"lines.{name!r}"
+        if name.count("/") != 1 or not all(name.split("/")):
+            raise ConfigError(where, "a line is named site/line")
+        if not isinstance(spec, dict):
+            raise ConfigError(where, "expected a table with product and alert settings")
+        for k in spec:
+            if k not in _LINE_KEYS:
+                raise _unknown_key(k, _LINE_KEYS, where=f"{where}.")
+        product = spec.get("product")
+        if product is not None and product not in products:
+            close = difflib.get_close_matches(str(product), products, n=1)
+            raise ConfigError(f"{where}.product", f"no national levels for {product!r}; the "
+                              f"reference data has {', '.join(products)}",
+                              suggestion=f"did you mean {close[0]!r}?" if close else None)
+        alert_for = spec.get("alert_for")
+        if alert_for is not None and (isinstance(alert_for, bool)
+                                      or not isinstance(alert_for, int) or alert_for < 1):
+            raise ConfigError(f"{where}.alert_for", f"must be a whole number of ticks >= 1, "
+                              f"got {alert_for!r}")
+        numbers = {k: _positive_number(f"{where}.{k}", spec[k])
+                   for k in ("spike_ratio", "spike_clear_ratio", "surge_k") if k in spec}
+        out[name] = LineSettings(product=product, alert_for=alert_for, **numbers)
+    return out
 
 
 _METER_KEYS = ("carrier", "unit", "mode", "rollover")

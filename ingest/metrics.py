@@ -109,6 +109,19 @@ class CollectorMetrics:
             ["site", "line", "window"],
             registry=r,
         )
+        self.alert_active = Gauge(
+            "wattline_alert_active",
+            "1 while an energy alert is active on a line, by rule (spike, surge, "
+            "above_baseline, above_benchmark, stale), else 0.",
+            ["site", "line", "rule"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "wattline_alerts_total",
+            "Energy alerts that started or ended, by rule and state (start, end).",
+            ["rule", "state"],
+            registry=r,
+        )
         self.checkpoints = Counter(
             "wattline_checkpoints_total",
             "Kernel checkpoints written to --state-dir.",

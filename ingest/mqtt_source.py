@@ -54,6 +54,8 @@ class MqttSource:
         self._persistent = persistent_session
         self._session_expiry_s = session_expiry_s
         self.connected = threading.Event()
+        self.on_connect: list[Callable[[], None]] = []
+        """Called on paho's thread after every (re)connect and subscribe."""
         self._stopping = False
         if self._v5:
             self._client = client_factory(
@@ -93,6 +95,13 @@ class MqttSource:
         if self._metrics:
             self._metrics.mqtt_connected.set(0)
 
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish on this session (any thread). While disconnected, a QoS 1 message waits
+        in paho's queue and goes out after the reconnect."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("cannot publish to %s: %s", topic, mqtt.error_string(info.rc))
+
     def _connected(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
             log.error("broker %s:%d refused the connection: %s", self._url.host, self._url.port,
@@ -107,6 +116,8 @@ class MqttSource:
         if self._metrics:
             self._metrics.mqtt_connected.set(1)
             self._metrics.mqtt_connects.inc()
+        for callback in self.on_connect:
+            callback()
 
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if self._stopping:

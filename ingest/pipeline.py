@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from wattline.ingest.alerting import ALERT_SCHEMA, LineAlerts, kernel_windows
 from wattline.ingest.checkpoint import load_checkpoint, save_checkpoint
 from wattline.ingest.config import Settings
 from wattline.ingest.decode import decode_meta, decode_readings
@@ -38,7 +39,8 @@ from wattline.ingest.registry import MeterDescriptionError, MeterRegistry
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
 from wattline.ingest.sinks.base import IntensitySink, SinkError
 from wattline.ingest.topics import TopicTemplate
-from wattline.kernels import DROP_REASONS, KernelConfig, Readings, advance, new_state
+from wattline.kernels import DROP_REASONS, KernelConfig, Readings, Ticks, advance, new_state
+from wattline.kernels.alerts import alert_state_arrays, alert_state_from_arrays
 from wattline.kernels.state import grow_state
 
 log = logging.getLogger("wattline.pipeline")
@@ -93,13 +95,17 @@ class Pipeline:
         self._on_results = on_results
         self.kernel_config = KernelConfig(
             emit_every_ms=settings.emit_every_ms,
-            windows_ms=settings.windows_ms,
+            windows_ms=kernel_windows(settings),
             allowed_lateness_ms=settings.allowed_lateness_ms,
             min_production_t=settings.min_production_t,
         )
         # The window tag is the window as configured (contract section 4): "24h", not "1d".
         self.window_names = list(settings.windows)
         self.registry = MeterRegistry(load_reference(), settings.meters)
+        self.alerts = LineAlerts(settings, self.kernel_config, load_reference(), self.metrics)
+        self.publish_alert_state: Callable[[str, bytes], None] | None = None
+        """Publishes a line's retained alert state (topic, payload); set by the collector."""
+        self._last_stale_check_s = 0.0
         self.topics = TopicTemplate(prefix=settings.topic_prefix)
         self.state = new_state(self.kernel_config, 0, 0)
         self._generation = 0
@@ -172,6 +178,11 @@ class Pipeline:
         self.registry.restore(checkpoint.registry)
         self.state = checkpoint.state
         self._generation = checkpoint.generation
+        if checkpoint.alerts is not None:
+            self.alerts.state = alert_state_from_arrays(checkpoint.alerts)
+            sites, names = self.registry.line_sites, self.registry.line_names
+            self.alerts.rules_for(sites, names)
+            self.alerts.restore_active(sites, names)
         log.info("resumed from checkpoint %d in %s: %d meters on %d lines", self._generation,
                  state_dir, self.registry.n_meters, self.registry.n_lines)
 
@@ -184,7 +195,8 @@ class Pipeline:
             return False
         try:
             save_checkpoint(self.settings.state_dir, self.state, self.registry.snapshot(),
-                            self.kernel_config, self._generation + 1)
+                            self.kernel_config, self._generation + 1,
+                            alerts=alert_state_arrays(self.alerts.state))
         except OSError as exc:
             self.metrics.checkpoint_errors.inc()
             if self._log_once("checkpoint", self.settings.state_dir):
@@ -217,6 +229,7 @@ class Pipeline:
                 elif self._stop.is_set() and self._queue.empty():
                     self.checkpoint()  # drained: the state now holds everything received
                     return
+                self._check_stale_lines()
         except BaseException as exc:
             self.failed = exc
             log.exception("pipeline stopped by an unexpected error")
@@ -248,10 +261,22 @@ class Pipeline:
         """Run one batch of messages through decoding, the kernels and the sinks."""
         started = time.perf_counter()
         readings = self._decode(batch)
-        table = self._run_kernels(readings)
+        ticks, heard = self._run_kernels(readings)
+        sites, names = self.registry.line_sites, self.registry.line_names
+        if ticks is None:
+            table = INTENSITY_SCHEMA.empty_table()
+            alerts = ALERT_SCHEMA.empty_table()
+        else:
+            table = intensity_table(ticks, sites, names, self.window_names)
+            alerts = self.alerts.on_ticks(ticks, sites, names)
+        back = self.alerts.heard(heard, self._clock(), sites, names)
+        if back.num_rows:
+            alerts = pa.concat_tables([alerts, back])
         if table.num_rows:
-            self._write(table)
+            self._write(table, "write")
             self._publish_gauges(table)
+        if alerts.num_rows:
+            self._emit_alerts(alerts)
         if self._on_results is not None:
             self._on_results(table)
         now = self._clock()
@@ -332,7 +357,35 @@ class Pipeline:
         except MeterDescriptionError as exc:
             self._reject("meta_invalid", msg.topic, str(exc))
 
-    def _run_kernels(self, readings: Readings) -> pa.Table:
+    def _check_stale_lines(self) -> None:
+        """Once a second: start a stale alert on each line quiet for --stale-after."""
+        now = self._clock()
+        if now - self._last_stale_check_s < 1.0:
+            return
+        self._last_stale_check_s = now
+        alerts = self.alerts.check_stale(now, self.registry.line_sites,
+                                         self.registry.line_names)
+        if alerts.num_rows:
+            self._emit_alerts(alerts)
+
+    def _emit_alerts(self, alerts: pa.Table) -> None:
+        """Alert starts and ends to the sinks that store them and the retained topic."""
+        for row in alerts.select(["site", "line", "rule", "state", "message"]).to_pylist():
+            log.warning("alert %s %s on %s/%s: %s", row["rule"],
+                        "started" if row["state"] else "ended", row["site"], row["line"],
+                        row["message"])
+        self._write(alerts, "write_alerts")
+        self.republish_alerts(alerts)
+
+    def republish_alerts(self, only: pa.Table | None = None) -> None:
+        """Publish the retained alert state of the lines in ``only`` (all when None)."""
+        publish = self.publish_alert_state
+        if publish is None or not self.settings.alert_topic:
+            return
+        for site, line, payload in self.alerts.retained_payloads(only):
+            publish(self.topics.alerts_topic(site, line), payload)
+
+    def _run_kernels(self, readings: Readings) -> tuple[Ticks | None, list[int]]:
         table = self.registry.table()
         if table.n_meters > self.state.n_meters or table.n_lines > self.state.n_lines:
             grow_state(
@@ -342,7 +395,7 @@ class Pipeline:
             )
         if len(readings) == 0:
             # Nothing new: ticks only move when readings move a line's watermark.
-            return INTENSITY_SCHEMA.empty_table()
+            return None, []
         ticks = advance(self.state, self.kernel_config, table, readings)
         dropped = 0
         for reason, count in zip(DROP_REASONS, ticks.drops.tolist(), strict=True):
@@ -352,20 +405,23 @@ class Pipeline:
         self.metrics.readings_accepted.inc(len(readings) - dropped)
         self.metrics.ticks_emitted.inc(len(ticks))
         newest = self.state.newest_ts
-        for line_idx in np.unique(table.line[readings.meter]).tolist():
+        heard = np.unique(table.line[readings.meter]).tolist()
+        for line_idx in heard:
             self.metrics.last_reading.labels(
                 self.registry.line_sites[line_idx], self.registry.line_names[line_idx]
             ).set(newest[line_idx] / 1000.0)
-        return intensity_table(
-            ticks, self.registry.line_sites, self.registry.line_names, self.window_names
-        )
+        return ticks, heard
 
-    def _write(self, table: pa.Table) -> None:
+    def _write(self, table: pa.Table, method: str) -> None:
+        """Hand ``table`` to ``sink.<method>`` of every sink that has it, with retries."""
         for sink in self.sinks:
+            write = getattr(sink, method, None)
+            if write is None:
+                continue
             delay = 0.5
             while True:
                 try:
-                    sink.write(table)
+                    write(table)
                     self.metrics.sink_points.labels(sink.name).inc(table.num_rows)
                     break
                 except SinkError as exc:

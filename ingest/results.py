@@ -38,8 +38,9 @@ def intensity_table(
     """Turn kernel ticks into the results batch.
 
     ``line_sites[i]`` and ``line_names[i]`` name kernel line ``i``; ``window_names[w]``
-    is window ``w`` as configured (``15m``, ``1h``...). Rows are ordered by tick row,
-    then window.
+    is window ``w`` as configured (``15m``, ``1h``...); the kernel's windows after
+    those (one kept only for the alert rules) are left out. Rows are ordered by tick
+    row, then window.
     """
     n = len(ticks)
     W = len(window_names)
@@ -51,17 +52,17 @@ def intensity_table(
     idx = pa.array(lines)
     windows = pa.array(list(window_names), pa.string())
     window_idx = pa.array(np.tile(np.arange(W, dtype=np.int32), n))
-    kgce_t = ticks.kgce_per_t.reshape(-1)
-    kwh_t = ticks.kwh_per_t.reshape(-1)
+    kgce_t = np.ascontiguousarray(ticks.kgce_per_t[:, :W]).reshape(-1)
+    kwh_t = np.ascontiguousarray(ticks.kwh_per_t[:, :W]).reshape(-1)
     return pa.Table.from_arrays(
         [
             sites_arr.take(idx),
             names_arr.take(idx),
             windows.take(window_idx),
             pa.array(np.repeat(ticks.tick_ms, W)),
-            pa.array(np.ascontiguousarray(ticks.energy_kgce).reshape(-1)),
-            pa.array(np.ascontiguousarray(ticks.electricity_kwh).reshape(-1)),
-            pa.array(np.ascontiguousarray(ticks.production_t).reshape(-1)),
+            pa.array(np.ascontiguousarray(ticks.energy_kgce[:, :W]).reshape(-1)),
+            pa.array(np.ascontiguousarray(ticks.electricity_kwh[:, :W]).reshape(-1)),
+            pa.array(np.ascontiguousarray(ticks.production_t[:, :W]).reshape(-1)),
             pa.array(kgce_t, mask=np.isnan(kgce_t)),
             pa.array(kwh_t, mask=np.isnan(kwh_t)),
         ],

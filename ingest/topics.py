@@ -167,6 +167,11 @@ class TopicTemplate:
             levels.append(META_LEVEL)
         return "/".join(levels)
 
+    def alerts_topic(self, site: str, line: str) -> str:
+        """Where a line's active alerts are published, retained: ``{prefix}/{site}/{line}/alerts``
+        (contract: the prefix, site and line, then ``alerts``)."""
+        return f"{self.prefix}/{site}/{line}/alerts"
+
     def subscriptions(self) -> list[str]:
         """MQTT filters for readings and meta: every field level becomes ``+``."""
         readings = self.topic("+", "+", "+", "+")

@@ -147,6 +147,8 @@ class AlertState:
     active: np.ndarray  # bool [L, R]
     run: np.ndarray  # int64 [L, R], consecutive fire (inactive) or clear (active) ticks
     since_ms: np.ndarray  # int64 [L, R], tick the active alert started at
+    start_value: np.ndarray  # float64 [L, R], its value then
+    start_threshold: np.ndarray  # float64 [L, R], its threshold then
     ticks_seen: np.ndarray  # int64 [L], ticks evaluated, capped at the surge window's length
     surge_n: np.ndarray  # int64 [L], ticks the surge band has learnt
     surge_mean: np.ndarray  # float64 [L]
@@ -163,6 +165,8 @@ def new_alert_state(n_lines: int) -> AlertState:
         active=np.zeros((n_lines, R), dtype=np.bool_),
         run=np.zeros((n_lines, R), dtype=np.int64),
         since_ms=np.zeros((n_lines, R), dtype=np.int64),
+        start_value=np.zeros((n_lines, R), dtype=np.float64),
+        start_threshold=np.zeros((n_lines, R), dtype=np.float64),
         ticks_seen=np.zeros(n_lines, dtype=np.int64),
         surge_n=np.zeros(n_lines, dtype=np.int64),
         surge_mean=np.zeros(n_lines, dtype=np.float64),
@@ -207,7 +211,8 @@ class AlertEvents:
 
 
 @nb.njit(cache=True, inline="always")
-def _step(active, run, since_ms, line, rule, fire, clear, for_ticks, tick_ms, value, threshold,
+def _step(active, run, since_ms, start_value, start_threshold, line, rule, fire, clear,
+          for_ticks, tick_ms, value, threshold,
           out_line, out_tick, out_rule, out_state, out_value, out_threshold, n_out):
     """One tick of one rule's hysteresis; returns the new number of events."""
     if not active[line, rule]:
@@ -219,6 +224,8 @@ def _step(active, run, since_ms, line, rule, fire, clear, for_ticks, tick_ms, va
             active[line, rule] = True
             run[line, rule] = 0
             since_ms[line, rule] = tick_ms
+            start_value[line, rule] = value
+            start_threshold[line, rule] = threshold
             state = 1
         else:
             return n_out
@@ -247,7 +254,8 @@ def _evaluate(t_line, t_tick, energy, kgce_t, kwh_t,
               short_w, long_w, level_w, surge_w, surge_ticks, surge_hours,
               alpha, warmup, clear_k, min_band, level_margin,
               for_ticks, spike_ratio, spike_clear, surge_k, level_unit, baseline, benchmark,
-              active, run, since_ms, ticks_seen, surge_n, surge_mean, surge_dev,
+              active, run, since_ms, start_value, start_threshold,
+              ticks_seen, surge_n, surge_mean, surge_dev,
               out_line, out_tick, out_rule, out_state, out_value, out_threshold):
     n_out = 0
     for i in range(t_line.shape[0]):
@@ -263,7 +271,8 @@ def _evaluate(t_line, t_tick, energy, kgce_t, kwh_t,
         fire = producing and have_long and s > spike_ratio[line] * lo
         clear = (not producing) or (not have_long) or s <= spike_clear[line] * lo
         limit = spike_ratio[line] * lo if have_long else np.nan
-        n_out = _step(active, run, since_ms, line, 0, fire, clear, need, tick, s, limit,
+        n_out = _step(active, run, since_ms, start_value, start_threshold,
+                      line, 0, fire, clear, need, tick, s, limit,
                       out_line, out_tick, out_rule, out_state, out_value, out_threshold, n_out)
 
         # surge
@@ -277,7 +286,8 @@ def _evaluate(t_line, t_tick, energy, kgce_t, kwh_t,
             learnt = surge_n[line]
             fire = learnt >= warmup and x > upper
             clear = learnt < warmup or x <= mean + clear_k * band
-            n_out = _step(active, run, since_ms, line, 1, fire, clear, need, tick, x, upper,
+            n_out = _step(active, run, since_ms, start_value, start_threshold,
+                          line, 1, fire, clear, need, tick, x, upper,
                           out_line, out_tick, out_rule, out_state, out_value, out_threshold,
                           n_out)
             if learnt == 0:
@@ -300,7 +310,8 @@ def _evaluate(t_line, t_tick, energy, kgce_t, kwh_t,
                     continue
                 fire = present and v > level
                 clear = (not present) or v <= level * (1.0 - level_margin)
-                n_out = _step(active, run, since_ms, line, rule, fire, clear, need, tick, v,
+                n_out = _step(active, run, since_ms, start_value, start_threshold,
+                              line, rule, fire, clear, need, tick, v,
                               level, out_line, out_tick, out_rule, out_state, out_value,
                               out_threshold, n_out)
     return n_out
@@ -337,7 +348,8 @@ def evaluate_alerts(state: AlertState, config: AlertConfig, rules: LineRules,
             config.surge_min_band, config.level_clear_margin,
             rules.for_ticks, rules.spike_ratio, rules.spike_clear_ratio, rules.surge_k,
             rules.level_unit, rules.baseline, rules.benchmark,
-            state.active, state.run, state.since_ms, state.ticks_seen, state.surge_n,
+            state.active, state.run, state.since_ms, state.start_value, state.start_threshold,
+            state.ticks_seen, state.surge_n,
             state.surge_mean, state.surge_dev,
             out_line, out_tick, out_rule, out_state, out_value, out_threshold,
         )

@@ -37,9 +37,12 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wattline.simulators.events import EnergySpike
 
 __all__ = [
     "ALUMINIUM_KG_PER_KAH",
@@ -331,19 +334,26 @@ def sample_totals(
 
 
 def line_totals(
-    line: str, params: Any, times_s: Iterable[float], *, seed: int
+    line: str, params: Any, times_s: Iterable[float], *, seed: int,
+    spikes: Sequence[EnergySpike] = (),
 ) -> Iterator[tuple[float, ...]]:
     """A line's meters' true cumulative counts (in ``line_model(line).meters`` order).
 
     ``times_s`` are plant seconds since the line is first observed (0 = start),
     non-decreasing; the counts start at 0 there. The same line, parameters and
     seed always give the same counts; lines of the same model with different
-    numbers run independently.
+    numbers run independently. ``spikes`` of this line are laid over the model
+    (``wattline.simulators.events``); others are ignored.
     """
+    from wattline.simulators.events import apply_events
+
     model = line_model(line)
     if not isinstance(params, model.params_type):
         raise TypeError(f"{line} takes {model.params_type.__name__}, got {type(params).__name__}")
     rng = random.Random(f"{seed}/{line}/plant")
     phase = rng.uniform(0.0, params.start_phase_s())
     segments = model.segments(params, rng)
+    own = [s for s in spikes if s.line == line]
+    if own:
+        segments = apply_events(segments, model.meters, own, origin_s=phase)
     return sample_totals(segments, (phase + t for t in times_s), origin_s=phase)

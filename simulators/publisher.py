@@ -41,6 +41,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 
 from wattline.ingest.topics import TopicTemplate
+from wattline.simulators.events import EnergySpike
 from wattline.simulators.gateway import Faults, LineGateway, OutgoingMessage, meta_payload
 from wattline.simulators.plant import line_model, line_totals
 from wattline.simulators.scenario import Scenario, load_scenario
@@ -163,6 +164,7 @@ def schedule(
     readings_per_message: int = 1,
     faults: Faults | None = None,
     scenarios: Mapping[str, Scenario] | None = None,
+    spikes: Sequence[EnergySpike] = (),
 ) -> Iterator[OutgoingMessage]:
     """Every message the gateways send, meta first, readings ordered by due time.
 
@@ -178,8 +180,12 @@ def schedule(
         readings_per_message: polls batched per message.
         faults: gateway faults, none by default.
         scenarios: scenario per model name; by default the packaged ones.
+        spikes: energy spikes injected into lines (``wattline.simulators.events``).
     """
     _check(lines, site, rate_s)
+    unknown = sorted({s.line for s in spikes} - set(lines))
+    if unknown:
+        raise ValueError(f"spikes name line(s) not simulated: {', '.join(unknown)}")
     template = TopicTemplate(prefix=topic_prefix)
     rate_ms = round(rate_s * 1000)
     first_ms = first_poll_ms(start_ms, rate_s)
@@ -200,7 +206,7 @@ def schedule(
         )
         poll_ms = _polls(first_ms, rate_ms, end_ms)
         times_s = ((ts - first_ms) / 1000.0 for ts in _polls(first_ms, rate_ms, end_ms))
-        totals = line_totals(line, scenario.params, times_s, seed=seed)
+        totals = line_totals(line, scenario.params, times_s, seed=seed, spikes=spikes)
         streams.append(gateway.messages(zip(poll_ms, totals, strict=True)))
     yield from metas
     yield from heapq.merge(*streams, key=lambda m: m.due_ms)
@@ -225,12 +231,13 @@ def generate(
     readings_per_message: int = 1,
     faults: Faults | None = None,
     scenarios: Mapping[str, Scenario] | None = None,
+    spikes: Sequence[EnergySpike] = (),
 ) -> Iterator[tuple[str, bytes, bool]]:
     """The gateways' messages as ``(topic, payload, retain)``; arguments as for ``schedule``."""
     for msg in schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=readings_per_message, faults=faults,
-        scenarios=scenarios,
+        scenarios=scenarios, spikes=spikes,
     ):
         yield msg.topic, msg.payload, msg.retain
 
@@ -247,13 +254,14 @@ def published_series(
     readings_per_message: int = 1,
     faults: Faults | None = None,
     scenarios: Mapping[str, Scenario] | None = None,
+    spikes: Sequence[EnergySpike] = (),
 ) -> list[MeterSeries]:
     """What each meter published over ``plant_s``, for ``truth.expected_intensity``."""
     published: dict[str, list[tuple[int, float]]] = {}
     for msg in schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=readings_per_message, faults=faults,
-        scenarios=scenarios,
+        scenarios=scenarios, spikes=spikes,
     ):
         if not msg.retain:
             published.setdefault(msg.topic, []).extend(msg.readings)
@@ -306,6 +314,7 @@ def simulate(
     faults: Faults | None = None,
     max_batch_span_s: float = MAX_BATCH_SPAN_S,
     connect_timeout_s: float = 10.0,
+    spikes: Sequence[EnergySpike] = (),
 ) -> Summary:
     """Publish simulated gateways to a broker; returns what was published.
 
@@ -324,6 +333,7 @@ def simulate(
         faults: gateway faults, none by default.
         max_batch_span_s: the plant time one message may span.
         connect_timeout_s: how long to wait for the broker's CONNACK.
+        spikes: energy spikes injected into lines (``wattline.simulators.events``).
 
     Raises:
         ConnectionError: the broker could not be reached or refused the connection.
@@ -340,6 +350,7 @@ def simulate(
     messages = schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=per_message, faults=faults,
+        spikes=spikes,
     )
     client, host, port = _client(mqtt_url)
     connected = threading.Event()

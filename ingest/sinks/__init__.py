@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from wattline.ingest.sinks.base import IntensitySink, SinkError
     from wattline.ingest.sinks.influx import InfluxSink
-    from wattline.ingest.sinks.line_protocol import encode_intensity
+    from wattline.ingest.sinks.line_protocol import encode_alerts, encode_intensity
     from wattline.ingest.sinks.parquet_store import ParquetStore, latest, read_store
 
 _HOMES = {
     "IntensitySink": "base",
     "SinkError": "base",
     "InfluxSink": "influx",
+    "encode_alerts": "line_protocol",
     "encode_intensity": "line_protocol",
     "ParquetStore": "parquet_store",
     "latest": "parquet_store",
@@ -32,6 +33,7 @@ __all__ = [
     "IntensitySink",
     "ParquetStore",
     "SinkError",
+    "encode_alerts",
     "encode_intensity",
     "latest",
     "read_store",

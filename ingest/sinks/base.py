@@ -14,6 +14,9 @@ sinks before the MQTT session so downstream is ready before readings flow:
    overloaded, disk full) or never will (the server refuses the data). A batch
    may be written twice after a retry or a restart; the contract makes a
    rewritten point carry the same values, so sinks need not guard against it.
+   A sink that also stores alerts has ``write_alerts(table)`` with the same
+   contract, for ``wattline.ingest.alerting.ALERT_SCHEMA`` batches (the InfluxDB
+   sink writes them as ``energy_alert`` points; the Parquet store has none).
 3. ``close()`` once, after the last batch (and after ``open()`` only); it
    releases connections and files.
 

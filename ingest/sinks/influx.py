@@ -1,6 +1,7 @@
 """``InfluxSink``: results batches to InfluxDB 2/3 (or any ``/api/v2/write`` server).
 
-Each batch is encoded once as line protocol (``line_protocol.encode_intensity``) and
+Each batch is encoded once as line protocol (``line_protocol.encode_intensity``, and
+``encode_alerts`` for the ``energy_alert`` points of ``write_alerts``) and
 written in one synchronous request with millisecond precision (gzipped unless told
 not to), so a batch is either written or raises ``SinkError`` saying what went wrong:
 
@@ -18,6 +19,7 @@ The client does no retries of its own: one policy, the pipeline's, decides.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pyarrow as pa
 import urllib3
@@ -26,7 +28,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from wattline.ingest.sinks.base import SinkError
-from wattline.ingest.sinks.line_protocol import encode_intensity
+from wattline.ingest.sinks.line_protocol import encode_alerts, encode_intensity
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +93,17 @@ class InfluxSink:
 
     def write(self, table: pa.Table) -> None:
         """Write one batch in one request, or raise ``SinkError``."""
-        if table.num_rows == 0:
-            return
+        if table.num_rows:
+            self._post(table, encode_intensity)
+
+    def write_alerts(self, table: pa.Table) -> None:
+        """Write alert starts and ends (``ALERT_SCHEMA``) as ``energy_alert`` points."""
+        if table.num_rows:
+            self._post(table, encode_alerts)
+
+    def _post(self, table: pa.Table, encode: Callable[[pa.Table], bytes]) -> None:
         try:
-            body = encode_intensity(table)
+            body = encode(table)
         except ValueError as exc:
             raise SinkError(f"cannot write this batch as line protocol: {exc}; such a batch "
                             "should never reach a sink, please report it",

@@ -18,6 +18,12 @@ timestamp is the tick in epoch milliseconds, so the write must say ``precision=m
 - Null intensity fields (an idle window) are left out of their point, as the
   contract says; the three sums are always written.
 
+``encode_alerts`` writes contract section 4's other measurement, one point per alert
+start or end, with ``state`` as an integer, ``value`` and ``threshold`` left out
+when null, and ``message`` as a string field (double quotes and backslashes escaped)::
+
+    energy_alert,site=S,line=L,rule=R state=1i,value=..,threshold=..,message=".." <ms>
+
 The encoding works a column at a time with Arrow compute; only the float formatting
 goes through Python, one ``repr`` per value.
 """
@@ -118,3 +124,30 @@ def _concatenated(points: pa.Array) -> bytes:
     offsets = np.frombuffer(points.buffers()[1], dtype=np.int32)
     start, end = offsets[points.offset], offsets[points.offset + len(points)]
     return points.buffers()[2].slice(int(start), int(end - start)).to_pybytes()
+
+
+ALERT_MEASUREMENT = "energy_alert"
+
+
+def escape_string_field(value: str) -> str:
+    """A string field value, quoted, with its double quotes and backslashes escaped."""
+    if "\n" in value or "\r" in value:
+        value = value.replace("\r", " ").replace("\n", " ")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def encode_alerts(table: pa.Table) -> bytes:
+    """Alert starts and ends (``wattline.ingest.alerting.ALERT_SCHEMA``) as line protocol.
+
+    Alerts are few (a start and an end per episode), so this goes row by row.
+    """
+    lines = []
+    for row in table.to_pylist():
+        tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in ("site", "line", "rule"))
+        fields = [f"state={int(row['state'])}i"]
+        for name in ("value", "threshold"):
+            if row[name] is not None:
+                fields.append(f"{name}={format_float(row[name])}")
+        fields.append(f"message={escape_string_field(row['message'])}")
+        lines.append(f"{ALERT_MEASUREMENT},{tags} {','.join(fields)} {int(row['time_ms'])}\n")
+    return "".join(lines).encode()
