@@ -11,7 +11,7 @@ out, for each alert that starts or ends:
 - the line's set of active alerts, as the JSON published retained to
   ``{prefix}/{site}/{line}/alerts``::
 
-      {"site": "s1", "line": "eaf-1", "time_ms": 1732406400000,
+      {"site": "s1", "line": "eaf-1", "time_ms": <newest start or end>,
        "active": [{"rule": "spike", "since_ms": ..., "value": 95.2,
                    "threshold": 90.0, "message": "..."}]}
 
@@ -133,6 +133,7 @@ class LineAlerts:
         self._rules = LineRules.uniform(0)
         self._rule_lines: list[tuple[str, str]] = []
         self._active: dict[tuple[str, str], dict[str, ActiveAlert]] = {}
+        self._changed_ms: dict[tuple[str, str], int] = {}  # newest start or end per line
         self._lock = threading.Lock()
         self._heard_s: dict[int, float] = {}
         self._stale: set[int] = set()
@@ -245,6 +246,7 @@ class LineAlerts:
                 text = self.message(rule, state, value, threshold, unit)
                 out.append((site, line, rule, t, state, value, threshold, text))
                 active = self._active.setdefault((site, line), {})
+                self._changed_ms[(site, line)] = max(t, self._changed_ms.get((site, line), t))
                 if state:
                     active[rule] = ActiveAlert(rule, t, value, threshold, text)
                 else:
@@ -272,9 +274,8 @@ class LineAlerts:
             payloads = []
             for site, line in keys:
                 active = self._active.get((site, line), {})
-                latest = max((a.since_ms for a in active.values()), default=None)
                 body = {
-                    "site": site, "line": line, "time_ms": latest,
+                    "site": site, "line": line, "time_ms": self._changed_ms.get((site, line)),
                     "active": [
                         {"rule": a.rule, "since_ms": a.since_ms, "value": a.value,
                          "threshold": a.threshold, "message": a.message}
@@ -295,7 +296,9 @@ class LineAlerts:
                 since = int(self.state.since_ms[ln, r])
                 value = _finite(float(self.state.start_value[ln, r]))
                 threshold = _finite(float(self.state.start_threshold[ln, r]))
-                self._active.setdefault((sites[ln], lines[ln]), {})[rule] = ActiveAlert(
+                key = (sites[ln], lines[ln])
+                self._changed_ms[key] = max(since, self._changed_ms.get(key, since))
+                self._active.setdefault(key, {})[rule] = ActiveAlert(
                     rule, since, value, threshold,
                     self.message(rule, 1, value, threshold, self.level_unit(ln)))
                 self.metrics.alert_active.labels(sites[ln], lines[ln], rule).set(1)

@@ -3,11 +3,22 @@
 Every label takes values from a fixed set (reasons, sinks, windows) or from
 validated site and line names; none takes a raw topic or free text, so label
 cardinality is bounded by the plant's size.
+
+The ``*_created`` series that prometheus-client adds to every counter and histogram
+are switched off (``disable_created_metrics``): Prometheus does not use them, and
+they would double the collector's series.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -16,6 +27,7 @@ class CollectorMetrics:
     """All metrics of one collector. Tests pass a fresh ``CollectorRegistry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.messages_received = Counter(

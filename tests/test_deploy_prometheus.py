@@ -70,6 +70,8 @@ def test_every_metric_the_rules_use_is_exported_by_the_collector() -> None:
 
 
 @pytest.mark.parametrize("alert", ["WattlineEnergySpike", "WattlineStaleLine",
+                                   "WattlineAboveNationalBaseline",
+                                   "WattlineAboveNationalBenchmark", "WattlinePowerSurge",
                                    "WattlineCollectorDown", "WattlineSinkWriteErrors",
                                    "WattlinePayloadErrorRate"])
 def test_every_alert_has_a_unit_test(alert: str) -> None:
