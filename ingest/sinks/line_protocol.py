@@ -127,6 +127,8 @@ def _concatenated(points: pa.Array) -> bytes:
 
 
 ALERT_MEASUREMENT = "energy_alert"
+ALERT_TAGS = ("site", "line", "rule")
+ALERT_FIELDS = ("state", "value", "threshold", "message")
 
 
 def escape_string_field(value: str) -> str:
@@ -143,7 +145,7 @@ def encode_alerts(table: pa.Table) -> bytes:
     """
     lines = []
     for row in table.to_pylist():
-        tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in ("site", "line", "rule"))
+        tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in ALERT_TAGS)
         fields = [f"state={int(row['state'])}i"]
         for name in ("value", "threshold"):
             if row[name] is not None:
