@@ -67,6 +67,16 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
                                 "last readings, window contents, watermarks): a restarted "
                                 "daemon resumes its windows exactly. [default: none, windows "
                                 "restart empty]"}),
+    (("--spool-dir",), {"help": "Folder where InfluxDB batches wait, as Arrow files, while "
+                                "the server is down; they are delivered in order once it is "
+                                "back. [default: STATE_DIR/spool; none without --state-dir: "
+                                "the pipeline then holds back instead]"}),
+    (("--spool-max-bytes",), {"type": int, "help": "Size cap of the spool; past it the oldest "
+                                                   "batch is dropped, counted and logged. "
+                                                   "[default: 1073741824 (1 GiB)]"}),
+    (("--dead-letter-dir",), {"help": "Folder for batches the server refuses for good (HTTP "
+                                      "4xx), with its message. [default: "
+                                      "STATE_DIR/dead-letter]"}),
     (("--checkpoint-every",), {"help": "How often to write a checkpoint to --state-dir, and "
                                        "always at shutdown. [default: 60s]"}),
     (("--metrics-port",), {"type": int, "help": "Port for Prometheus /metrics; 0 picks a free "

@@ -22,20 +22,27 @@ from wattline.ingest.topics import subscriptions
 log = logging.getLogger("wattline.collector")
 
 
-def build_sinks(settings: Settings) -> list[IntensitySink]:
-    """The sinks the settings ask for: InfluxDB and/or the local Parquet store."""
+def build_sinks(settings: Settings, metrics: CollectorMetrics) -> list[IntensitySink]:
+    """The sinks the settings ask for: InfluxDB (behind the spool when there is a spool
+    folder) and/or the local Parquet store."""
     sinks: list[IntensitySink] = []
     if settings.influx_url:
         from wattline.ingest.sinks.influx import InfluxSink
 
-        sinks.append(
-            InfluxSink(
-                settings.influx_url,
-                settings.influx_org or "",
-                settings.influx_bucket or "",
-                settings.resolved_influx_token() or "",
-            )
+        influx: IntensitySink = InfluxSink(
+            settings.influx_url,
+            settings.influx_org or "",
+            settings.influx_bucket or "",
+            settings.resolved_influx_token() or "",
         )
+        spool_dir = settings.resolved_spool_dir
+        if spool_dir:
+            from wattline.ingest.sinks.spooled import SpooledSink
+            from wattline.ingest.spool import Spool
+
+            influx = SpooledSink(influx, Spool(spool_dir, settings.spool_max_bytes), metrics,
+                                 dead_letter_dir=settings.resolved_dead_letter_dir)
+        sinks.append(influx)
     if settings.store:
         from wattline.ingest.sinks.parquet_store import ParquetStore
 
@@ -55,7 +62,7 @@ class Collector:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or CollectorMetrics()
-        self.sinks = build_sinks(settings) if sinks is None else sinks
+        self.sinks = build_sinks(settings, self.metrics) if sinks is None else sinks
         if not self.sinks:
             log.warning("no sink configured (give --influx-url or --store): results are only "
                         "visible as gauges on /metrics")

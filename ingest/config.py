@@ -134,6 +134,9 @@ class Settings:
     store: str | None = None
     store_retention: str | None = None
     state_dir: str | None = None
+    spool_dir: str | None = None
+    spool_max_bytes: int = 1 << 30
+    dead_letter_dir: str | None = None
     checkpoint_every: str = "60s"
     metrics_port: int | None = 9464
     metrics_host: str = "127.0.0.1"
@@ -228,6 +231,21 @@ class Settings:
         return parse_duration_ms(self.stale_after, "stale_after")
 
     @property
+    def resolved_spool_dir(self) -> str | None:
+        """Where undeliverable InfluxDB batches wait: spool_dir, else STATE_DIR/spool."""
+        if self.spool_dir:
+            return self.spool_dir
+        return os.path.join(self.state_dir, "spool") if self.state_dir else None
+
+    @property
+    def resolved_dead_letter_dir(self) -> str | None:
+        """Where batches the server refuses for good go: dead_letter_dir, else
+        STATE_DIR/dead-letter."""
+        if self.dead_letter_dir:
+            return self.dead_letter_dir
+        return os.path.join(self.state_dir, "dead-letter") if self.state_dir else None
+
+    @property
     def checkpoint_every_ms(self) -> int:
         return parse_duration_ms(self.checkpoint_every, "checkpoint_every")
 
@@ -290,7 +308,7 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
             raise _unknown_key(key, SETTING_KEYS)
         kwargs[key] = value
     ints = ("qos", "metrics_port", "max_payload_bytes", "batch_max_messages", "queue_max_messages",
-            "alert_for")
+            "alert_for", "spool_max_bytes")
     for key in ints:
         if key in kwargs:
             if isinstance(kwargs[key], str) and kwargs[key].strip().lstrip("-").isdigit():
@@ -301,7 +319,8 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
         "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file", "mqtt_share_group", "influx_url",
         "influx_org", "influx_bucket",
         "influx_token", "influx_token_file", "store", "state_dir", "metrics_host", "log_level",
-        "spike_short_window", "spike_long_window", "level_window",
+        "spike_short_window", "spike_long_window", "level_window", "spool_dir",
+        "dead_letter_dir",
     )
     for key in strs:
         if key in kwargs:
@@ -394,7 +413,8 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
         raise ConfigError("influx_token_file", "give influx_token or influx_token_file, not both")
     if settings.influx_token_file and not os.path.isfile(settings.influx_token_file):
         raise ConfigError("influx_token_file", f"no such file: {settings.influx_token_file}")
-    for key in ("batch_max_messages", "queue_max_messages", "max_payload_bytes"):
+    for key in ("batch_max_messages", "queue_max_messages", "max_payload_bytes",
+                "spool_max_bytes"):
         if getattr(settings, key) <= 0:
             raise ConfigError(key, "must be positive")
     _check_alert_settings(settings)

@@ -72,7 +72,8 @@ class CollectorMetrics:
         )
         self.sink_points = Counter(
             "wattline_sink_points_written_total",
-            "Points written, by sink.",
+            "Points a sink took, by sink: written, or spooled to be written later "
+            "(see wattline_spool_rows_total).",
             ["sink"],
             registry=r,
         )
@@ -85,6 +86,40 @@ class CollectorMetrics:
         self.sink_retries = Counter(
             "wattline_sink_write_retries_total",
             "Sink writes tried again after a retryable failure, by sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.spool_bytes = Gauge(
+            "wattline_spool_bytes",
+            "Bytes of result batches waiting in the on-disk spool for their sink.",
+            registry=r,
+        )
+        self.spool_segments = Gauge(
+            "wattline_spool_segments",
+            "Batches (segment files) waiting in the on-disk spool.",
+            registry=r,
+        )
+        self.spool_oldest_age = Gauge(
+            "wattline_spool_oldest_age_seconds",
+            "Age of the oldest spooled batch; 0 when the spool is empty.",
+            registry=r,
+        )
+        self.spool_rows = Counter(
+            "wattline_spool_rows",
+            "Result rows through the spool, by kind (intensity, alerts) and event: spooled, "
+            "delivered, dropped (the spool was over --spool-max-bytes and lost its oldest "
+            "batch).",
+            ["kind", "event"],
+            registry=r,
+        )
+        self.spool_errors = Counter(
+            "wattline_spool_errors",
+            "Spool segments that could not be written or read (disk full, read-only, corrupt).",
+            registry=r,
+        )
+        self.dead_letter_rows = Counter(
+            "wattline_dead_letter_rows",
+            "Result rows a sink refused for good (HTTP 4xx), kept in the dead-letter folder.",
             ["sink"],
             registry=r,
         )

@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -452,3 +452,21 @@ class Wattline(ChildProcess):
         code = self.process.wait(timeout_s)
         self._reap()
         return code
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str = "16k") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``path`` (for disk-full tests); needs root.
+
+    Raises ``ComponentMissing`` where it cannot be mounted, so tests skip (or, in CI,
+    fail) the way they do for a missing program.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise ComponentMissing(f"a mountable tmpfs ({done.stderr.strip() or 'mount failed'})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -206,6 +206,22 @@ def mosquitto_for_e2e(make_mosquitto: Callable[..., Mosquitto]) -> Mosquitto:
     return make_mosquitto()
 
 
+def assert_every_expected_point(victoria: VictoriaMetrics, site: str, start_ms: int) -> None:
+    """Every checked tick of the stream is in VictoriaMetrics with the expected values
+    (a point written twice must carry the same values both times)."""
+    labels = f'site="{site}",line="{LINE}"'
+    for window, window_ms in WINDOWS_MS.items():
+        for field in FIELDS:
+            written = {ts - start_ms: values for ts, values in victoria.samples(
+                f'energy_intensity_{field}{{{labels},window="{window}"}}').items()
+                if CHECKED_TICKS_MS[0] <= ts - start_ms <= CHECKED_TICKS_MS[-1]}
+            expected = {t: expected_point(t, window_ms)[field] for t in CHECKED_TICKS_MS
+                        if field in expected_point(t, window_ms)}
+            assert sorted(written) == sorted(expected), f"{field} {window}: ticks missing"
+            for t, value in expected.items():
+                assert written[t] == pytest.approx([value] * len(written[t]), rel=1e-9)
+
+
 def publish_all(client: mqtt.Client, messages: list[tuple[str, Any]], timeout_s: float) -> None:
     infos = [client.publish(topic, json.dumps(payload), qos=1) for topic, payload in messages]
     deadline = time.monotonic() + timeout_s

@@ -37,6 +37,12 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
         ("wattline_sink_points_written", "counter", {"sink"}),
         ("wattline_sink_write_errors", "counter", {"sink"}),
         ("wattline_sink_write_retries", "counter", {"sink"}),
+        ("wattline_spool_bytes", "gauge", set()),
+        ("wattline_spool_segments", "gauge", set()),
+        ("wattline_spool_oldest_age_seconds", "gauge", set()),
+        ("wattline_spool_rows", "counter", {"kind", "event"}),
+        ("wattline_spool_errors", "counter", set()),
+        ("wattline_dead_letter_rows", "counter", {"sink"}),
         ("wattline_queue_messages", "gauge", set()),
         ("wattline_mqtt_connected", "gauge", set()),
         ("wattline_mqtt_connects", "counter", set()),
@@ -51,9 +57,10 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
         ("wattline_batch_duration_seconds", "histogram", set()),
     ]
 }
-# Families whose samples this test cannot cause without stalling the pipeline (a failing
-# sink holds it back by design); their names and types are still checked.
-MAY_BE_EMPTY = {"wattline_sink_write_errors", "wattline_sink_write_retries"}
+# Families whose samples need a failing database (tests/test_spool_faults.py causes them);
+# here their names and types are checked.
+MAY_BE_EMPTY = {"wattline_sink_write_errors", "wattline_sink_write_retries",
+                "wattline_spool_rows", "wattline_dead_letter_rows"}
 LINE = "kiln-1"
 
 
@@ -108,7 +115,8 @@ def test_metrics_of_a_running_daemon_have_the_documented_names_types_and_labels(
     bounded = {
         "site": {site}, "line": {LINE}, "window": {"1m", "10m"}, "rule": set(ALL_RULES),
         "state": {"start", "end"}, "sink": {"parquet", "influxdb"},
-        "topic_kind": {"reading", "meta"},
+        "topic_kind": {"reading", "meta"}, "event": {"spooled", "delivered", "dropped"},
+        "kind": {"intensity", "alerts"},
         "reason": {*PAYLOAD_ERROR_REASONS, *TOPIC_ERROR_REASONS, *READING_DROP_REASONS,
                    *DROP_REASONS, "sink_rejected", "shutdown"},
     }
