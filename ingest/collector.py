@@ -67,6 +67,9 @@ class Collector:
             log.warning("no sink configured (give --influx-url or --store): results are only "
                         "visible as gauges on /metrics")
         self.pipeline = Pipeline(settings, self.sinks, self.metrics, on_results=on_results)
+        # With a state directory, a QoS 1/2 message is acknowledged to the broker only once
+        # it is in the write-ahead log, so a crash cannot lose what the broker let go of.
+        self.durable_acks = bool(settings.state_dir) and settings.qos > 0
         topics = subscriptions(settings.topic_prefix)
         if settings.mqtt_share_group:
             topics = [f"$share/{settings.mqtt_share_group}/{t}" for t in topics]
@@ -84,7 +87,10 @@ class Collector:
             cert_file=settings.mqtt_cert_file,
             key_file=settings.mqtt_key_file,
             metrics=self.metrics,
+            manual_ack=self.durable_acks,
         )
+        if self.durable_acks:
+            self.pipeline.ack = self.source.ack
         self.pipeline.publish_alert_state = self._publish_retained
         # After a reconnect, say again what is active (the broker may have restarted empty).
         self.source.on_connect.append(self.pipeline.republish_alerts)

@@ -179,6 +179,17 @@ class CollectorMetrics:
             "Kernel checkpoints that could not be written (disk full, read-only...).",
             registry=r,
         )
+        self.wal_errors = Counter(
+            "wattline_wal_errors",
+            "Write-ahead log appends or rotations that failed (disk full, read-only); the "
+            "broker's acknowledgements then wait for the next checkpoint.",
+            registry=r,
+        )
+        self.wal_replayed = Counter(
+            "wattline_wal_replayed_messages",
+            "Messages replayed from the write-ahead log at start-up (after a crash).",
+            registry=r,
+        )
         self.batches = Counter(
             "wattline_batches_total",
             "Batches run through the kernels.",

@@ -13,6 +13,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -31,7 +32,7 @@ class MqttSource:
         self,
         url: MqttUrl,
         subscriptions: Sequence[str],
-        on_message: Callable[[str, bytes], None],
+        on_message: Callable[..., None],
         *,
         client_id: str = "wattline",
         qos: int = 1,
@@ -44,7 +45,11 @@ class MqttSource:
         key_file: str | None = None,
         metrics: CollectorMetrics | None = None,
         client_factory: Callable[..., mqtt.Client] = mqtt.Client,
+        manual_ack: bool = False,
     ) -> None:
+        """``manual_ack``: QoS 1/2 messages are acknowledged only when ``ack(token)`` is
+        called with the token passed to ``on_message(topic, payload, token)`` (without it,
+        ``on_message(topic, payload)`` and paho acknowledges on receipt)."""
         self._url = url
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
@@ -55,15 +60,19 @@ class MqttSource:
         self._session_expiry_s = session_expiry_s
         self.connected = threading.Event()
         self.on_connect: list[Callable[[], None]] = []
+        self._manual_ack = manual_ack
+        self._epoch = 0  # counts connections; an ack token of an older one is void
         """Called on paho's thread after every (re)connect and subscribe."""
         self._stopping = False
         if self._v5:
             self._client = client_factory(
-                mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+                mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                manual_ack=manual_ack)
         else:
             self._client = client_factory(
                 mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                protocol=mqtt.MQTTv311, clean_session=not persistent_session)
+                protocol=mqtt.MQTTv311, clean_session=not persistent_session,
+                manual_ack=manual_ack)
         if url.username:
             self._client.username_pw_set(url.username, password or url.password)
         if url.tls or ca_file or cert_file:
@@ -107,6 +116,7 @@ class MqttSource:
             log.error("broker %s:%d refused the connection: %s", self._url.host, self._url.port,
                       reason_code)
             return
+        self._epoch += 1
         client.subscribe([(t, self._qos) for t in self._subscriptions])
         resumed = bool(getattr(flags, "session_present", False))
         log.info("connected to %s:%d (%s); subscribed to %s at QoS %d", self._url.host,
@@ -130,4 +140,21 @@ class MqttSource:
             self._metrics.mqtt_connected.set(0)
 
     def _message(self, client, userdata, message: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
-        self._on_message(message.topic, message.payload)
+        if not self._manual_ack:
+            self._on_message(message.topic, message.payload)
+            return
+        token = (self._epoch, message.mid, message.qos) if message.qos else None
+        self._on_message(message.topic, message.payload, token)
+
+    def ack(self, token: Any) -> None:
+        """Acknowledge a message received with ``manual_ack`` (any thread).
+
+        A token from before the latest reconnect is ignored: its message id may have
+        been reused, and the broker sends an unacknowledged message again after a
+        reconnect anyway (the kernels then drop the repeat as a duplicate or late).
+        """
+        if token is None:
+            return
+        epoch, mid, qos = token
+        if epoch == self._epoch:
+            self._client.ack(mid, qos)

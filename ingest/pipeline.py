@@ -24,6 +24,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,11 +41,15 @@ from wattline.ingest.registry import MeterDescriptionError, MeterRegistry
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
 from wattline.ingest.sinks.base import IntensitySink, SinkError
 from wattline.ingest.topics import TopicTemplate
+from wattline.ingest.wal import WalRecord, WriteAheadLog, read_wal
 from wattline.kernels import DROP_REASONS, KernelConfig, Readings, Ticks, advance, new_state
 from wattline.kernels.alerts import alert_state_arrays, alert_state_from_arrays
 from wattline.kernels.state import grow_state
 
 log = logging.getLogger("wattline.pipeline")
+
+MAX_HELD_ACKS = 10_000
+"""Acknowledgements held (the log could not be written) before a checkpoint is forced."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Message:
     topic: str
     payload: bytes
     received_s: float  # time.time() at receipt
+    ack: Any = None  # the MQTT source's token, to acknowledge once the message is durable
 
 
 class OncePerMinute:
@@ -111,8 +118,16 @@ class Pipeline:
         self._generation = 0
         self._checkpoint_every_s = settings.checkpoint_every_ms / 1000.0
         self._last_checkpoint_s = time.monotonic()
+        self.ack: Callable[[Any], None] | None = None
+        """Acknowledges a message to the broker (the source's ``ack``); set by the collector
+        when acknowledgements wait for durability."""
+        self._held_acks: list[Any] = []
+        self.wal: WriteAheadLog | None = None
+        self._replay: list[WalRecord] = []
         if settings.state_dir:
             self._resume(settings.state_dir)
+            self._replay = read_wal(self._wal_dir, self._generation)
+            self.wal = WriteAheadLog(self._wal_dir, self._generation)
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=settings.queue_max_messages)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,9 +139,15 @@ class Pipeline:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def _wal_dir(self) -> Path:
+        return Path(self.settings.state_dir or ".") / "wal"
+
     def start(self) -> None:
         for sink in self.sinks:
             sink.open()
+        if self._replay:
+            self._replay_wal()
         self._thread = threading.Thread(target=self._run, name="wattline-pipeline", daemon=True)
         self._thread.start()
 
@@ -143,6 +164,8 @@ class Pipeline:
                 sink.close()
             except Exception as exc:  # noqa: BLE001 - a failing close must not hide the others
                 log.error("closing sink %s failed: %s", sink.name, exc)
+        if self.wal is not None:
+            self.wal.close()
 
     @property
     def alive(self) -> bool:
@@ -156,9 +179,13 @@ class Pipeline:
         """
         return self.alive and time.monotonic() - self.heartbeat_s < within_s
 
-    def submit(self, topic: str, payload: bytes) -> None:
-        """Queue one message; blocks while the queue is full (back-pressure)."""
-        msg = Message(topic, payload, self._clock())
+    def submit(self, topic: str, payload: bytes, ack: Any = None) -> None:
+        """Queue one message; blocks while the queue is full (back-pressure).
+
+        ``ack`` is the source's token for acknowledging it; the pipeline acknowledges
+        once the message is in the write-ahead log (or, without one, in a checkpoint).
+        """
+        msg = Message(topic, payload, self._clock(), ack)
         while True:
             try:
                 self._queue.put(msg, timeout=0.5)
@@ -207,12 +234,62 @@ class Pipeline:
         self._generation += 1
         self._last_checkpoint_s = time.monotonic()
         self.metrics.checkpoints.inc()
+        if self.wal is not None:
+            try:
+                self.wal.rotate(self._generation)
+            except OSError as exc:
+                self.metrics.wal_errors.inc()
+                log.error("cannot start a new write-ahead log in %s: %s", self._wal_dir, exc)
+        self._ack_all(self._held_acks)  # everything so far is in the checkpoint
+        self._held_acks = []
         return True
 
     def _checkpoint_if_due(self) -> None:
         due = time.monotonic() - self._last_checkpoint_s >= self._checkpoint_every_s
-        if self.settings.state_dir and due:
+        if self.settings.state_dir and (due or len(self._held_acks) > MAX_HELD_ACKS):
             self.checkpoint()
+
+    # -- durability of received messages ------------------------------------------------------
+
+    def _make_durable(self, batch: Sequence[Message]) -> None:
+        """Put a batch in the write-ahead log, then acknowledge its messages to the broker.
+
+        When the log cannot be written (disk full, read-only) the acknowledgements are
+        held until the next checkpoint, which then holds the messages' effect; the broker
+        keeps them meanwhile and stops sending once its in-flight window is full.
+        """
+        acks = [m.ack for m in batch if m.ack is not None]
+        if self.wal is None:
+            self._ack_all(acks)
+            return
+        try:
+            self.wal.append([WalRecord(m.received_s, m.topic, m.payload) for m in batch])
+        except OSError as exc:
+            self.metrics.wal_errors.inc()
+            if self._log_once("wal", str(self._wal_dir)):
+                log.error("cannot write the write-ahead log in %s: %s; holding the broker's "
+                          "acknowledgements until the next checkpoint", self._wal_dir, exc)
+            self._held_acks.extend(acks)
+            return
+        self._ack_all(acks)
+
+    def _ack_all(self, acks: Sequence[Any]) -> None:
+        if self.ack is None:
+            return
+        for token in acks:
+            self.ack(token)
+
+    def _replay_wal(self) -> None:
+        """Run the messages received after the checkpoint we resumed from through again."""
+        records = self._replay
+        self._replay = []
+        log.info("replaying %d message(s) received after checkpoint %d from %s",
+                 len(records), self._generation, self._wal_dir)
+        step = max(1, self.settings.batch_max_messages)
+        for i in range(0, len(records), step):
+            self.process([Message(r.topic, r.payload, r.received_s)
+                          for r in records[i:i + step]])
+        self.metrics.wal_replayed.inc(len(records))
 
     # -- the pipeline thread -----------------------------------------------------------------
 
@@ -224,6 +301,7 @@ class Pipeline:
                 self.heartbeat_s = time.monotonic()
                 batch = self._take_batch(max_n, max_wait)
                 if batch:
+                    self._make_durable(batch)
                     self.process(batch)
                     self._checkpoint_if_due()
                 elif self._stop.is_set() and self._queue.empty():
@@ -240,6 +318,10 @@ class Pipeline:
             batch.append(self._queue.get(timeout=0.2))
         except queue.Empty:
             return batch
+        # With acknowledgements waiting for the log, the broker sends no more than its
+        # in-flight window until we acknowledge: take what is queued and go.
+        if self.ack is not None:
+            max_wait = 0.0
         deadline = time.monotonic() + max_wait
         while len(batch) < max_n:
             try:
@@ -295,7 +377,6 @@ class Pipeline:
 
     def _decode(self, batch: Sequence[Message]) -> Readings:
         s = self.settings
-        now_ms = int(self._clock() * 1000)
         meters: list[np.ndarray] = []
         stamps: list[np.ndarray] = []
         values: list[np.ndarray] = []
@@ -314,7 +395,7 @@ class Pipeline:
             try:
                 decoded = decode_readings(
                     msg.payload,
-                    now_ms=now_ms,
+                    now_ms=int(msg.received_s * 1000),  # its receipt, also on a replay
                     max_future_ms=s.max_future_ms,
                     max_past_ms=s.max_past_ms,
                     max_bytes=s.max_payload_bytes,

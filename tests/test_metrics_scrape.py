@@ -53,6 +53,8 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
         ("wattline_alerts", "counter", {"rule", "state"}),
         ("wattline_checkpoints", "counter", set()),
         ("wattline_checkpoint_errors", "counter", set()),
+        ("wattline_wal_errors", "counter", set()),
+        ("wattline_wal_replayed_messages", "counter", set()),
         ("wattline_batches", "counter", set()),
         ("wattline_batch_duration_seconds", "histogram", set()),
     ]

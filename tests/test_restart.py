@@ -78,3 +78,52 @@ def test_a_restart_resumes_the_windows_exactly(
     else:
         # Without a checkpoint the second run starts its windows empty: points differ.
         assert restarted != straight
+
+
+@pytest.mark.e2e
+def test_a_daemon_killed_mid_stream_and_restarted_writes_what_an_uninterrupted_one_does(
+    make_mosquitto: Callable[..., Mosquitto],
+    wattline_daemon: Callable[..., Wattline],
+    site: str,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while messages are in flight: what the first daemon acknowledged is in its
+    write-ahead log and replayed; what it had not acknowledged the broker sends again
+    (persistent session); what came while it was down the broker queued."""
+    start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+    messages = readings_messages(site, start_ms)
+    third = len(messages) // 3
+    straight = _run(wattline_daemon, make_mosquitto(), site, [messages],
+                    tmp_path / "straight", None)
+
+    broker = make_mosquitto()
+    store = tmp_path / "killed"
+    args = ["--mqtt-url", broker.url, "--store", str(store), "--state-dir",
+            str(tmp_path / "state"), "--persistent-session", "--client-id", f"wl-{site}",
+            "--checkpoint-every", "1s", *DAEMON_ARGS]
+    client = connect_publisher(broker.port)
+    try:
+        first = wattline_daemon(args)
+        _feed(first, client, site, messages[:third])
+        time.sleep(1.2)  # at least one checkpoint, so the replay starts from one
+        publish_all(client, messages[third:2 * third], timeout_s=30)
+        first.kill()
+        publish_all(client, messages[2 * third:], timeout_s=30)  # queued by the broker
+
+        second = wattline_daemon(args)
+
+        def points() -> list[dict]:
+            if not store.exists():
+                return []
+            return [{k: v for k, v in row.items() if k != "site"}
+                    for row in read_store(store).to_pylist()]
+
+        wait_until(lambda: len(points()) >= len(straight), timeout_s=60,
+                   what="the restarted daemon catching up")
+        time.sleep(1.0)  # anything still arriving would be a surplus point
+        assert points() == straight
+        assert second.metric_sum("wattline_wal_replayed_messages_total") > 0, (
+            "the second daemon should have replayed the first one's log")
+        assert "replaying" in second.log_text()
+    finally:
+        close_publisher(client)
