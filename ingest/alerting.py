@@ -138,6 +138,15 @@ class LineAlerts:
         self._heard_s: dict[int, float] = {}
         self._stale: set[int] = set()
 
+    def take_over(self, previous: LineAlerts) -> None:
+        """Carry on from ``previous`` (after a reload): active alerts, stale lines, the
+        times lines were last heard. Rules are rebuilt from this object's settings."""
+        with previous._lock:
+            self._active = previous._active
+            self._changed_ms = previous._changed_ms
+        self._heard_s = previous._heard_s
+        self._stale = previous._stale
+
     # -- per-line rules ----------------------------------------------------------------------
 
     def rules_for(self, sites: Sequence[str], lines: Sequence[str]) -> LineRules:

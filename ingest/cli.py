@@ -209,7 +209,7 @@ def main() -> None:
 @daemon_options
 @click.pass_context
 def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
-    """Run the collector daemon until SIGTERM or Ctrl-C.
+    """Run the collector daemon until SIGTERM or Ctrl-C; SIGHUP re-reads --config.
 
     It subscribes to {prefix}/+/+/+/+ and {prefix}/+/+/+/+/meta, decodes JSON
     readings (one reading, a list, or columnar ts/v lists), and every
@@ -242,17 +242,30 @@ def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
     collector = Collector(settings)
     stop = threading.Event()
 
+    reload = threading.Event()
+
     def _on_signal(signum: int, frame: object) -> None:
         log.info("received %s: draining and stopping", signal.Signals(signum).name)
         stop.set()
+        reload.set()  # wakes the loop
+
+    def _on_hangup(signum: int, frame: object) -> None:
+        reload.set()
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGHUP, _on_hangup)
     collector.start()
     watchdog_s = watchdog_interval_s()
     systemd_notify(f"READY=1\nSTATUS=collecting from {settings.mqtt_url}")
     stalled_logged = False
-    while not stop.wait(min(1.0, watchdog_s / 4) if watchdog_s else 1.0):
+    while not stop.is_set():
+        reload.wait(min(1.0, watchdog_s / 4) if watchdog_s else 1.0)
+        if stop.is_set():
+            break
+        if reload.is_set():
+            reload.clear()
+            settings = _reload(ctx, config_file, flags, settings, collector)
         if not collector.pipeline.alive:
             break
         if watchdog_s is None:
@@ -270,6 +283,32 @@ def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
     collector.stop()
     if collector.pipeline.failed is not None:
         raise click.ClickException(f"the pipeline failed: {collector.pipeline.failed!r}")
+
+
+def _reload(ctx: click.Context, config_file: str | None, flags: dict[str, Any],
+            current: Settings, collector: Any) -> Settings:
+    """SIGHUP: re-read the config file, apply what may change live, log the rest."""
+    from wattline.ingest.reload import plan_reload
+
+    log.info("received SIGHUP: re-reading %s", config_file or "the settings (no --config)")
+    try:
+        new = resolve_settings(ctx, config_file, **flags)
+    except (WattlineError, OSError) as err:
+        log.error("the reloaded configuration is not valid, nothing changed: %s", err)
+        return current
+    plan = plan_reload(current, new)
+    for key in plan.needs_restart:
+        log.warning("%s changed in the file but needs a restart to take effect (kernel "
+                    "state, MQTT session or sinks depend on it); still running with the old "
+                    "value", key)
+    if not plan.applied:
+        log.info("reload: nothing to apply")
+        return current
+    logging.getLogger().setLevel(plan.settings.log_level.upper())
+    collector.pipeline.request_reload(plan.settings)
+    collector.settings = plan.settings
+    log.info("reload: applying %s", ", ".join(plan.applied))
+    return plan.settings
 
 
 @main.command("check-config")

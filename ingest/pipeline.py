@@ -113,6 +113,7 @@ class Pipeline:
         self.publish_alert_state: Callable[[str, bytes], None] | None = None
         """Publishes a line's retained alert state (topic, payload); set by the collector."""
         self._last_stale_check_s = 0.0
+        self._pending_settings: Settings | None = None
         self.topics = TopicTemplate(prefix=settings.topic_prefix)
         self.state = new_state(self.kernel_config, 0, 0)
         self._generation = 0
@@ -291,6 +292,29 @@ class Pipeline:
                           for r in records[i:i + step]])
         self.metrics.wal_replayed.inc(len(records))
 
+    # -- reload ------------------------------------------------------------------------------
+
+    def request_reload(self, settings: Settings) -> None:
+        """Switch to ``settings`` at the next turn of the loop (any thread); only keys that
+        ``wattline.ingest.reload.RELOADABLE`` names may differ from the current ones."""
+        self._pending_settings = settings
+
+    def _apply_reload(self) -> None:
+        settings, self._pending_settings = self._pending_settings, None
+        if settings is None:
+            return
+        state = self.alerts.state
+        self.settings = settings
+        self._checkpoint_every_s = settings.checkpoint_every_ms / 1000.0
+        alerts = LineAlerts(settings, self.kernel_config, load_reference(), self.metrics,
+                            state=state)
+        alerts.take_over(self.alerts)
+        self.alerts = alerts
+        for sink in self.sinks:
+            if hasattr(sink, "retention_days"):
+                sink.retention_days = settings.store_retention_days  # type: ignore[attr-defined]
+        log.info("reloaded the configuration")
+
     # -- the pipeline thread -----------------------------------------------------------------
 
     def _run(self) -> None:
@@ -299,6 +323,7 @@ class Pipeline:
         try:
             while True:
                 self.heartbeat_s = time.monotonic()
+                self._apply_reload()
                 batch = self._take_batch(max_n, max_wait)
                 if batch:
                     self._make_durable(batch)
