@@ -198,6 +198,7 @@ def main() -> None:
       wattline check-config FILE     validate a config file
       wattline bench kernels         measure the kernels
       wattline bench ingest          measure the MQTT collector
+      wattline bench sink            measure the InfluxDB writer and the spool
 
     Every `run` flag can also come from an environment variable WATTLINE_<FLAG>
     or from the TOML file given with --config; a flag beats the environment,
@@ -496,6 +497,54 @@ def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messa
     except (RuntimeError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
     print_report("wattline bench ingest", result, as_json=as_json, subject="collector")
+
+
+@bench.command("sink")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON object on the last line.")
+@click.option("--influx-url", default=None,
+              help="Write to this InfluxDB (or /api/v2/write server) instead of starting a "
+                   "VictoriaMetrics on a free port; stored points are then not counted back.")
+@click.option("--influx-org", default="wattline", show_default=True,
+              help="Organisation, with --influx-url.")
+@click.option("--influx-bucket", default="wattline_bench", show_default=True,
+              help="Bucket the benchmark's points go to, with --influx-url.")
+@click.option("--influx-token", default="", envvar="WATTLINE_INFLUX_TOKEN", show_envvar=True,
+              help="API token, with --influx-url.")
+@click.option("--points", type=int, default=100_000, show_default=True,
+              help="Points per batched InfluxDB round.")
+@click.option("--batch-points", type=int, default=5_000, show_default=True,
+              help="Rows per batch, for InfluxDB writes and spool segments.")
+@click.option("--single-points", type=int, default=2_000, show_default=True,
+              help="Points per one-point-per-request baseline round.")
+@click.option("--spool-mb", type=float, default=64.0, show_default=True,
+              help="Megabytes (10^6 bytes) of segments per spool round.")
+@click.option("--spool-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder to spool in (a temporary folder is made inside it). "
+                   "[default: the system's temporary folder]")
+def bench_sink(as_json: bool, influx_url: str | None, influx_org: str, influx_bucket: str,
+               influx_token: str, points: int, batch_points: int, single_points: int,
+               spool_mb: float, spool_dir: str | None) -> None:
+    """The InfluxDB writer and the spool, each against a baseline.
+
+    Batched InfluxSink writes against one point per request; Spool.append
+    against plain write + fsync of the same bytes; spool drain (read + remove)
+    against plain read + unlink.
+    """
+    from wattline.ingest.bench.report import print_report
+    from wattline.ingest.bench.sink import run_sink_bench
+
+    def progress(text: str) -> None:
+        click.echo(text, err=True)
+
+    try:
+        result = run_sink_bench(influx_url=influx_url, influx_org=influx_org,
+                                influx_bucket=influx_bucket, influx_token=influx_token,
+                                points=points, batch_points=batch_points,
+                                single_points=single_points, spool_mb=spool_mb,
+                                spool_dir=spool_dir, progress=progress)
+    except (WattlineError, RuntimeError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    print_report("wattline bench sink", result, as_json=as_json, subject="row above")
 
 
 if __name__ == "__main__":
