@@ -380,9 +380,12 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
 @click.option("--rate", type=float, default=10.0, show_default=True,
               help="Plant seconds between two readings of a meter.")
 @click.option("--duration", type=float, default=60.0, show_default=True,
-              help="Wall-clock seconds to publish for; 0 runs until Ctrl-C.")
+              help="Wall-clock seconds to publish for; 0 runs until Ctrl-C. With --record: "
+                   "the run to record, duration x speed plant seconds; 0 is refused.")
 @click.option("--speed", type=float, default=1.0, show_default=True,
-              help="Plant seconds per wall-clock second.")
+              help="Plant seconds per wall-clock second. With --replay: recorded seconds per "
+                   "wall-clock second, and 0 publishes without pauses, as fast as the broker "
+                   "takes the messages.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed: the same seed publishes the same bytes.")
 @click.option("--topic-prefix", default="factory", show_default=True)
@@ -390,43 +393,142 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
               help="Inject an energy spike: the line's energy meters count FACTOR times "
                    "their rate from START for DURATION of plant time since the run starts, "
                    "e.g. kiln-1@60m+20mx3. Repeatable.")
+@click.option("--record", "record_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write what this run would publish to a capture FILE (.jsonl, .jsonl.gz or "
+                   ".parquet) instead of publishing it, without a broker, then exit.")
+@click.option("--replay", "replay_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Publish the capture FILE instead of simulating; --speed paces it.")
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
-             seed: int, topic_prefix: str, spikes: tuple[str, ...]) -> None:
-    """Publish simulated plant gateways to a broker.
+             seed: int, topic_prefix: str, spikes: tuple[str, ...], record_file: str | None,
+             replay_file: str | None) -> None:
+    """Publish simulated plant gateways to a broker, or record or replay a capture.
 
     Each line publishes its meters' cumulative registers as JSON readings on
     {prefix}/{site}/{line}/{kind}/{meter}, plus a retained meta message per
     meter. The plant clock starts duration x speed seconds in the past, so the
     stream ends near now.
 
+    --record FILE writes what the run would publish to a capture file instead,
+    without a broker, and exits: the same messages in the same order, batched
+    as they would be at this --speed, each stamped with the plant time it is
+    due. The extension picks the format: .jsonl or .jsonl.gz (JSON Lines, one
+    message per line, payload in base64) or .parquet.
+
+    --replay FILE publishes a capture instead of simulating: every message with
+    its recorded topic, payload bytes, QoS and retain flag, in time order, the
+    recorded gaps divided by --speed (0: no pauses). --lines, --site, --rate,
+    --seed, --spike, --duration and --topic-prefix are ignored: the capture
+    holds all of it. Payloads are not rewritten, so readings keep the
+    timestamps they were recorded with: the collector's --max-past (30d by
+    default) must reach back to them. Ctrl-C stops a replay early.
+
     \b
     Example: two hours of a kiln in a minute, with a 20-minute spike at 60 min
       wattline simulate --lines kiln-1 --duration 60 --speed 120 \\
           --spike kiln-1@60m+20mx3
+
+    \b
+    Example: record the same two hours to a file, without a broker
+      wattline simulate --lines kiln-1 --duration 60 --speed 120 \\
+          --spike kiln-1@60m+20mx3 --record kiln-spike.jsonl.gz
+
+    \b
+    Example: replay it ten times faster (in 6 s), then without pauses
+      wattline simulate --replay kiln-spike.jsonl.gz --speed 1200
+      wattline simulate --replay kiln-spike.jsonl.gz --speed 0
     """
     from wattline.simulators.events import parse_spike
     from wattline.simulators.publisher import simulate as run_simulation
+    from wattline.simulators.replay import (
+        CaptureError,
+        capture_format,
+        record_schedule,
+        replay,
+    )
 
+    if record_file is not None and replay_file is not None:
+        raise click.UsageError("--record and --replay cannot be combined: record a capture "
+                               "in one run, then replay it in another.")
+    for option, file in (("--record", record_file), ("--replay", replay_file)):
+        if file is None:
+            continue
+        try:
+            capture_format(file)
+        except ValueError as err:
+            raise click.BadParameter(f"{err}, e.g. {option} run.jsonl.gz",
+                                     param_hint=option) from None
+    if replay_file is not None:
+        from pathlib import Path
+
+        if not Path(replay_file).is_file():
+            raise click.BadParameter(
+                f"there is no capture file {replay_file!r}; write one first with "
+                f"`wattline simulate ... --record {replay_file}`", param_hint="--replay")
+        if not speed >= 0 or speed == float("inf"):
+            raise click.BadParameter("with --replay, give a positive speed, or 0 to publish "
+                                     "without pauses", param_hint="--speed")
+    if replay_file is None and not speed > 0:
+        raise click.BadParameter("give a positive number of plant seconds per second",
+                                 param_hint="--speed")
     try:
         injected = [parse_spike(s) for s in spikes]
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--spike") from None
+    line_names = [x.strip() for x in lines.split(",") if x.strip()]
+    if record_file is not None:
+        if not duration > 0:
+            raise click.BadParameter("a recording needs a length: give a positive number of "
+                                     "wall-clock seconds to record", param_hint="--duration")
+        try:
+            written = record_schedule(record_file, line_names, site=site, rate_s=rate,
+                                      duration_s=duration, speed=speed, seed=seed,
+                                      topic_prefix=topic_prefix, spikes=injected)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+        except OSError as err:
+            raise click.ClickException(f"cannot write {record_file}: {err.strerror or err}; "
+                                       "check that its folder exists and is writable") from None
+        click.echo(f"wrote {written:,} messages to {record_file}")
+        return
     _setup_logging("info")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    summary = run_simulation(
-        mqtt_url,
-        lines=[x.strip() for x in lines.split(",") if x.strip()],
-        site=site,
-        rate_s=rate,
-        duration_s=duration or None,
-        speed=speed,
-        seed=seed,
-        topic_prefix=topic_prefix,
-        stop=stop,
-        spikes=injected,
-    )
+    try:
+        if replay_file is not None:
+            shown = [-1]
+
+            def progress(sent: int, total: int) -> None:
+                tenth = sent * 10 // total if total else 10
+                if tenth > shown[0] and sent < total:
+                    click.echo(f"replayed {sent:,} of {total:,} messages", err=True)
+                    shown[0] = tenth
+
+            try:
+                click.echo(replay(mqtt_url, replay_file, speed=speed, stop=stop,
+                                  progress=progress))
+            except (CaptureError, FileNotFoundError) as err:
+                raise click.ClickException(
+                    f"cannot replay {replay_file}: {err}. A capture is a file written by "
+                    "`wattline simulate --record`.") from None
+            return
+        summary = run_simulation(
+            mqtt_url,
+            lines=line_names,
+            site=site,
+            rate_s=rate,
+            duration_s=duration or None,
+            speed=speed,
+            seed=seed,
+            topic_prefix=topic_prefix,
+            stop=stop,
+            spikes=injected,
+        )
+    except ConnectionError as err:
+        raise click.ClickException(f"{err}; check --mqtt-url and that the broker is "
+                                   "running") from None
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
     click.echo(summary)
 
 

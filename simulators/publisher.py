@@ -34,6 +34,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
@@ -50,6 +51,7 @@ from wattline.simulators.truth import MeterSeries
 __all__ = [
     "DEFAULT_LINES",
     "Summary",
+    "connected_client",
     "generate",
     "published_series",
     "readings_per_message",
@@ -352,6 +354,24 @@ def simulate(
         topic_prefix=topic_prefix, readings_per_message=per_message, faults=faults,
         spikes=spikes,
     )
+    with connected_client(mqtt_url, connect_timeout_s) as (client, host, port):
+        log.info(
+            "publishing %s of site %s to %s:%d, plant clock x%g, %d poll(s) per message",
+            ", ".join(lines), site, host, port, speed, per_message,
+        )
+        return _publish(client, messages, stop, speed, first_poll_ms(start_ms, rate_s), plant_s)
+
+
+@contextmanager
+def connected_client(
+    mqtt_url: str, connect_timeout_s: float = 10.0
+) -> Iterator[tuple[mqtt.Client, str, int]]:
+    """A paho client connected to ``mqtt_url`` with its network loop running, as
+    ``(client, host, port)``; it disconnects when the block ends.
+
+    Raises:
+        ConnectionError: the broker could not be reached or refused the connection.
+    """
     client, host, port = _client(mqtt_url)
     connected = threading.Event()
     refused: list[str] = []
@@ -371,11 +391,7 @@ def simulate(
         if not connected.wait(connect_timeout_s) or refused:
             why = refused[0] if refused else f"no CONNACK within {connect_timeout_s:g} s"
             raise ConnectionError(f"broker {host}:{port} did not accept us: {why}")
-        log.info(
-            "publishing %s of site %s to %s:%d, plant clock x%g, %d poll(s) per message",
-            ", ".join(lines), site, host, port, speed, per_message,
-        )
-        return _publish(client, messages, stop, speed, first_poll_ms(start_ms, rate_s), plant_s)
+        yield client, host, port
     finally:
         client.disconnect()
         client.loop_stop()
