@@ -50,6 +50,10 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--mqtt-share-group",), {"help": "Subscribe as $share/GROUP/... so that several "
                                        "collectors split the load (MQTT 5 shared "
                                        "subscriptions)."}),
+    (("--sparkplug/--no-sparkplug",), {
+        "help": "Also take Sparkplug B (spBv1.0/{group}/...): group = site, edge node = "
+                "line, metrics named energy/<meter> or production/<meter>; asks nodes for a "
+                "rebirth on a sequence gap or unknown alias. [default: off]"}),
     (("--influx-url",), {"help": "InfluxDB 2/3 (or any /api/v2/write server) to write "
                                  "energy_intensity points to, e.g. http://127.0.0.1:8086."}),
     (("--influx-org",), {"help": "InfluxDB organisation."}),
@@ -398,9 +402,14 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
                    ".parquet) instead of publishing it, without a broker, then exit.")
 @click.option("--replay", "replay_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Publish the capture FILE instead of simulating; --speed paces it.")
+@click.option("--format", "payload_format", type=click.Choice(["json", "sparkplug"]),
+              default="json", show_default=True,
+              help="json: the contract's JSON readings; sparkplug: each line is a Sparkplug "
+                   "B edge node (group = --site) sending NBIRTH then NDATA by alias, read "
+                   "by `wattline run --sparkplug`.")
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
              seed: int, topic_prefix: str, spikes: tuple[str, ...], record_file: str | None,
-             replay_file: str | None) -> None:
+             replay_file: str | None, payload_format: str) -> None:
     """Publish simulated plant gateways to a broker, or record or replay a capture.
 
     Each line publishes its meters' cumulative registers as JSON readings on
@@ -482,7 +491,8 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
         try:
             written = record_schedule(record_file, line_names, site=site, rate_s=rate,
                                       duration_s=duration, speed=speed, seed=seed,
-                                      topic_prefix=topic_prefix, spikes=injected)
+                                      topic_prefix=topic_prefix, spikes=injected,
+                                      payload_format=payload_format)
         except ValueError as err:
             raise click.UsageError(str(err)) from None
         except OSError as err:
@@ -523,6 +533,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
             topic_prefix=topic_prefix,
             stop=stop,
             spikes=injected,
+            payload_format=payload_format,
         )
     except ConnectionError as err:
         raise click.ClickException(f"{err}; check --mqtt-url and that the broker is "

@@ -71,6 +71,10 @@ class Collector:
         # it is in the write-ahead log, so a crash cannot lose what the broker let go of.
         self.durable_acks = bool(settings.state_dir) and settings.qos > 0
         topics = subscriptions(settings.topic_prefix)
+        if settings.sparkplug:
+            from wattline.ingest.sparkplug import SUBSCRIPTIONS
+
+            topics = topics + SUBSCRIPTIONS
         if settings.mqtt_share_group:
             topics = [f"$share/{settings.mqtt_share_group}/{t}" for t in topics]
         self.source = MqttSource(
@@ -92,9 +96,13 @@ class Collector:
         if self.durable_acks:
             self.pipeline.ack = self.source.ack
         self.pipeline.publish_alert_state = self._publish_retained
+        self.pipeline.publish_command = self._publish_command
         # After a reconnect, say again what is active (the broker may have restarted empty).
         self.source.on_connect.append(self.pipeline.republish_alerts)
         self._server: object | None = None
+
+    def _publish_command(self, topic: str, payload: bytes) -> None:
+        self.source.publish(topic, payload, qos=0, retain=False)
 
     def _publish_retained(self, topic: str, payload: bytes) -> None:
         self.source.publish(topic, payload, qos=1, retain=True)

@@ -161,6 +161,7 @@ class Settings:
     level_window: str | None = None
     stale_after: str = "5m"
     alert_topic: bool = True
+    sparkplug: bool = False
     meters: dict[str, MeterSettings] = field(default_factory=dict)
     lines: dict[str, LineSettings] = field(default_factory=dict)
 
@@ -330,7 +331,7 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
         days = parse_duration_ms(kwargs["store_retention"], "store_retention") / 86_400_000
         if days < 1 or days != int(days):
             raise ConfigError("store_retention", "give whole days, e.g. 90d (at least 1d)")
-    for key in ("persistent_session", "alert_topic"):
+    for key in ("persistent_session", "alert_topic", "sparkplug"):
         if key in kwargs:
             kwargs[key] = _boolean(key, kwargs[key])
     for key in ("spike_ratio", "spike_clear_ratio", "surge_k"):

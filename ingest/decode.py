@@ -70,6 +70,7 @@ READING_DROP_REASONS = (
     "value_not_finite",
     "ts_invalid",
     "ts_out_of_range",
+    "sparkplug_alias",  # a Sparkplug B metric whose alias no BIRTH named
 )
 
 META_KEYS = ("carrier", "unit", "mode", "rollover")

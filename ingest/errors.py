@@ -23,6 +23,7 @@ PAYLOAD_ERROR_REASONS = (
     "payload_shape",    # JSON, but none of the three reading forms
     "length_mismatch",  # columnar form whose ts, v (and q) lists differ in length
     "meta_invalid",     # a meta payload with a wrong key, type or value
+    "sparkplug_invalid",  # a Sparkplug B message that does not parse, or an unknown type
 )
 
 #: Why a topic was rejected.
@@ -40,6 +41,8 @@ _PAYLOAD_HINTS = {
     "length_mismatch": "give the columnar ts, v and q lists the same length",
     "meta_invalid": 'publish {"carrier": str, "unit": str, "mode": "counter"|"delta", '
                     '"rollover": positive number}, every key optional',
+    "sparkplug_invalid": "publish Sparkplug B protobuf payloads on spBv1.0/{group}/"
+                         "{N|D}{BIRTH|DATA|DEATH}/{node}[/{device}]",
 }
 
 _TOPIC_HINTS = {

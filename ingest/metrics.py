@@ -179,6 +179,12 @@ class CollectorMetrics:
             "Kernel checkpoints that could not be written (disk full, read-only...).",
             registry=r,
         )
+        self.sparkplug_events = Counter(
+            "wattline_sparkplug_events",
+            "Sparkplug B session events, by event: birth, death, seq_gap, rebirth_requested.",
+            ["event"],
+            registry=r,
+        )
         self.wal_errors = Counter(
             "wattline_wal_errors",
             "Write-ahead log appends or rotations that failed (disk full, read-only); the "

@@ -40,7 +40,8 @@ from wattline.ingest.reference import load_reference
 from wattline.ingest.registry import MeterDescriptionError, MeterRegistry
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
 from wattline.ingest.sinks.base import IntensitySink, SinkError
-from wattline.ingest.topics import TopicTemplate
+from wattline.ingest.sparkplug import SparkplugDecoder, is_sparkplug
+from wattline.ingest.topics import TopicTemplate, valid_name
 from wattline.ingest.wal import WalRecord, WriteAheadLog, read_wal
 from wattline.kernels import DROP_REASONS, KernelConfig, Readings, Ticks, advance, new_state
 from wattline.kernels.alerts import alert_state_arrays, alert_state_from_arrays
@@ -113,6 +114,9 @@ class Pipeline:
         self.publish_alert_state: Callable[[str, bytes], None] | None = None
         """Publishes a line's retained alert state (topic, payload); set by the collector."""
         self._last_stale_check_s = 0.0
+        self.sparkplug = SparkplugDecoder() if settings.sparkplug else None
+        self.publish_command: Callable[[str, bytes], None] | None = None
+        """Publishes a Sparkplug command (a rebirth request); set by the collector."""
         self._pending_settings: Settings | None = None
         self.topics = TopicTemplate(prefix=settings.topic_prefix)
         self.state = new_state(self.kernel_config, 0, 0)
@@ -407,6 +411,14 @@ class Pipeline:
         values: list[np.ndarray] = []
         messages: list[np.ndarray] = []
         for msg in batch:
+            if self.sparkplug is not None and is_sparkplug(msg.topic):
+                for idx, ts, value in self._decode_sparkplug(msg):
+                    self._message_no += 1
+                    meters.append(np.full(ts.shape[0], idx, dtype=np.int32))
+                    stamps.append(ts)
+                    values.append(value)
+                    messages.append(np.full(ts.shape[0], self._message_no, dtype=np.int64))
+                continue
             try:
                 topic = self.topics.parse(msg.topic)
             except TopicError as exc:
@@ -450,6 +462,56 @@ class Pipeline:
             np.concatenate(meters), np.concatenate(stamps), np.concatenate(values),
             np.concatenate(messages),
         )
+
+    def _decode_sparkplug(self, msg: Message) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """A Sparkplug B message's readings as (meter index, times, values), one per meter.
+
+        Each meter's readings count as one message of the contract (judged against the
+        line's watermark before them), in the order of the metrics.
+        """
+        s = self.settings
+        assert self.sparkplug is not None
+        self.metrics.messages_received.labels("sparkplug").inc()
+        try:
+            result = self.sparkplug.decode(msg.topic, msg.payload, max_bytes=s.max_payload_bytes)
+        except PayloadError as exc:
+            self._reject(exc.reason, msg.topic, exc.detail)
+            return []
+        for event in result.events:
+            self.metrics.sparkplug_events.labels(event).inc()
+        if result.rebirth is not None and self.publish_command is not None:
+            self.publish_command(*result.rebirth)
+            log.warning("asked edge node %s/%s for a rebirth (%s)", result.site, result.line,
+                        ", ".join(e for e in result.events if e != "rebirth_requested")
+                        or "data before its birth")
+        if not (valid_name(result.site) and valid_name(result.line)):
+            self._reject("topic_name", msg.topic, "group or edge node id is not a valid name")
+            return []
+        now_ms = int(msg.received_s * 1000)
+        out = []
+        dropped = dict(result.dropped)
+        received = sum(dropped.values())
+        for r in result.readings:
+            received += r.ts_ms.shape[0]
+            if not valid_name(r.meter):
+                self._reject("topic_name", msg.topic, f"metric meter {r.meter[:80]!r}")
+                continue
+            keep = ((r.ts_ms <= now_ms + s.max_future_ms)
+                    & (r.ts_ms >= now_ms - s.max_past_ms))
+            if not keep.all():
+                dropped["ts_out_of_range"] = (dropped.get("ts_out_of_range", 0)
+                                              + int((~keep).sum()))
+            if keep.any():
+                idx = self.registry.meter_index(result.site, result.line, r.kind, r.meter)
+                out.append((idx, r.ts_ms[keep], r.value[keep]))
+        self.metrics.readings_received.inc(received)
+        for reason, count in dropped.items():
+            if count:
+                self.metrics.readings_dropped.labels(reason).inc(count)
+                if self._log_once(reason, msg.topic):
+                    log.warning("dropped %d reading(s) on %r: %s", count, msg.topic[:200],
+                                reason)
+        return out
 
     def _apply_meta(self, topic: object, msg: Message) -> None:
         try:

@@ -189,6 +189,11 @@ def subscriptions(template: TopicTemplate | str = DEFAULT_PREFIX) -> list[str]:
     return template.subscriptions()
 
 
+def valid_name(name: str) -> bool:
+    """Whether ``name`` may be a site, line or meter (contract section 1)."""
+    return _NAME.fullmatch(name) is not None
+
+
 def _check_prefix(prefix: str) -> None:
     if not prefix:
         raise ConfigError(

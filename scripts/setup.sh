@@ -73,11 +73,18 @@ elif ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 
 fi
 
 stamp="$VENV/.wattline-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$VENV/bin/python" -c 'import wattline.ingest' 2>/dev/null; then
+SPARKPLUG="pysparkplug==0.6.1"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+        || ! "$VENV/bin/python" -c 'import wattline.ingest, pysparkplug' 2>/dev/null; then
     say "installing wattline (editable) with its test extras into $VENV"
     # pip here warns "Location ... is ignored" for configured indexes it skips: harmless noise.
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 \
         | { grep -v -E 'Location .* is ignored|^\s*$' || true; }
+    # Sparkplug B payloads (--sparkplug): pysparkplug pins paho-mqtt<2 for its own MQTT
+    # client, which wattline does not use; its payload classes need only protobuf (a
+    # wattline dependency). So it goes in without its dependencies.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+        "$SPARKPLUG" 2>&1 | { grep -v -E 'Location .* is ignored|^\s*$' || true; }
     touch "$stamp"
 else
     say "$VENV is up to date with pyproject.toml"

@@ -141,6 +141,9 @@ class OutgoingMessage:
     payload: bytes
     readings: tuple[tuple[int, float], ...] = ()
     retain: bool = False
+    # A message carrying several meters (Sparkplug B): each meter's readings under its
+    # contract topic. Empty for a JSON message, whose readings are all of ``topic``.
+    by_topic: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()
 
 
 def meta_payload(meter: MeterSpec, spec: GatewaySpec) -> bytes:

@@ -46,6 +46,7 @@ from wattline.simulators.events import EnergySpike
 from wattline.simulators.gateway import Faults, LineGateway, OutgoingMessage, meta_payload
 from wattline.simulators.plant import line_model, line_totals
 from wattline.simulators.scenario import Scenario, load_scenario
+from wattline.simulators.sparkplug_gateway import SparkplugEdgeNode
 from wattline.simulators.truth import MeterSeries
 
 __all__ = [
@@ -167,6 +168,7 @@ def schedule(
     faults: Faults | None = None,
     scenarios: Mapping[str, Scenario] | None = None,
     spikes: Sequence[EnergySpike] = (),
+    payload_format: str = "json",
 ) -> Iterator[OutgoingMessage]:
     """Every message the gateways send, meta first, readings ordered by due time.
 
@@ -183,8 +185,15 @@ def schedule(
         faults: gateway faults, none by default.
         scenarios: scenario per model name; by default the packaged ones.
         spikes: energy spikes injected into lines (``wattline.simulators.events``).
+        payload_format: ``json`` (the contract's JSON forms) or ``sparkplug`` (each line
+            a Sparkplug B edge node of group ``site``; see ``sparkplug_gateway``).
     """
     _check(lines, site, rate_s)
+    if payload_format not in PAYLOAD_FORMATS:
+        raise ValueError(f"payload_format must be one of {', '.join(PAYLOAD_FORMATS)}, "
+                         f"got {payload_format!r}")
+    if payload_format == "sparkplug" and faults is not None and faults.any:
+        raise ValueError("gateway faults are simulated for JSON payloads only")
     unknown = sorted({s.line for s in spikes} - set(lines))
     if unknown:
         raise ValueError(f"spikes name line(s) not simulated: {', '.join(unknown)}")
@@ -202,16 +211,27 @@ def schedule(
         for meter, spec in zip(model.meters, specs, strict=True):
             topic = template.topic(site, line, meter.kind, meter.meter, meta=True)
             metas.append(OutgoingMessage(first_ms, topic, meta_payload(meter, spec), retain=True))
-        gateway = LineGateway(
-            topics, specs, readings_per_message=readings_per_message,
-            seed_key=f"{seed}/{site}/{line}/gateway", faults=faults,
-        )
+        gateway: LineGateway | SparkplugEdgeNode
+        if payload_format == "sparkplug":
+            gateway = SparkplugEdgeNode(
+                site, line, model.meters, specs, topics,
+                readings_per_message=readings_per_message,
+                seed_key=f"{seed}/{site}/{line}/gateway",
+            )
+        else:
+            gateway = LineGateway(
+                topics, specs, readings_per_message=readings_per_message,
+                seed_key=f"{seed}/{site}/{line}/gateway", faults=faults,
+            )
         poll_ms = _polls(first_ms, rate_ms, end_ms)
         times_s = ((ts - first_ms) / 1000.0 for ts in _polls(first_ms, rate_ms, end_ms))
         totals = line_totals(line, scenario.params, times_s, seed=seed, spikes=spikes)
         streams.append(gateway.messages(zip(poll_ms, totals, strict=True)))
     yield from metas
     yield from heapq.merge(*streams, key=lambda m: m.due_ms)
+
+
+PAYLOAD_FORMATS = ("json", "sparkplug")
 
 
 def _polls(first_ms: int, rate_ms: int, end_ms: int | None) -> Iterator[int]:
@@ -234,12 +254,13 @@ def generate(
     faults: Faults | None = None,
     scenarios: Mapping[str, Scenario] | None = None,
     spikes: Sequence[EnergySpike] = (),
+    payload_format: str = "json",
 ) -> Iterator[tuple[str, bytes, bool]]:
     """The gateways' messages as ``(topic, payload, retain)``; arguments as for ``schedule``."""
     for msg in schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=readings_per_message, faults=faults,
-        scenarios=scenarios, spikes=spikes,
+        scenarios=scenarios, spikes=spikes, payload_format=payload_format,
     ):
         yield msg.topic, msg.payload, msg.retain
 
@@ -257,16 +278,19 @@ def published_series(
     faults: Faults | None = None,
     scenarios: Mapping[str, Scenario] | None = None,
     spikes: Sequence[EnergySpike] = (),
+    payload_format: str = "json",
 ) -> list[MeterSeries]:
     """What each meter published over ``plant_s``, for ``truth.expected_intensity``."""
     published: dict[str, list[tuple[int, float]]] = {}
     for msg in schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=readings_per_message, faults=faults,
-        scenarios=scenarios, spikes=spikes,
+        scenarios=scenarios, spikes=spikes, payload_format=payload_format,
     ):
-        if not msg.retain:
-            published.setdefault(msg.topic, []).extend(msg.readings)
+        if msg.retain:
+            continue
+        for topic, readings in msg.by_topic or ((msg.topic, msg.readings),):
+            published.setdefault(topic, []).extend(readings)
     template = TopicTemplate(prefix=topic_prefix)
     series: list[MeterSeries] = []
     for line in lines:
@@ -317,6 +341,7 @@ def simulate(
     max_batch_span_s: float = MAX_BATCH_SPAN_S,
     connect_timeout_s: float = 10.0,
     spikes: Sequence[EnergySpike] = (),
+    payload_format: str = "json",
 ) -> Summary:
     """Publish simulated gateways to a broker; returns what was published.
 
@@ -336,6 +361,7 @@ def simulate(
         max_batch_span_s: the plant time one message may span.
         connect_timeout_s: how long to wait for the broker's CONNACK.
         spikes: energy spikes injected into lines (``wattline.simulators.events``).
+        payload_format: ``json`` or ``sparkplug``, as for ``schedule``.
 
     Raises:
         ConnectionError: the broker could not be reached or refused the connection.
@@ -352,7 +378,7 @@ def simulate(
     messages = schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=per_message, faults=faults,
-        spikes=spikes,
+        spikes=spikes, payload_format=payload_format,
     )
     with connected_client(mqtt_url, connect_timeout_s) as (client, host, port):
         log.info(

@@ -321,6 +321,7 @@ def record_schedule(
     faults: Faults | None = None,
     max_batch_span_s: float = MAX_BATCH_SPAN_S,
     spikes: Sequence[EnergySpike] = (),
+    payload_format: str = "json",
 ) -> int:
     """Write the capture of what ``publisher.simulate`` would publish, without a broker.
 
@@ -345,7 +346,7 @@ def record_schedule(
         readings_per_message=readings_per_message(
             speed, rate_s, max_batch_span_s=max_batch_span_s
         ),
-        faults=faults, spikes=spikes,
+        faults=faults, spikes=spikes, payload_format=payload_format,
     )
     return write_capture(
         path, (CapturedMessage(m.due_ms, m.topic, m.payload, m.retain, 1) for m in outgoing)

@@ -22,6 +22,7 @@ FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_p
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("payload_format", ["json", "sparkplug"])
 @pytest.mark.parametrize("line", ["eaf-1", "potline-1", "kiln-1"])
 def test_a_process_model_through_the_daemon_matches_its_ground_truth(
     mosquitto: Mosquitto,
@@ -29,22 +30,26 @@ def test_a_process_model_through_the_daemon_matches_its_ground_truth(
     site: str,
     tmp_path: Path,
     line: str,
+    payload_format: str,
 ) -> None:
+    """JSON gateways, or Sparkplug B edge nodes (NBIRTH, then NDATA by alias)."""
     store = tmp_path / "store"
     daemon = wattline_daemon([
         "--mqtt-url", mosquitto.url, "--store", str(store), "--emit-every", "10s",
         "--windows", "1m,10m", "--allowed-lateness", f"{LATENESS_S}s",
         "--client-id", f"wattline-{site}",
+        *(["--sparkplug"] if payload_format == "sparkplug" else []),
     ])
     wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
     time.sleep(0.5)  # the subscription lands just after the connection
     plant_s = DURATION_S * SPEED
     start_ms = (int(time.time() * 1000) - int(plant_s * 1000)) // 10_000 * 10_000
     summary = simulate(mosquitto.url, [line], site=site, rate_s=RATE_S, duration_s=DURATION_S,
-                       speed=SPEED, seed=7, start_ms=start_ms)
+                       speed=SPEED, seed=7, start_ms=start_ms, payload_format=payload_format)
     series = published_series([line], site=site, start_ms=start_ms, plant_s=plant_s,
                               rate_s=RATE_S, seed=7,
-                              readings_per_message=readings_per_message(SPEED, RATE_S))
+                              readings_per_message=readings_per_message(SPEED, RATE_S),
+                              payload_format=payload_format)
     assert sum(len(s.readings) for s in series) == summary.readings
     truth = {(r.window, r.time_ms): r for r in
              expected_intensity(series, emit_every_s=10, windows=("1m", "10m"))}
@@ -72,3 +77,6 @@ def test_a_process_model_through_the_daemon_matches_its_ground_truth(
                     assert row[field] == pytest.approx(expected, rel=1e-9, abs=1e-9), (
                         window, t, field)
     assert daemon.metric_sum("wattline_readings_dropped_total") == 0
+    if payload_format == "sparkplug":
+        assert daemon.metric("wattline_sparkplug_events_total", {"event": "birth"}) == 1.0
+        assert daemon.metric_sum("wattline_sparkplug_events_total", {"event": "seq_gap"}) == 0

@@ -21,6 +21,7 @@ from tests.processes import Mosquitto, Wattline, wait_until
 from wattline.ingest.alerting import ALL_RULES
 from wattline.ingest.decode import READING_DROP_REASONS
 from wattline.ingest.errors import PAYLOAD_ERROR_REASONS, TOPIC_ERROR_REASONS
+from wattline.ingest.sparkplug import EVENTS as SPARKPLUG_EVENTS
 from wattline.kernels import DROP_REASONS
 
 # family name (without _total) -> (type, label names)
@@ -53,6 +54,7 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
         ("wattline_alerts", "counter", {"rule", "state"}),
         ("wattline_checkpoints", "counter", set()),
         ("wattline_checkpoint_errors", "counter", set()),
+        ("wattline_sparkplug_events", "counter", {"event"}),
         ("wattline_wal_errors", "counter", set()),
         ("wattline_wal_replayed_messages", "counter", set()),
         ("wattline_batches", "counter", set()),
@@ -62,7 +64,7 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
 # Families whose samples need a failing database (tests/test_spool_faults.py causes them);
 # here their names and types are checked.
 MAY_BE_EMPTY = {"wattline_sink_write_errors", "wattline_sink_write_retries",
-                "wattline_spool_rows", "wattline_dead_letter_rows"}
+                "wattline_spool_rows", "wattline_dead_letter_rows", "wattline_sparkplug_events"}
 LINE = "kiln-1"
 
 
@@ -117,7 +119,8 @@ def test_metrics_of_a_running_daemon_have_the_documented_names_types_and_labels(
     bounded = {
         "site": {site}, "line": {LINE}, "window": {"1m", "10m"}, "rule": set(ALL_RULES),
         "state": {"start", "end"}, "sink": {"parquet", "influxdb"},
-        "topic_kind": {"reading", "meta"}, "event": {"spooled", "delivered", "dropped"},
+        "topic_kind": {"reading", "meta", "sparkplug"},
+        "event": {"spooled", "delivered", "dropped", *SPARKPLUG_EVENTS},
         "kind": {"intensity", "alerts"},
         "reason": {*PAYLOAD_ERROR_REASONS, *TOPIC_ERROR_REASONS, *READING_DROP_REASONS,
                    *DROP_REASONS, "sink_rejected", "shutdown"},
