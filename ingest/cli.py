@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -402,6 +403,15 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
                    ".parquet) instead of publishing it, without a broker, then exit.")
 @click.option("--replay", "replay_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Publish the capture FILE instead of simulating; --speed paces it.")
+@click.option("--truth", "truth_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write what the collector should make of this run, as JSON Lines: "
+                   "the exact intensity per line, tick and window, and each injected spike's "
+                   "alert with the times it must start and end within (computed from the "
+                   "simulator's own model, none of the collector's code).")
+@click.option("--truth-windows", default="15m,1h,24h", show_default=True,
+              help="Windows the --truth rows are for (the collector's --windows).")
+@click.option("--truth-tick", type=float, default=10.0, show_default=True,
+              help="Tick, in seconds, the --truth rows are for (the collector's --emit-every).")
 @click.option("--format", "payload_format", type=click.Choice(["json", "sparkplug"]),
               default="json", show_default=True,
               help="json: the contract's JSON readings; sparkplug: each line is a Sparkplug "
@@ -409,7 +419,8 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
                    "by `wattline run --sparkplug`.")
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
              seed: int, topic_prefix: str, spikes: tuple[str, ...], record_file: str | None,
-             replay_file: str | None, payload_format: str) -> None:
+             replay_file: str | None, truth_file: str | None, truth_windows: str,
+             truth_tick: float, payload_format: str) -> None:
     """Publish simulated plant gateways to a broker, or record or replay a capture.
 
     Each line publishes its meters' cumulative registers as JSON readings on
@@ -522,6 +533,10 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
                     f"cannot replay {replay_file}: {err}. A capture is a file written by "
                     "`wattline simulate --record`.") from None
             return
+        if truth_file is not None and not duration > 0:
+            raise click.BadParameter("--truth needs a run of known length: give --duration",
+                                     param_hint="--duration")
+        start_ms = int(time.time() * 1000) - round(duration * speed * 1000)
         summary = run_simulation(
             mqtt_url,
             lines=line_names,
@@ -534,7 +549,25 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
             stop=stop,
             spikes=injected,
             payload_format=payload_format,
+            start_ms=start_ms,
         )
+        if truth_file is not None:
+            from wattline.simulators.expectations import write_expectations
+            from wattline.simulators.publisher import readings_per_message
+
+            plant_s = duration * speed
+            if summary.stopped and summary.last_reading_ms is not None:
+                plant_s = (summary.last_reading_ms - start_ms) / 1000.0
+            rows, alerts = write_expectations(
+                truth_file, line_names, site=site, start_ms=start_ms, plant_s=plant_s,
+                rate_s=rate, seed=seed, topic_prefix=topic_prefix,
+                readings_per_message=readings_per_message(speed, rate), spikes=injected,
+                payload_format=payload_format,
+                windows=[w.strip() for w in truth_windows.split(",") if w.strip()],
+                emit_every_s=truth_tick,
+            )
+            click.echo(f"wrote {rows:,} expected intensity rows and {alerts} expected "
+                       f"alert(s) to {truth_file}")
     except ConnectionError as err:
         raise click.ClickException(f"{err}; check --mqtt-url and that the broker is "
                                    "running") from None

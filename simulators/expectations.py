@@ -1,0 +1,74 @@
+"""What the collector should make of a simulated run: intensities per tick and alerts.
+
+``write_expectations`` recomputes what the gateways published (``published_series``,
+the same deterministic schedule), and writes, as JSON Lines:
+
+- one ``{"kind": "intensity", ...}`` row per line, tick and window, from
+  ``truth.expected_intensity`` (plain Python and exact fractions, none of the
+  collector's code);
+- one ``{"kind": "expected_alert", "rule": "spike", ...}`` row per injected energy
+  spike, with the plant-time bounds (epoch ms) within which its alert must start and
+  end (``events.expected_spike_alert``, from the event alone).
+
+End-to-end checks compare a daemon's output with this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import orjson
+
+from wattline.simulators.events import EnergySpike, expected_spike_alert
+from wattline.simulators.publisher import published_series
+from wattline.simulators.truth import expected_intensity, window_ms
+
+__all__ = ["write_expectations"]
+
+
+def write_expectations(
+    path: str | Path,
+    lines: Sequence[str],
+    *,
+    site: str,
+    start_ms: int,
+    plant_s: float,
+    rate_s: float,
+    seed: int,
+    topic_prefix: str = "factory",
+    readings_per_message: int = 1,
+    spikes: Sequence[EnergySpike] = (),
+    payload_format: str = "json",
+    windows: Sequence[str] = ("15m", "1h", "24h"),
+    emit_every_s: float = 10.0,
+    alert_for: int = 3,
+) -> tuple[int, int]:
+    """Write the expectations of one run; returns (intensity rows, expected alerts).
+
+    The arguments are those the run was published with (``start_ms`` is the plant
+    time it started at); ``windows``, ``emit_every_s`` and ``alert_for`` are the
+    collector's settings the expectations are for.
+    """
+    series = published_series(
+        lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
+        topic_prefix=topic_prefix, readings_per_message=readings_per_message, spikes=spikes,
+        payload_format=payload_format,
+    )
+    rows = expected_intensity(series, emit_every_s=emit_every_s, windows=windows)
+    short_s = min(window_ms(w) for w in windows) / 1000.0
+    n_alerts = 0
+    with open(path, "wb") as out:
+        for row in rows:
+            out.write(orjson.dumps({"kind": "intensity", **asdict(row)}) + b"\n")
+        for spike in spikes:
+            bounds = expected_spike_alert(spike, short_window_s=short_s, tick_s=emit_every_s,
+                                          for_ticks=alert_for)
+            out.write(orjson.dumps({
+                "kind": "expected_alert", "rule": "spike", "site": site, "line": spike.line,
+                **{f"{k.removesuffix('_s')}_ms": start_ms + round(v * 1000)
+                   for k, v in asdict(bounds).items()},
+            }) + b"\n")
+            n_alerts += 1
+    return len(rows), n_alerts
