@@ -380,7 +380,8 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
 @click.option("--mqtt-url", default="mqtt://127.0.0.1:1883", envvar="WATTLINE_MQTT_URL",
               show_envvar=True, show_default=True, help="Broker to publish to.")
 @click.option("--lines", default="eaf-1,potline-1,kiln-1", show_default=True,
-              help="Comma-separated lines, each <model>-<n> with model eaf, potline or kiln.")
+              help="Comma-separated lines, each <model>-<n> with model eaf, potline, kiln or "
+                   "generic (see --scenario).")
 @click.option("--site", default="demo", show_default=True, help="Site name in the topics.")
 @click.option("--rate", type=float, default=10.0, show_default=True,
               help="Plant seconds between two readings of a meter.")
@@ -403,6 +404,11 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
                    ".parquet) instead of publishing it, without a broker, then exit.")
 @click.option("--replay", "replay_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Publish the capture FILE instead of simulating; --speed paces it.")
+@click.option("--scenario", "scenario_files", multiple=True, metavar="MODEL=FILE",
+              help="Describe MODEL's lines with your own scenario FILE (TOML, keys as in "
+                   "the packaged simulators/scenarios/<model>.toml). `generic` lines "
+                   "(generic-1, ...) are defined entirely this way: output rate, batch "
+                   "weighing and one [plant.energy.<meter>] table per carrier. Repeatable.")
 @click.option("--truth", "truth_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Also write what the collector should make of this run, as JSON Lines: "
                    "the exact intensity per line, tick and window, and each injected spike's "
@@ -419,8 +425,8 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
                    "by `wattline run --sparkplug`.")
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
              seed: int, topic_prefix: str, spikes: tuple[str, ...], record_file: str | None,
-             replay_file: str | None, truth_file: str | None, truth_windows: str,
-             truth_tick: float, payload_format: str) -> None:
+             replay_file: str | None, scenario_files: tuple[str, ...], truth_file: str | None,
+             truth_windows: str, truth_tick: float, payload_format: str) -> None:
     """Publish simulated plant gateways to a broker, or record or replay a capture.
 
     Each line publishes its meters' cumulative registers as JSON readings on
@@ -495,6 +501,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--spike") from None
     line_names = [x.strip() for x in lines.split(",") if x.strip()]
+    scenarios = _scenarios(scenario_files)
     if record_file is not None:
         if not duration > 0:
             raise click.BadParameter("a recording needs a length: give a positive number of "
@@ -503,7 +510,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
             written = record_schedule(record_file, line_names, site=site, rate_s=rate,
                                       duration_s=duration, speed=speed, seed=seed,
                                       topic_prefix=topic_prefix, spikes=injected,
-                                      payload_format=payload_format)
+                                      payload_format=payload_format, scenarios=scenarios)
         except ValueError as err:
             raise click.UsageError(str(err)) from None
         except OSError as err:
@@ -550,6 +557,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
             spikes=injected,
             payload_format=payload_format,
             start_ms=start_ms,
+            scenarios=scenarios,
         )
         if truth_file is not None:
             from wattline.simulators.expectations import write_expectations
@@ -564,7 +572,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
                 readings_per_message=readings_per_message(speed, rate), spikes=injected,
                 payload_format=payload_format,
                 windows=[w.strip() for w in truth_windows.split(",") if w.strip()],
-                emit_every_s=truth_tick,
+                emit_every_s=truth_tick, scenarios=scenarios,
             )
             click.echo(f"wrote {rows:,} expected intensity rows and {alerts} expected "
                        f"alert(s) to {truth_file}")
@@ -574,6 +582,25 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     click.echo(summary)
+
+
+def _scenarios(specs: tuple[str, ...]) -> dict[str, Any]:
+    """``--scenario MODEL=FILE`` options as a scenario per model name."""
+    from wattline.simulators.scenario import read_scenario
+
+    out: dict[str, Any] = {}
+    for spec in specs:
+        model, sep, path = spec.partition("=")
+        if not sep or not model or not path:
+            raise click.BadParameter(f"expected MODEL=FILE, got {spec!r}",
+                                     param_hint="--scenario")
+        try:
+            out[model] = read_scenario(model, path)
+        except FileNotFoundError:
+            raise click.BadParameter(f"no such file: {path}", param_hint="--scenario") from None
+        except (ValueError, KeyError) as err:
+            raise click.BadParameter(str(err), param_hint="--scenario") from None
+    return out
 
 
 @main.group()

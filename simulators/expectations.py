@@ -15,7 +15,7 @@ End-to-end checks compare a daemon's output with this file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import orjson
 
 from wattline.simulators.events import EnergySpike, expected_spike_alert
 from wattline.simulators.publisher import published_series
+from wattline.simulators.scenario import Scenario
 from wattline.simulators.truth import expected_intensity, window_ms
 
 __all__ = ["write_expectations"]
@@ -44,6 +45,7 @@ def write_expectations(
     windows: Sequence[str] = ("15m", "1h", "24h"),
     emit_every_s: float = 10.0,
     alert_for: int = 3,
+    scenarios: Mapping[str, Scenario] | None = None,
 ) -> tuple[int, int]:
     """Write the expectations of one run; returns (intensity rows, expected alerts).
 
@@ -54,7 +56,7 @@ def write_expectations(
     series = published_series(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=readings_per_message, spikes=spikes,
-        payload_format=payload_format,
+        payload_format=payload_format, scenarios=scenarios,
     )
     rows = expected_intensity(series, emit_every_s=emit_every_s, windows=windows)
     short_s = min(window_ms(w) for w in windows) / 1000.0

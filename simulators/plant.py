@@ -48,6 +48,8 @@ __all__ = [
     "ALUMINIUM_KG_PER_KAH",
     "MODELS",
     "EafParams",
+    "GenericEnergy",
+    "GenericParams",
     "KilnParams",
     "MeterSpec",
     "PotlineParams",
@@ -263,18 +265,111 @@ def kiln_segments(p: KilnParams, rng: random.Random) -> Iterator[Segment]:
         )
 
 
+# --- a generic line, defined entirely in its scenario file --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GenericEnergy:
+    """One energy meter of a generic line: what it draws per tonne and when idle."""
+
+    meter: str
+    carrier: str  # a carrier of the reference data
+    unit: str  # that carrier's unit
+    per_t: float  # units per tonne of output
+    idle_per_h: float = 0.0  # units per hour drawn whatever the output
+    noise: float = 0.0  # minute-to-minute relative spread
+
+
+@dataclass(frozen=True, slots=True)
+class GenericParams:
+    """A line of any product: an output rate, and energy meters proportional to it.
+
+    ``batch_min`` 0 counts the output continuously; otherwise the output made during
+    each batch of that many minutes is counted at once at its end (a weighed batch).
+    """
+
+    output_t_per_h: float
+    energy: tuple[GenericEnergy, ...]
+    production_meter: str = "output"
+    output_noise: float = 0.0
+    batch_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.output_t_per_h < 0 or self.batch_min < 0:
+            raise ValueError("output_t_per_h and batch_min must not be negative")
+        if not self.energy:
+            raise ValueError("a generic line needs at least one [plant.energy.<meter>] table")
+        names = [e.meter for e in self.energy] + [self.production_meter]
+        if len(set(names)) != len(names):
+            raise ValueError(f"meter names repeat: {', '.join(names)}")
+
+    def start_phase_s(self) -> float:
+        return 0.0
+
+    @classmethod
+    def from_table(cls, plant: dict[str, Any]) -> GenericParams:
+        """From a scenario's ``[plant]`` table, whose ``energy`` holds one table per meter."""
+        table = dict(plant)
+        energy = table.pop("energy", None)
+        if not isinstance(energy, dict) or not energy:
+            raise ValueError("a generic line needs [plant.energy.<meter>] tables")
+        return cls(energy=tuple(GenericEnergy(meter=name, **spec)
+                                for name, spec in energy.items()), **table)
+
+
+def generic_meters(p: GenericParams) -> tuple[MeterSpec, ...]:
+    return (*(MeterSpec(e.meter, "energy", e.carrier, e.unit) for e in p.energy),
+            MeterSpec(p.production_meter, "production", None, "t"))
+
+
+def generic_segments(p: GenericParams, rng: random.Random) -> Iterator[Segment]:
+    """Minute by minute: the output wanders, each meter draws per tonne plus its idle load."""
+    a = _KILN_PERSISTENCE
+    b = math.sqrt(1.0 - a * a)
+    wander = 0.0
+    made = 0.0  # output of the batch so far
+    minute = 0
+    while True:
+        wander = a * wander + b * rng.gauss(0.0, p.output_noise)
+        output = p.output_t_per_h / 3600.0 * max(0.0, 1.0 + wander)
+        rates = [
+            (e.per_t * output + e.idle_per_h / 3600.0) * max(0.0, 1.0 + rng.gauss(0.0, e.noise))
+            for e in p.energy
+        ]
+        minute += 1
+        if p.batch_min <= 0:
+            yield Segment(60.0, (*rates, output), (*(0.0 for _ in rates), 0.0))
+            continue
+        made += output * 60.0
+        step = 0.0
+        if minute >= p.batch_min:
+            step, made, minute = made, 0.0, 0
+        yield Segment(60.0, (*rates, 0.0), (*(0.0 for _ in rates), step))
+
+
 # --- lines ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessModel:
-    """A model of one kind of line: its meters, parameter type and segment generator."""
+    """A model of one kind of line: its meters, parameter type and segment generator.
+
+    A model whose meters depend on its parameters (the generic line) has ``meters``
+    empty and ``meters_of``; ``params_from`` builds its parameters from a scenario's
+    ``[plant]`` table when that is not a flat list of the parameters.
+    """
 
     name: str
     product: str  # the product of the reference data's national levels
     meters: tuple[MeterSpec, ...]
     params_type: type
     segments: Callable[[Any, random.Random], Iterator[Segment]]
+    meters_of: Callable[[Any], tuple[MeterSpec, ...]] | None = None
+    params_from: Callable[[dict[str, Any]], Any] | None = None
+
+    def meters_for(self, params: Any) -> tuple[MeterSpec, ...]:
+        """The line's meters under ``params``, in the order of the segments' rates."""
+        return self.meters_of(params) if self.meters_of is not None else self.meters
 
 
 MODELS: dict[str, ProcessModel] = {
@@ -283,6 +378,8 @@ MODELS: dict[str, ProcessModel] = {
         "potline", "aluminium_liquid", POTLINE_METERS, PotlineParams, potline_segments
     ),
     "kiln": ProcessModel("kiln", "cement_clinker", KILN_METERS, KilnParams, kiln_segments),
+    "generic": ProcessModel("generic", "", (), GenericParams, generic_segments,
+                            meters_of=generic_meters, params_from=GenericParams.from_table),
 }
 
 
@@ -292,7 +389,7 @@ def line_model(line: str) -> ProcessModel:
     if m is None or m.group(1) not in MODELS:
         raise ValueError(
             f"line {line!r} is not <model>-<n> with model one of {', '.join(MODELS)} "
-            "(for example eaf-1, potline-1, kiln-1)"
+            "(for example eaf-1, potline-1, kiln-1, generic-1)"
         )
     return MODELS[m.group(1)]
 
@@ -337,7 +434,8 @@ def line_totals(
     line: str, params: Any, times_s: Iterable[float], *, seed: int,
     spikes: Sequence[EnergySpike] = (),
 ) -> Iterator[tuple[float, ...]]:
-    """A line's meters' true cumulative counts (in ``line_model(line).meters`` order).
+    """A line's meters' true cumulative counts (in ``line_model(line).meters_for(params)``
+    order).
 
     ``times_s`` are plant seconds since the line is first observed (0 = start),
     non-decreasing; the counts start at 0 there. The same line, parameters and
@@ -355,5 +453,5 @@ def line_totals(
     segments = model.segments(params, rng)
     own = [s for s in spikes if s.line == line]
     if own:
-        segments = apply_events(segments, model.meters, own, origin_s=phase)
+        segments = apply_events(segments, model.meters_for(params), own, origin_s=phase)
     return sample_totals(segments, (phase + t for t in times_s), origin_s=phase)

@@ -207,14 +207,15 @@ def schedule(
         model = line_model(line)
         scenario = (scenarios or {}).get(model.name) or load_scenario(model.name)
         specs = scenario.gateway_specs()
-        topics = [template.topic(site, line, m.kind, m.meter) for m in model.meters]
-        for meter, spec in zip(model.meters, specs, strict=True):
+        meters = scenario.meters
+        topics = [template.topic(site, line, m.kind, m.meter) for m in meters]
+        for meter, spec in zip(meters, specs, strict=True):
             topic = template.topic(site, line, meter.kind, meter.meter, meta=True)
             metas.append(OutgoingMessage(first_ms, topic, meta_payload(meter, spec), retain=True))
         gateway: LineGateway | SparkplugEdgeNode
         if payload_format == "sparkplug":
             gateway = SparkplugEdgeNode(
-                site, line, model.meters, specs, topics,
+                site, line, meters, specs, topics,
                 readings_per_message=readings_per_message,
                 seed_key=f"{seed}/{site}/{line}/gateway",
             )
@@ -296,7 +297,7 @@ def published_series(
     for line in lines:
         model = line_model(line)
         scenario = (scenarios or {}).get(model.name) or load_scenario(model.name)
-        for meter, spec in zip(model.meters, scenario.gateway_specs(), strict=True):
+        for meter, spec in zip(scenario.meters, scenario.gateway_specs(), strict=True):
             topic = template.topic(site, line, meter.kind, meter.meter)
             series.append(
                 MeterSeries(
@@ -342,6 +343,7 @@ def simulate(
     connect_timeout_s: float = 10.0,
     spikes: Sequence[EnergySpike] = (),
     payload_format: str = "json",
+    scenarios: Mapping[str, Scenario] | None = None,
 ) -> Summary:
     """Publish simulated gateways to a broker; returns what was published.
 
@@ -362,6 +364,7 @@ def simulate(
         connect_timeout_s: how long to wait for the broker's CONNACK.
         spikes: energy spikes injected into lines (``wattline.simulators.events``).
         payload_format: ``json`` or ``sparkplug``, as for ``schedule``.
+        scenarios: scenario per model name; by default the packaged ones.
 
     Raises:
         ConnectionError: the broker could not be reached or refused the connection.
@@ -378,7 +381,7 @@ def simulate(
     messages = schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=per_message, faults=faults,
-        spikes=spikes, payload_format=payload_format,
+        spikes=spikes, payload_format=payload_format, scenarios=scenarios,
     )
     with connected_client(mqtt_url, connect_timeout_s) as (client, host, port):
         log.info(

@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -53,6 +53,7 @@ from wattline.simulators.publisher import (
     readings_per_message,
     schedule,
 )
+from wattline.simulators.scenario import Scenario
 
 __all__ = [
     "CAPTURE_EXTENSIONS",
@@ -322,6 +323,7 @@ def record_schedule(
     max_batch_span_s: float = MAX_BATCH_SPAN_S,
     spikes: Sequence[EnergySpike] = (),
     payload_format: str = "json",
+    scenarios: Mapping[str, Scenario] | None = None,
 ) -> int:
     """Write the capture of what ``publisher.simulate`` would publish, without a broker.
 
@@ -346,7 +348,7 @@ def record_schedule(
         readings_per_message=readings_per_message(
             speed, rate_s, max_batch_span_s=max_batch_span_s
         ),
-        faults=faults, spikes=spikes, payload_format=payload_format,
+        faults=faults, spikes=spikes, payload_format=payload_format, scenarios=scenarios,
     )
     return write_capture(
         path, (CapturedMessage(m.due_ms, m.topic, m.payload, m.retain, 1) for m in outgoing)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wattline.simulators.gateway import GatewaySpec
-from wattline.simulators.plant import MODELS, ProcessModel
+from wattline.simulators.plant import MODELS, MeterSpec, ProcessModel
 
 __all__ = ["Scenario", "load_scenario", "parse_scenario", "read_scenario"]
 
@@ -32,9 +32,14 @@ class Scenario:
     params: Any  # the model's params_type
     gateways: dict[str, GatewaySpec]
 
+    @property
+    def meters(self) -> tuple[MeterSpec, ...]:
+        """The line's meters, in the model's order."""
+        return self.model.meters_for(self.params)
+
     def gateway_specs(self) -> list[GatewaySpec]:
         """The specs in the model's meter order."""
-        return [self.gateways[m.meter] for m in self.model.meters]
+        return [self.gateways[m.meter] for m in self.meters]
 
 
 @cache
@@ -58,12 +63,20 @@ def parse_scenario(model: str, doc: dict[str, Any], *, source: str = "scenario")
     _exact_keys(doc, {"description", "plant", "meters"}, {"description"}, source)
     plant = _table(doc, "plant", source)
     fields = {f.name: f for f in dataclasses.fields(process.params_type)}
-    _exact_keys(plant, set(fields), set(), f"{source} [plant]")
-    params = process.params_type(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in plant.items()}
-    )
+    required = {name for name, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    _exact_keys(plant, set(fields), set(fields) - required, f"{source} [plant]")
+    try:
+        if process.params_from is not None:
+            params = process.params_from(plant)
+        else:
+            params = process.params_type(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in plant.items()}
+            )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source} [plant]: {exc}") from None
     meters = _table(doc, "meters", source)
-    names = {m.meter for m in process.meters}
+    names = {m.meter for m in process.meters_for(params)}
     _exact_keys(meters, names, set(), f"{source} [meters]")
     spec_fields = {f.name for f in dataclasses.fields(GatewaySpec)}
     gateways: dict[str, GatewaySpec] = {}

@@ -12,6 +12,7 @@ import pytest
 from tests.processes import Mosquitto, Wattline, wait_until
 from wattline.ingest.sinks.parquet_store import read_store
 from wattline.simulators.publisher import published_series, readings_per_message, simulate
+from wattline.simulators.scenario import Scenario, read_scenario
 from wattline.simulators.truth import expected_intensity
 
 RATE_S = 10.0
@@ -21,9 +22,44 @@ LATENESS_S = 30
 FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t")
 
 
+def generic_scenario(folder: Path) -> Scenario:
+    """A generic line of one's own: two carriers, output weighed every 5 minutes."""
+    path = folder / "generic.toml"
+    path.write_text("""
+description = "test line"
+[plant]
+output_t_per_h = 40.0
+output_noise = 0.05
+batch_min = 5.0
+production_meter = "weigher"
+[plant.energy.power]
+carrier = "electricity"
+unit = "kWh"
+per_t = 120.0
+idle_per_h = 300.0
+noise = 0.05
+[plant.energy.gas]
+carrier = "natural_gas"
+unit = "m3"
+per_t = 35.0
+[meters.power]
+decimals = 2
+bits = 32
+mode = "counter"
+[meters.gas]
+decimals = 1
+mode = "counter"
+batch_form = "columnar"
+[meters.weigher]
+decimals = 3
+mode = "delta"
+""")
+    return read_scenario("generic", path)
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("payload_format", ["json", "sparkplug"])
-@pytest.mark.parametrize("line", ["eaf-1", "potline-1", "kiln-1"])
+@pytest.mark.parametrize("line", ["eaf-1", "potline-1", "kiln-1", "generic-1"])
 def test_a_process_model_through_the_daemon_matches_its_ground_truth(
     mosquitto: Mosquitto,
     wattline_daemon: Callable[..., Wattline],
@@ -32,7 +68,9 @@ def test_a_process_model_through_the_daemon_matches_its_ground_truth(
     line: str,
     payload_format: str,
 ) -> None:
-    """JSON gateways, or Sparkplug B edge nodes (NBIRTH, then NDATA by alias)."""
+    """JSON gateways, or Sparkplug B edge nodes (NBIRTH, then NDATA by alias). The generic
+    line comes from a scenario written here, weighing its output every 5 minutes."""
+    scenarios = {"generic": generic_scenario(tmp_path)}
     store = tmp_path / "store"
     daemon = wattline_daemon([
         "--mqtt-url", mosquitto.url, "--store", str(store), "--emit-every", "10s",
@@ -45,11 +83,12 @@ def test_a_process_model_through_the_daemon_matches_its_ground_truth(
     plant_s = DURATION_S * SPEED
     start_ms = (int(time.time() * 1000) - int(plant_s * 1000)) // 10_000 * 10_000
     summary = simulate(mosquitto.url, [line], site=site, rate_s=RATE_S, duration_s=DURATION_S,
-                       speed=SPEED, seed=7, start_ms=start_ms, payload_format=payload_format)
+                       speed=SPEED, seed=7, start_ms=start_ms, payload_format=payload_format,
+                       scenarios=scenarios)
     series = published_series([line], site=site, start_ms=start_ms, plant_s=plant_s,
                               rate_s=RATE_S, seed=7,
                               readings_per_message=readings_per_message(SPEED, RATE_S),
-                              payload_format=payload_format)
+                              payload_format=payload_format, scenarios=scenarios)
     assert sum(len(s.readings) for s in series) == summary.readings
     truth = {(r.window, r.time_ms): r for r in
              expected_intensity(series, emit_every_s=10, windows=("1m", "10m"))}

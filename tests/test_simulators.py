@@ -605,3 +605,28 @@ def test_simulate_without_duration_runs_until_stopped(mosquitto: Mosquitto, site
 def test_simulate_says_when_no_broker_listens() -> None:
     with pytest.raises(ConnectionError, match="broker"):
         simulate(f"mqtt://127.0.0.1:{free_port()}", duration_s=1.0)
+
+
+def test_a_generic_line_takes_its_meters_from_its_scenario(tmp_path) -> None:
+    from wattline.simulators.scenario import load_scenario
+
+    scenario = load_scenario("generic")
+    assert [(m.meter, m.kind, m.carrier) for m in scenario.meters] == [
+        ("power", "energy", "electricity"), ("coke", "energy", "coke"),
+        ("alloy", "production", None)]
+
+
+@pytest.mark.parametrize(("plant", "error"), [
+    ("output_t_per_h = 1.0\n", "missing key.*energy"),
+    ("output_t_per_h = 1.0\nproduction_meter = \"power\"\n[plant.energy.power]\n"
+     "carrier = \"electricity\"\nunit = \"kWh\"\nper_t = 1.0\n", "repeat"),
+    ("output_t_per_h = 1.0\n[plant.energy.power]\ncarrier = \"electricity\"\nunit = \"kWh\"\n"
+     "per_t = 1.0\nwatts = 3\n", "watts"),
+])
+def test_a_generic_scenario_with_a_mistake_names_it(tmp_path, plant: str, error: str) -> None:
+    from wattline.simulators.scenario import read_scenario
+
+    path = tmp_path / "g.toml"
+    path.write_text(f"[plant]\n{plant}\n[meters.power]\nmode = \"counter\"\n")
+    with pytest.raises(ValueError, match=error):
+        read_scenario("generic", path)
