@@ -322,11 +322,13 @@ class VictoriaMetrics(ChildProcess):
 
     name = "victoria-metrics"
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None,
+                 extra_args: Sequence[str] = ()) -> None:
         super().__init__(workdir)
         self.binary = find_binary("victoria-metrics")
         self.port = port or free_port()
         self.data_dir = self.workdir / "data"
+        self.extra_args = list(extra_args)
 
     @property
     def url(self) -> str:
@@ -339,6 +341,7 @@ class VictoriaMetrics(ChildProcess):
             f"-storageDataPath={self.data_dir}",
             "-retentionPeriod=100y",
             "-search.latencyOffset=0s",
+            *self.extra_args,
         ]
 
     def is_ready(self) -> bool:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow.ipc as ipc
 import pytest
 
 from tests.conftest import missing_component
@@ -145,3 +146,61 @@ def test_a_full_spool_disk_holds_the_pipeline_back_and_loses_nothing(
         assert daemon.metric_sum("wattline_readings_dropped_total") == 0
     finally:
         disk.__exit__(None, None, None)
+
+
+@pytest.mark.e2e
+def test_a_batch_the_server_refuses_for_good_goes_to_the_dead_letters_and_the_rest_flows(
+    make_mosquitto: Callable[..., Mosquitto],
+    wattline_daemon: Callable[..., Wattline],
+    site: str,
+    tmp_path: Path,
+) -> None:
+    """A write path VictoriaMetrics does not serve answers HTTP 400 to every batch: each
+    is kept in the dead-letter folder with the server's message, counted, not retried or
+    spooled, and the Parquet store still gets every point."""
+    broker = make_mosquitto()
+    try:
+        victoria = VictoriaMetrics(tmp_path / "victoria")
+    except ComponentMissing as err:
+        missing_component(err)
+    victoria.start()
+    try:
+        daemon = wattline_daemon(["--mqtt-url", broker.url,
+                                  "--influx-url", f"{victoria.url}/no-such-path",
+                                  "--state-dir", str(tmp_path / "state"),
+                                  "--store", str(tmp_path / "store"), *DAEMON_ARGS])
+        start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+        messages = readings_messages(site, start_ms)
+        client = connect_publisher(broker.port)
+        try:
+            wait_until_subscribed(daemon, client, site, timeout_s=30)
+            publish_all(client, messages, timeout_s=30)
+        finally:
+            close_publisher(client)
+
+        def emitted() -> float:
+            return daemon.metric_sum("wattline_ticks_emitted_total") * len(WINDOWS_MS)
+
+        dead = tmp_path / "state" / "dead-letter"
+
+        def kept() -> int:  # intensity rows in the dead letters (alerts go there too)
+            return sum(ipc.open_file(str(p)).read_all().num_rows
+                       for p in dead.glob("dead-*-intensity.arrow"))
+
+        wait_until(lambda: emitted() > 0 and kept() == emitted(), timeout_s=30,
+                   what="every point refused and dead-lettered")
+        wait_until(lambda: len(list(dead.glob("dead-*.arrow")))
+                   == len(list(dead.glob("dead-*.txt"))), timeout_s=10,
+                   what="a message beside every dead letter")
+        assert "unsupported path" in sorted(dead.glob("dead-*.txt"))[0].read_text()
+        assert daemon.metric_sum("wattline_dead_letter_rows_total",
+                                 {"sink": "influxdb"}) >= emitted()
+        assert daemon.metric_sum("wattline_sink_write_retries_total") == 0
+        assert daemon.metric_sum("wattline_spool_rows_total") == 0  # nothing spooled
+        wait_until(lambda: daemon.metric_sum("wattline_sink_points_written_total",
+                                             {"sink": "parquet"}) == emitted(), timeout_s=10,
+                   what="every point in the Parquet store")
+        assert daemon.running
+        assert daemon.log_text().count("refused") <= 2, "logged once, then counted"
+    finally:
+        victoria.stop()

@@ -26,6 +26,7 @@ while it is not.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -68,6 +69,8 @@ class SpooledSink:
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
         self._dropped_seen = dict(spool.dropped_rows)
+        self._dead_logged_s = -math.inf
+        self._dead_since_log = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -209,8 +212,16 @@ class SpooledSink:
         except OSError as exc:
             log.error("cannot write dead letters to %s: %s", self.dead_letter_dir, exc)
             return
-        log.error("%s refused %d %s row(s) for good; kept in %s (dead-%s.*). The server said: "
-                  "%s", self.name, table.num_rows, kind, self.dead_letter_dir, stamp, reason)
+        self._dead_since_log += 1
+        now = time.monotonic()
+        if now - self._dead_logged_s >= 60.0:
+            log.error("%s refused %d %s row(s) for good; kept in %s (dead-%s.*), with %d "
+                      "more batch(es) since the last such message; further ones are counted "
+                      "in wattline_dead_letter_rows_total and logged once a minute. The server "
+                      "said: %s", self.name, table.num_rows, kind, self.dead_letter_dir, stamp,
+                      self._dead_since_log - 1, reason)
+            self._dead_logged_s = now
+            self._dead_since_log = 0
 
     def _dead_letter_file(self, segment: Segment, reason: str) -> None:
         with self._lock:
