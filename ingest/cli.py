@@ -33,6 +33,11 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
                                "(mqtts:// for TLS). [default: mqtt://127.0.0.1:1883]"}),
     (("--topic-prefix",), {"help": "First level of the reading topics "
                                    "{prefix}/{site}/{line}/{kind}/{meter}. [default: factory]"}),
+    (("--topic-template",), {"help": "Layout of the reading topics, for gateways that do not "
+                                     "use the contract's: {site}, {line}, {kind} and {meter} "
+                                     "each fill one level, {prefix} is --topic-prefix, other "
+                                     "levels match literally; meta is the same plus /meta. "
+                                     "[default: {prefix}/{site}/{line}/{kind}/{meter}]"}),
     (("--client-id",), {"help": "MQTT client id. [default: wattline]"}),
     (("--qos",), {"type": int, "help": "Subscription QoS, 0, 1 or 2. [default: 1]"}),
     (("--mqtt-protocol",), {"type": click.Choice(["3.1.1", "5"]),

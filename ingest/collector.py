@@ -70,7 +70,7 @@ class Collector:
         # With a state directory, a QoS 1/2 message is acknowledged to the broker only once
         # it is in the write-ahead log, so a crash cannot lose what the broker let go of.
         self.durable_acks = bool(settings.state_dir) and settings.qos > 0
-        topics = subscriptions(settings.topic_prefix)
+        topics = subscriptions(self.pipeline.topics)
         if settings.sparkplug:
             from wattline.ingest.sparkplug import SUBSCRIPTIONS
 

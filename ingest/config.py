@@ -116,6 +116,7 @@ class Settings:
 
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     topic_prefix: str = "factory"
+    topic_template: str = "{prefix}/{site}/{line}/{kind}/{meter}"
     client_id: str = "wattline"
     qos: int = 1
     mqtt_protocol: str = "3.1.1"
@@ -316,7 +317,8 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
                 kwargs[key] = int(kwargs[key])
             _check_type(key, kwargs[key], int)
     strs = (
-        "mqtt_url", "topic_prefix", "client_id", "mqtt_protocol", "mqtt_password_file",
+        "mqtt_url", "topic_prefix", "topic_template", "client_id", "mqtt_protocol",
+        "mqtt_password_file",
         "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file", "mqtt_share_group", "influx_url",
         "influx_org", "influx_bucket",
         "influx_token", "influx_token_file", "store", "state_dir", "metrics_host", "log_level",
@@ -371,6 +373,9 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
         kwargs["lines"] = _lines(kwargs["lines"])
     settings = Settings(**kwargs)
     parse_mqtt_url(settings.mqtt_url)
+    from wattline.ingest.topics import TopicTemplate
+
+    TopicTemplate(settings.topic_template, prefix=settings.topic_prefix)  # ConfigError if bad
     if settings.qos not in (0, 1, 2):
         raise ConfigError("qos", f"must be 0, 1 or 2, got {settings.qos}")
     if settings.mqtt_protocol not in ("3.1.1", "5"):

@@ -1,15 +1,17 @@
 """The MQTT source: one paho-mqtt session that feeds the pipeline.
 
 Lifecycle: ``MqttSource(...)``, then ``start()`` (connects in the background and
-keeps reconnecting with paho's capped backoff), then ``stop()``. Messages reach
-``on_message(topic, payload)`` on paho's network thread, one at a time; that
-callback may block (the pipeline's queue is bounded), which holds back reading
-from the socket and so slows the broker down rather than dropping.
+keeps reconnecting with capped exponential backoff and jitter, 1 to 30 s), then
+``stop()``. Messages reach ``on_message(topic, payload)`` on paho's network
+thread, one at a time; that callback may block (the pipeline's queue is
+bounded), which holds back reading from the socket and so slows the broker down
+rather than dropping.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import ssl
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +25,9 @@ from wattline.ingest.config import MqttUrl
 from wattline.ingest.metrics import CollectorMetrics
 
 log = logging.getLogger("wattline.mqtt")
+
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 30.0
 
 
 class MqttSource:
@@ -78,10 +83,27 @@ class MqttSource:
         if url.tls or ca_file or cert_file:
             self._client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file,
                                  cert_reqs=ssl.CERT_REQUIRED)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._failed_attempts = 0
+        self._jitter = random.Random()
+        self._set_next_reconnect_delay()
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
+        self._client.on_connect_fail = self._connect_failed
         self._client.on_message = self._message
+
+    def _set_next_reconnect_delay(self) -> None:
+        """Capped exponential backoff with jitter: 1, 2, 4 ... 30 s, each drawn in its upper
+        half, so that gateways and collectors that lost the same broker do not all come
+        back in the same second. (paho doubles its own delay without jitter; giving it a
+        fixed delay per attempt through its public setter puts ours in its place.)"""
+        ceiling = min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2 ** min(self._failed_attempts, 16))
+        delay = ceiling * self._jitter.uniform(0.5, 1.0)
+        self.next_reconnect_delay_s = delay
+        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+
+    def _connect_failed(self, client, userdata) -> None:  # type: ignore[no-untyped-def]
+        self._failed_attempts += 1
+        self._set_next_reconnect_delay()
 
     def start(self) -> None:
         log.info("connecting to %s:%d (MQTT %s, %s session)", self._url.host, self._url.port,
@@ -117,6 +139,8 @@ class MqttSource:
                       reason_code)
             return
         self._epoch += 1
+        self._failed_attempts = 0
+        self._set_next_reconnect_delay()
         client.subscribe([(t, self._qos) for t in self._subscriptions])
         resumed = bool(getattr(flags, "session_present", False))
         log.info("connected to %s:%d (%s); subscribed to %s at QoS %d", self._url.host,
@@ -136,6 +160,8 @@ class MqttSource:
             log.warning("disconnected from %s:%d (%s); reconnecting with backoff",
                         self._url.host, self._url.port, reason_code)
         self.connected.clear()
+        self._failed_attempts += 1
+        self._set_next_reconnect_delay()
         if self._metrics:
             self._metrics.mqtt_connected.set(0)
 

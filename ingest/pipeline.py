@@ -118,7 +118,7 @@ class Pipeline:
         self.publish_command: Callable[[str, bytes], None] | None = None
         """Publishes a Sparkplug command (a rebirth request); set by the collector."""
         self._pending_settings: Settings | None = None
-        self.topics = TopicTemplate(prefix=settings.topic_prefix)
+        self.topics = TopicTemplate(settings.topic_template, prefix=settings.topic_prefix)
         self.state = new_state(self.kernel_config, 0, 0)
         self._generation = 0
         self._checkpoint_every_s = settings.checkpoint_every_ms / 1000.0

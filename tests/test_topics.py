@@ -156,3 +156,46 @@ def test_topic_error_message_says_what_to_do(factory: TopicTemplate) -> None:
         factory.parse("factory/s/l/energy/a,b")
     message = str(info.value)
     assert "topic_name" in message and "A-Z a-z 0-9" in message
+
+
+@pytest.mark.e2e
+def test_a_daemon_with_its_own_topic_template_reads_gateways_of_that_layout(
+        mosquitto, wattline_daemon, site: str) -> None:
+    import json
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from tests.processes import wait_until
+
+    daemon = wattline_daemon(["--mqtt-url", mosquitto.url, "--client-id", f"wl-{site}",
+                              "--topic-prefix", f"plant/{site}",
+                              "--topic-template", "{prefix}/{site}/area/{line}/{kind}/{meter}"])
+    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
+    time.sleep(0.5)
+    host, port = mosquitto.url.removeprefix("mqtt://").split(":")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect(host, int(port))
+    client.loop_start()
+    try:
+        now = int(time.time() * 1000)
+        # The second is the contract's layout, which this daemon does not subscribe to.
+        for topic in (f"plant/{site}/s1/area/eaf-1/energy/power",
+                      f"plant/{site}/s1/eaf-1/energy/power"):
+            client.publish(topic, json.dumps({"ts": now, "v": 1.0}), qos=1).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    wait_until(lambda: daemon.metric("wattline_line_last_reading_timestamp_seconds",
+                                     {"site": "s1", "line": "eaf-1"}) is not None, timeout_s=10)
+    time.sleep(0.5)
+    assert daemon.metric_sum("wattline_readings_received_total") == 1.0
+
+
+def test_a_bad_topic_template_is_a_config_error_naming_the_key() -> None:
+    from wattline.ingest.config import settings_from_mapping
+    from wattline.ingest.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        settings_from_mapping({"topic_template": "{prefix}/{site}/{kind}/{meter}"})
+    assert err.value.key == "topic_template" and "{line}" in str(err.value)
