@@ -423,6 +423,14 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
               help="Windows the --truth rows are for (the collector's --windows).")
 @click.option("--truth-tick", type=float, default=10.0, show_default=True,
               help="Tick, in seconds, the --truth rows are for (the collector's --emit-every).")
+@click.option("--target-rate", type=float, default=None, metavar="MSG/S",
+              help="Load mode: publish one reading per message at this many messages a "
+                   "second in all, from --processes processes, and report the rate achieved.")
+@click.option("--processes", type=int, default=2, show_default=True,
+              help="Publisher processes in load mode.")
+@click.option("--line-count", type=int, default=None, metavar="N",
+              help="Simulate N lines, named after the models of --lines in turn (eaf-1, "
+                   "kiln-1, eaf-2, ...), e.g. for load mode.")
 @click.option("--format", "payload_format", type=click.Choice(["json", "sparkplug"]),
               default="json", show_default=True,
               help="json: the contract's JSON readings; sparkplug: each line is a Sparkplug "
@@ -431,7 +439,8 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
              seed: int, topic_prefix: str, spikes: tuple[str, ...], record_file: str | None,
              replay_file: str | None, scenario_files: tuple[str, ...], truth_file: str | None,
-             truth_windows: str, truth_tick: float, payload_format: str) -> None:
+             truth_windows: str, truth_tick: float, target_rate: float | None, processes: int,
+             line_count: int | None, payload_format: str) -> None:
     """Publish simulated plant gateways to a broker, or record or replay a capture.
 
     Each line publishes its meters' cumulative registers as JSON readings on
@@ -506,7 +515,22 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--spike") from None
     line_names = [x.strip() for x in lines.split(",") if x.strip()]
+    if line_count is not None:
+        from wattline.simulators.load import line_names as numbered_lines
+
+        line_names = numbered_lines([n.rsplit("-", 1)[0] for n in line_names], line_count)
     scenarios = _scenarios(scenario_files)
+    if target_rate is not None:
+        from wattline.simulators.load import run_load
+
+        _setup_logging("warning")
+        try:
+            click.echo(run_load(mqtt_url, line_names, target_msgs_per_s=target_rate,
+                                processes=processes, duration_s=duration or 10.0, site=site,
+                                rate_s=rate, seed=seed, topic_prefix=topic_prefix))
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+        return
     if record_file is not None:
         if not duration > 0:
             raise click.BadParameter("a recording needs a length: give a positive number of "
