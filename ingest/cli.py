@@ -400,6 +400,9 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed: the same seed publishes the same bytes.")
 @click.option("--topic-prefix", default="factory", show_default=True)
+@click.option("--idle", "idles", multiple=True, metavar="LINE@START+DURATION",
+              help="Inject an idle period: the line makes nothing and its energy meters "
+                   "draw a tenth of their rate, e.g. eaf-1@2h+45m. Repeatable.")
 @click.option("--spike", "spikes", multiple=True, metavar="LINE@START+DURATIONxFACTOR",
               help="Inject an energy spike: the line's energy meters count FACTOR times "
                    "their rate from START for DURATION of plant time since the run starts, "
@@ -437,7 +440,8 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
                    "B edge node (group = --site) sending NBIRTH then NDATA by alias, read "
                    "by `wattline run --sparkplug`.")
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
-             seed: int, topic_prefix: str, spikes: tuple[str, ...], record_file: str | None,
+             seed: int, topic_prefix: str, idles: tuple[str, ...], spikes: tuple[str, ...],
+             record_file: str | None,
              replay_file: str | None, scenario_files: tuple[str, ...], truth_file: str | None,
              truth_windows: str, truth_tick: float, target_rate: float | None, processes: int,
              line_count: int | None, payload_format: str) -> None:
@@ -477,7 +481,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
       wattline simulate --replay kiln-spike.jsonl.gz --speed 1200
       wattline simulate --replay kiln-spike.jsonl.gz --speed 0
     """
-    from wattline.simulators.events import parse_spike
+    from wattline.simulators.events import parse_idle, parse_spike
     from wattline.simulators.publisher import simulate as run_simulation
     from wattline.simulators.replay import (
         CaptureError,
@@ -511,9 +515,9 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
         raise click.BadParameter("give a positive number of plant seconds per second",
                                  param_hint="--speed")
     try:
-        injected = [parse_spike(s) for s in spikes]
+        injected = [parse_spike(s) for s in spikes] + [parse_idle(i) for i in idles]
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--spike") from None
+        raise click.BadParameter(str(err), param_hint="--spike/--idle") from None
     line_names = [x.strip() for x in lines.split(",") if x.strip()]
     if line_count is not None:
         from wattline.simulators.load import line_names as numbered_lines
@@ -538,7 +542,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
         try:
             written = record_schedule(record_file, line_names, site=site, rate_s=rate,
                                       duration_s=duration, speed=speed, seed=seed,
-                                      topic_prefix=topic_prefix, spikes=injected,
+                                      topic_prefix=topic_prefix, events=injected,
                                       payload_format=payload_format, scenarios=scenarios)
         except ValueError as err:
             raise click.UsageError(str(err)) from None
@@ -583,7 +587,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
             seed=seed,
             topic_prefix=topic_prefix,
             stop=stop,
-            spikes=injected,
+            events=injected,
             payload_format=payload_format,
             start_ms=start_ms,
             scenarios=scenarios,
@@ -598,7 +602,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
             rows, alerts = write_expectations(
                 truth_file, line_names, site=site, start_ms=start_ms, plant_s=plant_s,
                 rate_s=rate, seed=seed, topic_prefix=topic_prefix,
-                readings_per_message=readings_per_message(speed, rate), spikes=injected,
+                readings_per_message=readings_per_message(speed, rate), events=injected,
                 payload_format=payload_format,
                 windows=[w.strip() for w in truth_windows.split(",") if w.strip()],
                 emit_every_s=truth_tick, scenarios=scenarios,

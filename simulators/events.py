@@ -2,9 +2,11 @@
 
 An ``EnergySpike`` multiplies every energy meter's rate of one line by ``factor``
 over a stretch of plant time (a furnace door left open, a burner stuck at full
-fire, a mill running empty), while production goes on as modelled. It is applied
-to the model's segments (``apply_events``), so the truth, the gateways and the
-published readings all see it.
+fire, a mill running empty), while production goes on as modelled. An
+``IdlePeriod`` stops a line's production while its meters keep a standby draw (a
+stoppage, a maintenance shift). Both are applied to the model's segments
+(``apply_events``), so the truth, the gateways and the published readings all see
+them. An idle line has no intensity, so no spike alert may start while it is idle.
 
 ``expected_spike_alert`` says, from the event alone and without running any of
 wattline's kernels, when a spike alert must have started and ended: not before the
@@ -26,10 +28,12 @@ from dataclasses import dataclass
 
 from wattline.simulators.plant import MeterSpec, Segment
 
-__all__ = ["EnergySpike", "SpikeWindow", "apply_events", "expected_spike_alert", "parse_spike"]
+__all__ = ["EnergySpike", "Event", "IdlePeriod", "SpikeWindow", "apply_events",
+           "expected_spike_alert", "parse_idle", "parse_spike"]
 
 _SPIKE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smh]?)\+(?P<dur>[\d.]+[smh]?)"
                     r"x(?P<factor>[\d.]+)$")
+_IDLE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smh]?)\+(?P<dur>[\d.]+[smh]?)$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
 
@@ -61,29 +65,68 @@ def parse_spike(text: str) -> EnergySpike:
         raise ValueError(f"expected LINE@START+DURATIONxFACTOR like kiln-1@60m+20mx3, "
                          f"got {text!r}")
 
-    def seconds(s: str) -> float:
-        unit = s[-1] if s[-1] in "smh" else ""
-        return float(s[: len(s) - len(unit)]) * _UNIT_S[unit]
+    return EnergySpike(m["line"], _seconds(m["start"]), _seconds(m["dur"]), float(m["factor"]))
 
-    return EnergySpike(m["line"], seconds(m["start"]), seconds(m["dur"]), float(m["factor"]))
+
+@dataclass(frozen=True)
+class IdlePeriod:
+    """``line`` stands idle over ``[start_s, start_s + duration_s)`` of plant time: it
+    makes nothing (production rates and taps are zero) and its energy meters draw
+    ``idle_share`` of their modelled rate (standby loads)."""
+
+    line: str
+    start_s: float
+    duration_s: float
+    idle_share: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.start_s < 0 or self.duration_s <= 0 or not 0 <= self.idle_share <= 1:
+            raise ValueError("an idle period starts at or after 0 s, lasts a positive time, "
+                             "and draws a share of 0 to 1 of the energy")
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+
+def parse_idle(text: str) -> IdlePeriod:
+    """``eaf-1@2h+45m`` -> ``IdlePeriod("eaf-1", 7200, 2700)``."""
+    m = _IDLE.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"expected LINE@START+DURATION like eaf-1@2h+45m, got {text!r}")
+    return IdlePeriod(m["line"], _seconds(m["start"]), _seconds(m["dur"]))
+
+
+def _seconds(text: str) -> float:
+    unit = text[-1] if text[-1] in "smh" else ""
+    return float(text[: len(text) - len(unit)]) * _UNIT_S[unit]
+
+
+Event = EnergySpike | IdlePeriod
 
 
 def apply_events(segments: Iterable[Segment], meters: Sequence[MeterSpec],
-                 spikes: Sequence[EnergySpike], *, origin_s: float = 0.0) -> Iterator[Segment]:
-    """The segments with each spike's factor on the energy meters' rates.
+                 events: Sequence[Event], *, origin_s: float = 0.0) -> Iterator[Segment]:
+    """The segments with each event's factors on the meters' rates (and taps).
 
     ``origin_s`` is the segments' time of the simulation's start (the model's
-    phase); segments are cut where a spike starts or ends.
+    phase); segments are cut where an event starts or ends. A tap (a segment's step)
+    falls in whatever event holds at the segment's end.
     """
     energy = [m.kind == "energy" for m in meters]
-    cuts = sorted({origin_s + t for s in spikes for t in (s.start_s, s.end_s)})
+    cuts = sorted({origin_s + t for e in events for t in (e.start_s, e.end_s)})
 
-    def factor_at(t: float) -> float:
-        f = 1.0
-        for s in spikes:
-            if origin_s + s.start_s <= t < origin_s + s.end_s:
-                f *= s.factor
-        return f
+    def factors_at(t: float) -> tuple[float, float]:
+        """(energy factor, production factor) at segment time ``t``."""
+        fe = fp = 1.0
+        for e in events:
+            if origin_s + e.start_s <= t < origin_s + e.end_s:
+                if isinstance(e, EnergySpike):
+                    fe *= e.factor
+                else:
+                    fe *= e.idle_share
+                    fp = 0.0
+        return fe, fp
 
     start = 0.0
     for seg in segments:
@@ -91,10 +134,11 @@ def apply_events(segments: Iterable[Segment], meters: Sequence[MeterSpec],
         inner = [c for c in cuts if start < c < end]
         edges = [start, *inner, end]
         for i, (a, b) in enumerate(itertools.pairwise(edges)):
-            f = factor_at(a)
-            rates = tuple(r * f if e else r for r, e in zip(seg.rates, energy, strict=True))
+            fe, fp = factors_at(a)
+            rates = tuple(r * (fe if e else fp) for r, e in zip(seg.rates, energy, strict=True))
             last = i == len(edges) - 2
-            steps = seg.steps if last else tuple(0.0 for _ in seg.steps)
+            steps = (tuple(x * (fe if e else fp) for x, e in zip(seg.steps, energy, strict=True))
+                     if last else tuple(0.0 for _ in seg.steps))
             yield Segment(b - a, rates, steps)
         start = end
 

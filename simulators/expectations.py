@@ -8,7 +8,9 @@ the same deterministic schedule), and writes, as JSON Lines:
   collector's code);
 - one ``{"kind": "expected_alert", "rule": "spike", ...}`` row per injected energy
   spike, with the plant-time bounds (epoch ms) within which its alert must start and
-  end (``events.expected_spike_alert``, from the event alone).
+  end (``events.expected_spike_alert``, from the event alone);
+- one ``{"kind": "expected_no_alert", "rule": "spike", "from_ms", "to_ms"}`` row per
+  idle period: an idle line has no intensity, so no spike alert may start then.
 
 End-to-end checks compare a daemon's output with this file.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from wattline.simulators.events import EnergySpike, expected_spike_alert
+from wattline.simulators.events import EnergySpike, Event, IdlePeriod, expected_spike_alert
 from wattline.simulators.publisher import published_series
 from wattline.simulators.scenario import Scenario
 from wattline.simulators.truth import expected_intensity, window_ms
@@ -40,7 +42,7 @@ def write_expectations(
     seed: int,
     topic_prefix: str = "factory",
     readings_per_message: int = 1,
-    spikes: Sequence[EnergySpike] = (),
+    events: Sequence[Event] = (),
     payload_format: str = "json",
     windows: Sequence[str] = ("15m", "1h", "24h"),
     emit_every_s: float = 10.0,
@@ -55,7 +57,7 @@ def write_expectations(
     """
     series = published_series(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
-        topic_prefix=topic_prefix, readings_per_message=readings_per_message, spikes=spikes,
+        topic_prefix=topic_prefix, readings_per_message=readings_per_message, events=events,
         payload_format=payload_format, scenarios=scenarios,
     )
     rows = expected_intensity(series, emit_every_s=emit_every_s, windows=windows)
@@ -64,7 +66,7 @@ def write_expectations(
     with open(path, "wb") as out:
         for row in rows:
             out.write(orjson.dumps({"kind": "intensity", **asdict(row)}) + b"\n")
-        for spike in spikes:
+        for spike in (e for e in events if isinstance(e, EnergySpike)):
             bounds = expected_spike_alert(spike, short_window_s=short_s, tick_s=emit_every_s,
                                           for_ticks=alert_for)
             out.write(orjson.dumps({
@@ -73,4 +75,11 @@ def write_expectations(
                    for k, v in asdict(bounds).items()},
             }) + b"\n")
             n_alerts += 1
+        for idle in (e for e in events if isinstance(e, IdlePeriod)):
+            # An idle line has no intensity: no spike alert may start while it stands.
+            out.write(orjson.dumps({
+                "kind": "expected_no_alert", "rule": "spike", "site": site, "line": idle.line,
+                "from_ms": start_ms + round(idle.start_s * 1000),
+                "to_ms": start_ms + round(idle.end_s * 1000),
+            }) + b"\n")
     return len(rows), n_alerts

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wattline.simulators.events import EnergySpike
+    from wattline.simulators.events import Event
 
 __all__ = [
     "ALUMINIUM_KG_PER_KAH",
@@ -432,7 +432,7 @@ def sample_totals(
 
 def line_totals(
     line: str, params: Any, times_s: Iterable[float], *, seed: int,
-    spikes: Sequence[EnergySpike] = (),
+    events: Sequence[Event] = (),
 ) -> Iterator[tuple[float, ...]]:
     """A line's meters' true cumulative counts (in ``line_model(line).meters_for(params)``
     order).
@@ -440,7 +440,7 @@ def line_totals(
     ``times_s`` are plant seconds since the line is first observed (0 = start),
     non-decreasing; the counts start at 0 there. The same line, parameters and
     seed always give the same counts; lines of the same model with different
-    numbers run independently. ``spikes`` of this line are laid over the model
+    numbers run independently. ``events`` of this line are laid over the model
     (``wattline.simulators.events``); others are ignored.
     """
     from wattline.simulators.events import apply_events
@@ -451,7 +451,7 @@ def line_totals(
     rng = random.Random(f"{seed}/{line}/plant")
     phase = rng.uniform(0.0, params.start_phase_s())
     segments = model.segments(params, rng)
-    own = [s for s in spikes if s.line == line]
+    own = [e for e in events if e.line == line]
     if own:
         segments = apply_events(segments, model.meters_for(params), own, origin_s=phase)
     return sample_totals(segments, (phase + t for t in times_s), origin_s=phase)

@@ -42,7 +42,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 
 from wattline.ingest.topics import TopicTemplate
-from wattline.simulators.events import EnergySpike
+from wattline.simulators.events import Event
 from wattline.simulators.gateway import Faults, LineGateway, OutgoingMessage, meta_payload
 from wattline.simulators.plant import line_model, line_totals
 from wattline.simulators.scenario import Scenario, load_scenario
@@ -167,7 +167,7 @@ def schedule(
     readings_per_message: int = 1,
     faults: Faults | None = None,
     scenarios: Mapping[str, Scenario] | None = None,
-    spikes: Sequence[EnergySpike] = (),
+    events: Sequence[Event] = (),
     payload_format: str = "json",
 ) -> Iterator[OutgoingMessage]:
     """Every message the gateways send, meta first, readings ordered by due time.
@@ -184,7 +184,8 @@ def schedule(
         readings_per_message: polls batched per message.
         faults: gateway faults, none by default.
         scenarios: scenario per model name; by default the packaged ones.
-        spikes: energy spikes injected into lines (``wattline.simulators.events``).
+        events: energy spikes and idle periods injected into lines
+            (``wattline.simulators.events``).
         payload_format: ``json`` (the contract's JSON forms) or ``sparkplug`` (each line
             a Sparkplug B edge node of group ``site``; see ``sparkplug_gateway``).
     """
@@ -194,9 +195,9 @@ def schedule(
                          f"got {payload_format!r}")
     if payload_format == "sparkplug" and faults is not None and faults.any:
         raise ValueError("gateway faults are simulated for JSON payloads only")
-    unknown = sorted({s.line for s in spikes} - set(lines))
+    unknown = sorted({e.line for e in events} - set(lines))
     if unknown:
-        raise ValueError(f"spikes name line(s) not simulated: {', '.join(unknown)}")
+        raise ValueError(f"events name line(s) not simulated: {', '.join(unknown)}")
     template = TopicTemplate(prefix=topic_prefix)
     rate_ms = round(rate_s * 1000)
     first_ms = first_poll_ms(start_ms, rate_s)
@@ -226,7 +227,7 @@ def schedule(
             )
         poll_ms = _polls(first_ms, rate_ms, end_ms)
         times_s = ((ts - first_ms) / 1000.0 for ts in _polls(first_ms, rate_ms, end_ms))
-        totals = line_totals(line, scenario.params, times_s, seed=seed, spikes=spikes)
+        totals = line_totals(line, scenario.params, times_s, seed=seed, events=events)
         streams.append(gateway.messages(zip(poll_ms, totals, strict=True)))
     yield from metas
     yield from heapq.merge(*streams, key=lambda m: m.due_ms)
@@ -254,14 +255,14 @@ def generate(
     readings_per_message: int = 1,
     faults: Faults | None = None,
     scenarios: Mapping[str, Scenario] | None = None,
-    spikes: Sequence[EnergySpike] = (),
+    events: Sequence[Event] = (),
     payload_format: str = "json",
 ) -> Iterator[tuple[str, bytes, bool]]:
     """The gateways' messages as ``(topic, payload, retain)``; arguments as for ``schedule``."""
     for msg in schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=readings_per_message, faults=faults,
-        scenarios=scenarios, spikes=spikes, payload_format=payload_format,
+        scenarios=scenarios, events=events, payload_format=payload_format,
     ):
         yield msg.topic, msg.payload, msg.retain
 
@@ -278,7 +279,7 @@ def published_series(
     readings_per_message: int = 1,
     faults: Faults | None = None,
     scenarios: Mapping[str, Scenario] | None = None,
-    spikes: Sequence[EnergySpike] = (),
+    events: Sequence[Event] = (),
     payload_format: str = "json",
 ) -> list[MeterSeries]:
     """What each meter published over ``plant_s``, for ``truth.expected_intensity``."""
@@ -286,7 +287,7 @@ def published_series(
     for msg in schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=readings_per_message, faults=faults,
-        scenarios=scenarios, spikes=spikes, payload_format=payload_format,
+        scenarios=scenarios, events=events, payload_format=payload_format,
     ):
         if msg.retain:
             continue
@@ -341,7 +342,7 @@ def simulate(
     faults: Faults | None = None,
     max_batch_span_s: float = MAX_BATCH_SPAN_S,
     connect_timeout_s: float = 10.0,
-    spikes: Sequence[EnergySpike] = (),
+    events: Sequence[Event] = (),
     payload_format: str = "json",
     scenarios: Mapping[str, Scenario] | None = None,
 ) -> Summary:
@@ -362,7 +363,8 @@ def simulate(
         faults: gateway faults, none by default.
         max_batch_span_s: the plant time one message may span.
         connect_timeout_s: how long to wait for the broker's CONNACK.
-        spikes: energy spikes injected into lines (``wattline.simulators.events``).
+        events: energy spikes and idle periods injected into lines
+            (``wattline.simulators.events``).
         payload_format: ``json`` or ``sparkplug``, as for ``schedule``.
         scenarios: scenario per model name; by default the packaged ones.
 
@@ -381,7 +383,7 @@ def simulate(
     messages = schedule(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=per_message, faults=faults,
-        spikes=spikes, payload_format=payload_format, scenarios=scenarios,
+        events=events, payload_format=payload_format, scenarios=scenarios,
     )
     with connected_client(mqtt_url, connect_timeout_s) as (client, host, port):
         log.info(

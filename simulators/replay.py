@@ -41,7 +41,7 @@ import paho.mqtt.client as mqtt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wattline.simulators.events import EnergySpike
+from wattline.simulators.events import Event
 from wattline.simulators.gateway import Faults
 from wattline.simulators.publisher import (
     _MAX_UNACKED,
@@ -321,7 +321,7 @@ def record_schedule(
     start_ms: int | None = None,
     faults: Faults | None = None,
     max_batch_span_s: float = MAX_BATCH_SPAN_S,
-    spikes: Sequence[EnergySpike] = (),
+    events: Sequence[Event] = (),
     payload_format: str = "json",
     scenarios: Mapping[str, Scenario] | None = None,
 ) -> int:
@@ -348,7 +348,7 @@ def record_schedule(
         readings_per_message=readings_per_message(
             speed, rate_s, max_batch_span_s=max_batch_span_s
         ),
-        faults=faults, spikes=spikes, payload_format=payload_format, scenarios=scenarios,
+        faults=faults, events=events, payload_format=payload_format, scenarios=scenarios,
     )
     return write_capture(
         path, (CapturedMessage(m.due_ms, m.topic, m.payload, m.retain, 1) for m in outgoing)

@@ -82,7 +82,7 @@ def test_an_injected_spike_starts_and_ends_an_alert_in_every_output(
     try:
         start_ms = (int(time.time() * 1000) - PLANT_S * 1000) // 10_000 * 10_000
         simulate(mosquitto.url, [LINE], site=site, rate_s=TICK_S, duration_s=PLANT_S / SPEED,
-                 speed=SPEED, seed=3, start_ms=start_ms, spikes=[SPIKE])
+                 speed=SPEED, seed=3, start_ms=start_ms, events=[SPIKE])
         expected = expected_spike_alert(SPIKE, short_window_s=SHORT_WINDOW_S, tick_s=TICK_S,
                                         for_ticks=FOR_TICKS)
 

@@ -27,7 +27,7 @@ def test_the_file_holds_every_tick_and_window_and_each_spike_with_its_bounds(
     path = tmp_path / "truth.jsonl"
     n_rows, n_alerts = write_expectations(
         path, ["kiln-1", "eaf-1"], site="s", start_ms=START_MS, plant_s=3600, rate_s=10,
-        seed=1, spikes=[spike], windows=("5m", "1h"), emit_every_s=10, alert_for=3)
+        seed=1, events=[spike], windows=("5m", "1h"), emit_every_s=10, alert_for=3)
     got = rows(path)
     intensity = [r for r in got if r["kind"] == "intensity"]
     alerts = [r for r in got if r["kind"] == "expected_alert"]
@@ -75,3 +75,23 @@ def test_simulate_writes_its_truth_beside_a_published_run(
     got = rows(path)
     assert sum(r["kind"] == "expected_alert" for r in got) == 1
     assert {r["site"] for r in got} == {site}
+
+
+def test_an_idle_period_stops_production_and_leaves_standby_energy(tmp_path: Path) -> None:
+    from wattline.simulators.events import IdlePeriod, parse_idle
+
+    assert parse_idle("kiln-1@30m+20m") == IdlePeriod("kiln-1", 1800, 1200)
+    path = tmp_path / "truth.jsonl"
+    write_expectations(path, ["kiln-1"], site="s", start_ms=START_MS, plant_s=3600, rate_s=10,
+                       seed=1, events=[parse_idle("kiln-1@30m+20m")], windows=("5m",))
+    got = rows(path)
+    idle = [r for r in got if r["kind"] == "intensity"
+            and START_MS + 2_100_000 <= r["time_ms"] <= START_MS + 3_000_000]
+    busy = [r for r in got if r["kind"] == "intensity"
+            and START_MS + 900_000 <= r["time_ms"] <= START_MS + 1_700_000]
+    assert idle and all(r["production_t"] == 0 and r["kgce_per_t"] is None for r in idle)
+    standby = max(r["energy_kgce"] for r in idle) / min(r["energy_kgce"] for r in busy)
+    assert 0.05 < standby < 0.15  # a tenth of the draw
+    assert [r for r in got if r["kind"] == "expected_no_alert"] == [
+        {"kind": "expected_no_alert", "rule": "spike", "site": "s", "line": "kiln-1",
+         "from_ms": START_MS + 1_800_000, "to_ms": START_MS + 3_000_000}]

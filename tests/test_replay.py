@@ -121,7 +121,7 @@ def test_record_writes_what_simulate_would_publish(
     expected = list(schedule(
         ["eaf-1", "kiln-1"], site="rec", start_ms=NOW_MS - 1_200_000, plant_s=1200.0,
         rate_s=5.0, seed=7, readings_per_message=readings_per_message(40.0, 5.0),
-        spikes=[parse_spike("kiln-1@5m+2mx3")],
+        events=[parse_spike("kiln-1@5m+2mx3")],
     ))
     assert result.output.strip() == f"wrote {len(expected):,} messages to {path}"
     assert captured == [
