@@ -11,6 +11,10 @@ they would double the collector's series.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -19,8 +23,56 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.core import HistogramMetricFamily
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class BatchHistogram:
+    """A label-less histogram observed a batch at a time (``observe_many``), exposed
+    through prometheus-client's custom-collector interface as an ordinary histogram.
+
+    The pipeline observes one latency per message; ``Histogram.observe`` costs a lock
+    and a bucket search per call, a quarter of the collector's per-message time. Here
+    a batch is one ``numpy.searchsorted`` and ``bincount``. ``labelnames`` is empty,
+    as for a ``Histogram`` made without labels.
+    """
+
+    labelnames: tuple[str, ...] = ()
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float],
+                 registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.array(sorted(buckets), dtype=np.float64)
+        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)  # last: +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        slots = np.searchsorted(self.bounds, values, side="left")
+        counts = np.bincount(slots, minlength=len(self._counts))
+        with self._lock:
+            self._counts += counts
+            self._sum += float(values.sum())
+
+    def observe(self, value: float) -> None:
+        self.observe_many(np.array([value], dtype=np.float64))
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        family = HistogramMetricFamily(self.name, self.documentation)
+        bounds = [*(repr(float(b)) for b in self.bounds), "+Inf"]
+        family.add_metric([], list(zip(bounds, cumulative, strict=True)), sum_value=total)
+        return [family]
 
 
 class CollectorMetrics:
@@ -64,7 +116,7 @@ class CollectorMetrics:
             "Intensity ticks emitted (one per line and tick; each carries every window).",
             registry=r,
         )
-        self.latency = Histogram(
+        self.latency = BatchHistogram(
             "wattline_end_to_end_latency_seconds",
             "From a message's receipt to its batch's results being written by every sink.",
             buckets=LATENCY_BUCKETS,

@@ -391,8 +391,9 @@ class Pipeline:
         if self._on_results is not None:
             self._on_results(table)
         now = self._clock()
-        for msg in batch:
-            self.metrics.latency.observe(max(0.0, now - msg.received_s))
+        received = np.fromiter((m.received_s for m in batch), dtype=np.float64,
+                               count=len(batch))
+        self.metrics.latency.observe_many(np.maximum(0.0, now - received))
         self.metrics.batches.inc()
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return table
@@ -405,19 +406,27 @@ class Pipeline:
                         "for a minute", topic[:200], reason, detail[:300], reason)
 
     def _decode(self, batch: Sequence[Message]) -> Readings:
+        """Topics and payloads to one columnar batch, in arrival order.
+
+        Per-message work is kept to parsing: counters are summed over the batch and
+        incremented once, and the meter and message columns are built at the end.
+        """
         s = self.settings
-        meters: list[np.ndarray] = []
+        max_future_ms, max_past_ms, max_bytes = s.max_future_ms, s.max_past_ms, \
+            s.max_payload_bytes
+        meter_of: list[int] = []  # per kept message: its meter index...
+        count_of: list[int] = []  # ...and how many readings it kept
         stamps: list[np.ndarray] = []
         values: list[np.ndarray] = []
-        messages: list[np.ndarray] = []
+        n_reading_msgs = n_meta_msgs = n_received = 0
+        dropped: dict[str, int] = {}
         for msg in batch:
             if self.sparkplug is not None and is_sparkplug(msg.topic):
                 for idx, ts, value in self._decode_sparkplug(msg):
-                    self._message_no += 1
-                    meters.append(np.full(ts.shape[0], idx, dtype=np.int32))
+                    meter_of.append(idx)
+                    count_of.append(ts.shape[0])
                     stamps.append(ts)
                     values.append(value)
-                    messages.append(np.full(ts.shape[0], self._message_no, dtype=np.int64))
                 continue
             try:
                 topic = self.topics.parse(msg.topic)
@@ -425,42 +434,55 @@ class Pipeline:
                 self._reject(exc.reason, msg.topic, str(exc))
                 continue
             if topic.is_meta:
-                self.metrics.messages_received.labels("meta").inc()
+                n_meta_msgs += 1
                 self._apply_meta(topic, msg)
                 continue
-            self.metrics.messages_received.labels("reading").inc()
+            n_reading_msgs += 1
             try:
                 decoded = decode_readings(
                     msg.payload,
                     now_ms=int(msg.received_s * 1000),  # its receipt, also on a replay
-                    max_future_ms=s.max_future_ms,
-                    max_past_ms=s.max_past_ms,
-                    max_bytes=s.max_payload_bytes,
+                    max_future_ms=max_future_ms,
+                    max_past_ms=max_past_ms,
+                    max_bytes=max_bytes,
                 )
             except PayloadError as exc:
                 self._reject(exc.reason, msg.topic, exc.detail)
                 continue
             n_ok = len(decoded.ts_ms)
-            self.metrics.readings_received.inc(n_ok + sum(decoded.dropped.values()))
-            for reason, count in decoded.dropped.items():
-                if count:
-                    self.metrics.readings_dropped.labels(reason).inc(count)
-                    if self._log_once(reason, msg.topic):
-                        log.warning("dropped %d reading(s) on %r: %s",
-                                    count, msg.topic[:200], reason)
+            n_received += n_ok
+            if decoded.dropped:
+                for reason, count in decoded.dropped.items():
+                    if count:
+                        n_received += count
+                        dropped[reason] = dropped.get(reason, 0) + count
+                        if self._log_once(reason, msg.topic):
+                            log.warning("dropped %d reading(s) on %r: %s",
+                                        count, msg.topic[:200], reason)
             if n_ok == 0:
                 continue
-            idx = self.registry.meter_index(topic.site, topic.line, topic.kind, topic.meter)
-            self._message_no += 1
-            meters.append(np.full(n_ok, idx, dtype=np.int32))
+            meter_of.append(
+                self.registry.meter_index(topic.site, topic.line, topic.kind, topic.meter))
+            count_of.append(n_ok)
             stamps.append(decoded.ts_ms)
             values.append(decoded.value)
-            messages.append(np.full(n_ok, self._message_no, dtype=np.int64))
-        if not meters:
+        if n_reading_msgs:
+            self.metrics.messages_received.labels("reading").inc(n_reading_msgs)
+        if n_meta_msgs:
+            self.metrics.messages_received.labels("meta").inc(n_meta_msgs)
+        if n_received:
+            self.metrics.readings_received.inc(n_received)
+        for reason, count in dropped.items():
+            self.metrics.readings_dropped.labels(reason).inc(count)
+        if not meter_of:
             return Readings.from_arrays([], [], [], [])
+        counts = np.array(count_of, dtype=np.int64)
+        numbers = np.arange(self._message_no + 1, self._message_no + 1 + len(count_of),
+                            dtype=np.int64)
+        self._message_no += len(count_of)
         return Readings.from_arrays(
-            np.concatenate(meters), np.concatenate(stamps), np.concatenate(values),
-            np.concatenate(messages),
+            np.repeat(np.array(meter_of, dtype=np.int32), counts), np.concatenate(stamps),
+            np.concatenate(values), np.repeat(numbers, counts),
         )
 
     def _decode_sparkplug(self, msg: Message) -> list[tuple[int, np.ndarray, np.ndarray]]:

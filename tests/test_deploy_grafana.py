@@ -23,7 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from tests.conftest import missing_component
 from tests.processes import ComponentMissing, find_binary
-from wattline.ingest.metrics import CollectorMetrics
+from wattline.ingest.metrics import BatchHistogram, CollectorMetrics
 from wattline.ingest.reference import load_reference
 from wattline.ingest.sinks import line_protocol
 
@@ -71,6 +71,8 @@ def exported_series() -> dict[str, frozenset[str]]:
         for m in vars(metrics).values()
         if isinstance(m, MetricWrapperBase)
     }
+    labels.update({m.name: frozenset(m.labelnames) for m in vars(metrics).values()
+                   if isinstance(m, BatchHistogram)})
     series: dict[str, frozenset[str]] = {}
     for family in registry.collect():
         names = labels[family.name]
