@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from wattline.ingest.checkpoint import load_checkpoint, save_checkpoint
 from wattline.ingest.config import Settings
 from wattline.ingest.decode import decode_meta, decode_readings
 from wattline.ingest.errors import PayloadError, TopicError
+from wattline.ingest.handoff import Handoff
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.reference import load_reference
 from wattline.ingest.registry import MeterDescriptionError, MeterRegistry
@@ -133,7 +133,7 @@ class Pipeline:
             self._resume(settings.state_dir)
             self._replay = read_wal(self._wal_dir, self._generation)
             self.wal = WriteAheadLog(self._wal_dir, self._generation)
-        self._queue: queue.Queue[Message] = queue.Queue(maxsize=settings.queue_max_messages)
+        self._queue: Handoff[Message] = Handoff(settings.queue_max_messages)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log_once = OncePerMinute()
@@ -163,7 +163,7 @@ class Pipeline:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 log.error("pipeline did not drain within %.0f s; %d messages left in the queue",
-                          timeout_s, self._queue.qsize())
+                          timeout_s, len(self._queue))
         for sink in self.sinks:
             try:
                 sink.close()
@@ -191,14 +191,10 @@ class Pipeline:
         once the message is in the write-ahead log (or, without one, in a checkpoint).
         """
         msg = Message(topic, payload, self._clock(), ack)
-        while True:
-            try:
-                self._queue.put(msg, timeout=0.5)
+        while not self._queue.put(msg, timeout_s=0.5):
+            if self._stop.is_set():
+                self.metrics.readings_dropped.labels("shutdown").inc()
                 return
-            except queue.Full:
-                if self._stop.is_set():
-                    self.metrics.readings_dropped.labels("shutdown").inc()
-                    return
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -333,7 +329,7 @@ class Pipeline:
                     self._make_durable(batch)
                     self.process(batch)
                     self._checkpoint_if_due()
-                elif self._stop.is_set() and self._queue.empty():
+                elif self._stop.is_set() and not len(self._queue):
                     self.checkpoint()  # drained: the state now holds everything received
                     return
                 self._check_stale_lines()
@@ -342,30 +338,22 @@ class Pipeline:
             log.exception("pipeline stopped by an unexpected error")
 
     def _take_batch(self, max_n: int, max_wait: float) -> list[Message]:
-        batch: list[Message] = []
-        try:
-            batch.append(self._queue.get(timeout=0.2))
-        except queue.Empty:
+        """A batch: up to ``max_n`` messages, collected for at most ``max_wait`` after the
+        first (which is waited for up to 0.2 s, so the loop keeps turning)."""
+        batch = self._queue.take(max_n, wait_s=0.2)
+        if not batch:
             return batch
         # With acknowledgements waiting for the log, the broker sends no more than its
         # in-flight window until we acknowledge: take what is queued and go.
         if self.ack is not None:
             max_wait = 0.0
         deadline = time.monotonic() + max_wait
-        while len(batch) < max_n:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                pass
+        while len(batch) < max_n and not self._stop.is_set():
             left = deadline - time.monotonic()
-            if left <= 0 or self._stop.is_set():
+            if left <= 0:
                 break
-            try:
-                batch.append(self._queue.get(timeout=min(left, 0.05)))
-            except queue.Empty:
-                continue
-        self.metrics.queue_depth.set(self._queue.qsize())
+            batch += self._queue.take(max_n - len(batch), wait_s=min(left, 0.05))
+        self.metrics.queue_depth.set(len(self._queue))
         return batch
 
     def process(self, batch: Sequence[Message]) -> pa.Table:
