@@ -2,8 +2,8 @@
 
 Each batch is encoded once as line protocol (``line_protocol.encode_intensity``, and
 ``encode_alerts`` for the ``energy_alert`` points of ``write_alerts``) and
-written in one synchronous request with millisecond precision (gzipped unless told
-not to), so a batch is either written or raises ``SinkError`` saying what went wrong:
+written in one synchronous request with millisecond precision (gzipped at level 1
+unless told not to), so a batch is either written or raises ``SinkError`` saying what went wrong:
 
 - connection refused, timeouts, HTTP 408, 429 and 5xx: ``retryable``; the pipeline
   backs off and tries the same batch again, and ``Retry-After`` is passed on when
@@ -18,19 +18,22 @@ The client does no retries of its own: one policy, the pipeline's, decides.
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections.abc import Callable
 
 import pyarrow as pa
 import urllib3
 from influxdb_client import InfluxDBClient, WritePrecision
-from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 
 from wattline.ingest.sinks.base import SinkError
 from wattline.ingest.sinks.line_protocol import encode_alerts, encode_intensity
 
 log = logging.getLogger(__name__)
+
+GZIP_LEVEL = 1
 
 _HINTS = {
     400: "the server cannot parse or store these points; see its message",
@@ -50,7 +53,7 @@ class InfluxSink:
         bucket: Where the points go (a database on InfluxDB 1.8 and 3).
         token: The API token; empty for a server that asks for none.
         timeout_s: How long one request, connect and answer, may take.
-        gzip: Whether to compress request bodies (they shrink about tenfold).
+        gzip: Whether to compress request bodies (they shrink to about 30 %).
     """
 
     name = "influxdb"
@@ -69,11 +72,15 @@ class InfluxSink:
         self.org = org
         self.bucket = bucket
         self.timeout_s = timeout_s
+        self.gzip = gzip
+        # Bodies are gzipped here at level 1 rather than by the client at level 9: on a
+        # 5,000-row batch (1.06 MB of line protocol) level 1 took 42 ms against 136 ms,
+        # for a body 16 % larger (307 kB against 264 kB).
         self._client = InfluxDBClient(
-            url=url, token=token, org=org, timeout=int(timeout_s * 1000), enable_gzip=gzip,
+            url=url, token=token, org=org, timeout=int(timeout_s * 1000), enable_gzip=False,
             retries=False,
         )
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._write_service = WriteService(self._client.api_client)
 
     def check(self) -> None:
         """The health check: ``SinkError`` (retryable) unless the server answers ``/ping``."""
@@ -109,8 +116,11 @@ class InfluxSink:
                             "should never reach a sink, please report it",
                             retryable=False) from None
         try:
-            self._write_api.write(
-                bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.MS
+            self._write_service.post_write(
+                org=self.org, bucket=self.bucket, precision=WritePrecision.MS,
+                body=gzip.compress(body, compresslevel=GZIP_LEVEL) if self.gzip else body,
+                content_encoding="gzip" if self.gzip else "identity",
+                content_type="text/plain; charset=utf-8",
             )
         except ApiException as exc:
             raise _api_error(self.url, exc) from None
@@ -124,7 +134,6 @@ class InfluxSink:
 
     def close(self) -> None:
         """Close the HTTP connections."""
-        self._write_api.close()
         self._client.close()
 
 
