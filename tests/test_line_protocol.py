@@ -79,7 +79,7 @@ def test_a_producing_window_writes_every_field_with_its_tags_and_ms_time() -> No
     line = encode_intensity(_batch()).decode()
     assert line == (
         "energy_intensity,site=s1,line=eaf-1,window=15m energy_kgce=61.5,"
-        "electricity_kwh=420.25,production_t=1.0,kgce_per_t=61.5,kwh_per_t=420.25 "
+        "electricity_kwh=420.25,production_t=1,kgce_per_t=61.5,kwh_per_t=420.25 "
         f"{T0}\n"
     )
 
