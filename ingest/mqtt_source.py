@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +28,13 @@ from wattline.ingest.metrics import CollectorMetrics
 log = logging.getLogger("wattline.mqtt")
 
 RECONNECT_MIN_S = 1.0
+
+
+class _NotConnectedFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Client is not connected" not in record.getMessage()
+
+
 RECONNECT_MAX_S = 30.0
 
 
@@ -78,6 +86,14 @@ class MqttSource:
                 mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                 protocol=mqtt.MQTTv311, clean_session=not persistent_session,
                 manual_ack=manual_ack)
+        # paho's own log carries the one account of errors on an open socket (a TLS alert
+        # such as "certificate required"); its repeated "Client is not connected" while
+        # reconnecting says nothing new and is filtered out.
+        paho_log = logging.getLogger("wattline.mqtt.paho")
+        if not any(isinstance(f, _NotConnectedFilter) for f in paho_log.filters):
+            paho_log.addFilter(_NotConnectedFilter())
+        self._client.enable_logger(paho_log)
+        self._last_connect_error: str | None = None
         if url.username:
             self._client.username_pw_set(url.username, password or url.password)
         if url.tls or ca_file or cert_file:
@@ -102,8 +118,15 @@ class MqttSource:
         self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
 
     def _connect_failed(self, client, userdata) -> None:  # type: ignore[no-untyped-def]
+        # paho calls this from its ``except OSError``: the error (refused, unreachable, a
+        # certificate that does not verify) is the one being handled.
+        error = str(sys.exc_info()[1] or "connection failed")
         self._failed_attempts += 1
         self._set_next_reconnect_delay()
+        if error != self._last_connect_error:  # once per kind of failure, not per attempt
+            self._last_connect_error = error
+            log.warning("cannot connect to %s:%d: %s; retrying with backoff (next in %.0f s)",
+                        self._url.host, self._url.port, error, self.next_reconnect_delay_s)
 
     def start(self) -> None:
         log.info("connecting to %s:%d (MQTT %s, %s session)", self._url.host, self._url.port,
@@ -140,6 +163,7 @@ class MqttSource:
             return
         self._epoch += 1
         self._failed_attempts = 0
+        self._last_connect_error = None
         self._set_next_reconnect_delay()
         client.subscribe([(t, self._qos) for t in self._subscriptions])
         resumed = bool(getattr(flags, "session_present", False))

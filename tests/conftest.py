@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -86,12 +86,14 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetri
 def make_mosquitto(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Mosquitto]]:
-    """Factory of brokers owned by one test: ``make_mosquitto(persistence=True)``."""
+    """Factory of brokers owned by one test: ``make_mosquitto(persistence=True)``; other
+    keywords (``allow_anonymous``, ``extra_config``) go to ``Mosquitto``."""
     started: list[Mosquitto] = []
 
-    def make(*, persistence: bool = False) -> Mosquitto:
+    def make(*, persistence: bool = False, **options: Any) -> Mosquitto:
         try:
-            broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"), persistence=persistence)
+            broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"), persistence=persistence,
+                               **options)
         except ComponentMissing as err:
             missing_component(err)
         started.append(broker)

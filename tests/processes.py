@@ -244,24 +244,38 @@ class Mosquitto(ChildProcess):
     With ``persistence=True`` it keeps retained messages and persistent sessions in
     ``workdir/db`` across ``restart()``; when the tests run as root Mosquitto drops
     to the ``mosquitto`` user, so that folder is handed over to it.
+
+    ``allow_anonymous=False`` refuses clients without a username; ``extra_config``
+    lines follow the ``listener`` line, so listener options (``cafile``,
+    ``certfile``, ``require_certificate``...) apply to it; global ones (``password_file``)
+    may go there too. Files they name must be readable by the ``mosquitto`` user.
     """
 
     name = "mosquitto"
 
     def __init__(
-        self, workdir: Path, *, persistence: bool = False, port: int | None = None
+        self,
+        workdir: Path,
+        *,
+        persistence: bool = False,
+        port: int | None = None,
+        allow_anonymous: bool = True,
+        extra_config: Sequence[str] = (),
     ) -> None:
         super().__init__(workdir)
         self.binary = find_binary("mosquitto")
         self.port = port or free_port()
         self.persistence = persistence
+        self.allow_anonymous = allow_anonymous
+        self.extra_config = list(extra_config)
         self.config_path = self.workdir / "mosquitto.conf"
         self.config_path.write_text(self._config())
 
     def _config(self) -> str:
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *self.extra_config,
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             "max_queued_messages 100000",
             "log_dest stderr",
             "log_type error",
