@@ -400,6 +400,12 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed: the same seed publishes the same bytes.")
 @click.option("--topic-prefix", default="factory", show_default=True)
+@click.option("--faults", "faults_text", default=None, metavar="NAME=VALUE,...",
+              help="Gateway faults: duplicate, out_of_order and dropout (probabilities per "
+                   "message or reading), reset (per poll), skew (s, each gateway's clock off "
+                   "by up to this), uplink_loss (probability per message) and uplink_loss_s "
+                   "(s, how long; readings then arrive in one burst), e.g. "
+                   "duplicate=0.01,out_of_order=0.05,skew=2,uplink_loss=0.002.")
 @click.option("--idle", "idles", multiple=True, metavar="LINE@START+DURATION",
               help="Inject an idle period: the line makes nothing and its energy meters "
                    "draw a tenth of their rate, e.g. eaf-1@2h+45m. Repeatable.")
@@ -440,7 +446,8 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
                    "B edge node (group = --site) sending NBIRTH then NDATA by alias, read "
                    "by `wattline run --sparkplug`.")
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
-             seed: int, topic_prefix: str, idles: tuple[str, ...], spikes: tuple[str, ...],
+             seed: int, topic_prefix: str, faults_text: str | None, idles: tuple[str, ...],
+             spikes: tuple[str, ...],
              record_file: str | None,
              replay_file: str | None, scenario_files: tuple[str, ...], truth_file: str | None,
              truth_windows: str, truth_tick: float, target_rate: float | None, processes: int,
@@ -524,6 +531,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
 
         line_names = numbered_lines([n.rsplit("-", 1)[0] for n in line_names], line_count)
     scenarios = _scenarios(scenario_files)
+    faults = _faults(faults_text)
     if target_rate is not None:
         from wattline.simulators.load import run_load
 
@@ -543,7 +551,8 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
             written = record_schedule(record_file, line_names, site=site, rate_s=rate,
                                       duration_s=duration, speed=speed, seed=seed,
                                       topic_prefix=topic_prefix, events=injected,
-                                      payload_format=payload_format, scenarios=scenarios)
+                                      payload_format=payload_format, scenarios=scenarios,
+                                      faults=faults)
         except ValueError as err:
             raise click.UsageError(str(err)) from None
         except OSError as err:
@@ -591,6 +600,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
             payload_format=payload_format,
             start_ms=start_ms,
             scenarios=scenarios,
+            faults=faults,
         )
         if truth_file is not None:
             from wattline.simulators.expectations import write_expectations
@@ -605,7 +615,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
                 readings_per_message=readings_per_message(speed, rate), events=injected,
                 payload_format=payload_format,
                 windows=[w.strip() for w in truth_windows.split(",") if w.strip()],
-                emit_every_s=truth_tick, scenarios=scenarios,
+                emit_every_s=truth_tick, scenarios=scenarios, faults=faults,
             )
             click.echo(f"wrote {rows:,} expected intensity rows and {alerts} expected "
                        f"alert(s) to {truth_file}")
@@ -615,6 +625,36 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     click.echo(summary)
+
+
+_FAULT_KEYS = {"duplicate": "duplicate_p", "out_of_order": "out_of_order_p",
+               "out_of_order_max_s": "out_of_order_max_s", "dropout": "dropout_p",
+               "reset": "reset_p", "skew": "clock_skew_s", "uplink_loss": "uplink_loss_p",
+               "uplink_loss_s": "uplink_loss_s"}
+
+
+def _faults(text: str | None) -> Any:
+    """``--faults duplicate=0.01,skew=2`` as ``Faults``; None without the option."""
+    if not text:
+        return None
+    from wattline.simulators.gateway import Faults
+
+    values: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep or name not in _FAULT_KEYS:
+            raise click.BadParameter(
+                f"{part.strip()!r}: expected NAME=VALUE with NAME one of "
+                f"{', '.join(_FAULT_KEYS)}", param_hint="--faults")
+        try:
+            values[_FAULT_KEYS[name]] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{name}: {value!r} is not a number",
+                                     param_hint="--faults") from None
+    try:
+        return Faults(**values)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--faults") from None
 
 
 def _scenarios(specs: tuple[str, ...]) -> dict[str, Any]:

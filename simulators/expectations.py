@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from wattline.simulators.events import EnergySpike, Event, IdlePeriod, expected_spike_alert
+from wattline.simulators.gateway import Faults
 from wattline.simulators.publisher import published_series
 from wattline.simulators.scenario import Scenario
 from wattline.simulators.truth import expected_intensity, window_ms
@@ -48,6 +49,7 @@ def write_expectations(
     emit_every_s: float = 10.0,
     alert_for: int = 3,
     scenarios: Mapping[str, Scenario] | None = None,
+    faults: Faults | None = None,
 ) -> tuple[int, int]:
     """Write the expectations of one run; returns (intensity rows, expected alerts).
 
@@ -58,7 +60,7 @@ def write_expectations(
     series = published_series(
         lines, site=site, start_ms=start_ms, plant_s=plant_s, rate_s=rate_s, seed=seed,
         topic_prefix=topic_prefix, readings_per_message=readings_per_message, events=events,
-        payload_format=payload_format, scenarios=scenarios,
+        payload_format=payload_format, scenarios=scenarios, faults=faults,
     )
     rows = expected_intensity(series, emit_every_s=emit_every_s, windows=windows)
     short_s = min(window_ms(w) for w in windows) / 1000.0

@@ -16,12 +16,15 @@ mode and rollover, section 2).
 
 Faults are off unless asked for (``Faults``): messages published twice
 (a QoS 1 redelivery), messages held back by a bounded stretch of plant time,
-readings lost, registers reset to zero. Their draws come from the gateway's
-own seeded stream, so switching faults on leaves the plant as it was.
+readings lost, registers reset to zero, a gateway clock that is off by a constant,
+and uplink losses after which the buffered readings arrive in one burst. Their draws
+come from the gateway's own seeded streams, so switching faults on leaves the plant as
+it was.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import random
@@ -111,6 +114,12 @@ class Faults:
         dropout_p: a reading is lost.
         reset_p: a counter register is reset to 0 at a poll (meter replaced,
             gateway power-cycled).
+        clock_skew_s: each gateway's clock is off by a constant drawn in
+            ``[-clock_skew_s, clock_skew_s]``; its readings carry that clock's times.
+        uplink_loss_p: at each message, the gateway loses its uplink with this
+            probability for ``uplink_loss_s`` of plant time; what it reads meanwhile is
+            buffered and flushed at once when the link is back (a burst).
+        uplink_loss_s: how long an uplink loss lasts.
     """
 
     duplicate_p: float = 0.0
@@ -118,9 +127,14 @@ class Faults:
     out_of_order_max_s: float = 25.0
     dropout_p: float = 0.0
     reset_p: float = 0.0
+    clock_skew_s: float = 0.0
+    uplink_loss_p: float = 0.0
+    uplink_loss_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("duplicate_p", "out_of_order_p", "dropout_p", "reset_p"):
+        if self.clock_skew_s < 0 or self.uplink_loss_s < 0:
+            raise ValueError("clock_skew_s and uplink_loss_s must be >= 0")
+        for name in ("duplicate_p", "out_of_order_p", "dropout_p", "reset_p", "uplink_loss_p"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be a probability 0..1, got {p}")
@@ -129,7 +143,8 @@ class Faults:
 
     @property
     def any(self) -> bool:
-        return bool(self.duplicate_p or self.out_of_order_p or self.dropout_p or self.reset_p)
+        return bool(self.duplicate_p or self.out_of_order_p or self.dropout_p or self.reset_p
+                    or self.clock_skew_s or self.uplink_loss_p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +270,10 @@ class LineGateway:
         self.per_message = readings_per_message
         self.faults = faults or Faults()
         self._rng = random.Random(f"{seed_key}/faults")
+        # Separate streams, so that skew and uplink losses leave the other faults as they were.
+        self.skew_ms = round(random.Random(f"{seed_key}/skew").uniform(-1.0, 1.0)
+                             * self.faults.clock_skew_s * 1000)
+        self._uplink = random.Random(f"{seed_key}/uplink")
         self.registers = [
             MeterRegister(spec, random.Random(f"{seed_key}/{i}/register"), self.faults)
             for i, spec in enumerate(specs)
@@ -273,17 +292,23 @@ class LineGateway:
         group: list[list[tuple[int, float]]] = [[] for _ in self.registers]
         first_ts: int | None = None
         n = 0
+        offline_until = -1  # plant ms the uplink is back at
+        loss_p = self.faults.uplink_loss_p
         for ts, totals in polls:
             if first_ts is None:
                 first_ts = ts
             for readings, register, total in zip(group, self.registers, totals, strict=True):
                 value = register.poll(total)
                 if value is not None:
-                    readings.append((ts, value))
+                    readings.append((ts + self.skew_ms, value))  # the gateway's own clock
             n += 1
             if n < self.per_message:
                 continue
+            if loss_p and ts >= offline_until and self._uplink.random() < loss_p:
+                offline_until = ts + round(self.faults.uplink_loss_s * 1000)
             for msg in self._send(group, first_ts, ts):
+                if msg.due_ms < offline_until:  # buffered, flushed when the link is back
+                    msg = dataclasses.replace(msg, due_ms=offline_until)
                 heapq.heappush(held, (msg.due_ms, seq, msg))
                 seq += 1
             while held and held[0][0] <= ts:

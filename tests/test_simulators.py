@@ -630,3 +630,17 @@ def test_a_generic_scenario_with_a_mistake_names_it(tmp_path, plant: str, error:
     path.write_text(f"[plant]\n{plant}\n[meters.power]\nmode = \"counter\"\n")
     with pytest.raises(ValueError, match=error):
         read_scenario("generic", path)
+
+
+def test_simulate_faults_option_names_what_it_takes(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from wattline.ingest.cli import main
+
+    bad = CliRunner().invoke(main, ["simulate", "--faults", "jitter=0.1", "--record",
+                                    str(tmp_path / "c.jsonl")])
+    assert bad.exit_code == 2 and "duplicate, out_of_order" in bad.output
+    ok = CliRunner().invoke(main, ["simulate", "--lines", "kiln-1", "--duration", "2",
+                                   "--speed", "60", "--faults", "duplicate=0.5,skew=2",
+                                   "--record", str(tmp_path / "c.jsonl")])
+    assert ok.exit_code == 0, ok.output
