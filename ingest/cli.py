@@ -406,6 +406,10 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
                    "by up to this), uplink_loss (probability per message) and uplink_loss_s "
                    "(s, how long; readings then arrive in one burst), e.g. "
                    "duplicate=0.01,out_of_order=0.05,skew=2,uplink_loss=0.002.")
+@click.option("--drift", "drifts", multiple=True, metavar="LINE@START+DURATIONxFACTOR",
+              help="Inject an efficiency drift: the line's energy per tonne rises linearly "
+                   "to FACTOR times over DURATION and stays there, e.g. kiln-1@1h+4hx1.3 "
+                   "(takes a kiln above its national baseline). Repeatable.")
 @click.option("--idle", "idles", multiple=True, metavar="LINE@START+DURATION",
               help="Inject an idle period: the line makes nothing and its energy meters "
                    "draw a tenth of their rate, e.g. eaf-1@2h+45m. Repeatable.")
@@ -446,8 +450,8 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
                    "B edge node (group = --site) sending NBIRTH then NDATA by alias, read "
                    "by `wattline run --sparkplug`.")
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
-             seed: int, topic_prefix: str, faults_text: str | None, idles: tuple[str, ...],
-             spikes: tuple[str, ...],
+             seed: int, topic_prefix: str, faults_text: str | None, drifts: tuple[str, ...],
+             idles: tuple[str, ...], spikes: tuple[str, ...],
              record_file: str | None,
              replay_file: str | None, scenario_files: tuple[str, ...], truth_file: str | None,
              truth_windows: str, truth_tick: float, target_rate: float | None, processes: int,
@@ -488,7 +492,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
       wattline simulate --replay kiln-spike.jsonl.gz --speed 1200
       wattline simulate --replay kiln-spike.jsonl.gz --speed 0
     """
-    from wattline.simulators.events import parse_idle, parse_spike
+    from wattline.simulators.events import parse_drift, parse_idle, parse_spike
     from wattline.simulators.publisher import simulate as run_simulation
     from wattline.simulators.replay import (
         CaptureError,
@@ -522,9 +526,10 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
         raise click.BadParameter("give a positive number of plant seconds per second",
                                  param_hint="--speed")
     try:
-        injected = [parse_spike(s) for s in spikes] + [parse_idle(i) for i in idles]
+        injected = ([parse_spike(s) for s in spikes] + [parse_idle(i) for i in idles]
+                    + [parse_drift(d) for d in drifts])
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--spike/--idle") from None
+        raise click.BadParameter(str(err), param_hint="--spike/--idle/--drift") from None
     line_names = [x.strip() for x in lines.split(",") if x.strip()]
     if line_count is not None:
         from wattline.simulators.load import line_names as numbered_lines

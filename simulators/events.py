@@ -6,7 +6,9 @@ fire, a mill running empty), while production goes on as modelled. An
 ``IdlePeriod`` stops a line's production while its meters keep a standby draw (a
 stoppage, a maintenance shift). Both are applied to the model's segments
 (``apply_events``), so the truth, the gateways and the published readings all see
-them. An idle line has no intensity, so no spike alert may start while it is idle.
+them. An idle line has no intensity, so no spike alert may start while it is idle. An
+``EfficiencyDrift`` raises a line's energy per tonne step by step, e.g. to take it
+above its product's national baseline level.
 
 ``expected_spike_alert`` says, from the event alone and without running any of
 wattline's kernels, when a spike alert must have started and ended: not before the
@@ -28,8 +30,8 @@ from dataclasses import dataclass
 
 from wattline.simulators.plant import MeterSpec, Segment
 
-__all__ = ["EnergySpike", "Event", "IdlePeriod", "SpikeWindow", "apply_events",
-           "expected_spike_alert", "parse_idle", "parse_spike"]
+__all__ = ["EfficiencyDrift", "EnergySpike", "Event", "IdlePeriod", "SpikeWindow",
+           "apply_events", "expected_spike_alert", "parse_drift", "parse_idle", "parse_spike"]
 
 _SPIKE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smh]?)\+(?P<dur>[\d.]+[smh]?)"
                     r"x(?P<factor>[\d.]+)$")
@@ -102,7 +104,45 @@ def _seconds(text: str) -> float:
     return float(text[: len(text) - len(unit)]) * _UNIT_S[unit]
 
 
-Event = EnergySpike | IdlePeriod
+@dataclass(frozen=True)
+class EfficiencyDrift:
+    """``line``'s energy per tonne creeps up: its energy meters' rates are multiplied by a
+    factor that grows linearly from 1 at ``start_s`` to ``factor`` at ``start_s +
+    duration_s`` (worn refractory, fouled heat exchangers) and stays there."""
+
+    line: str
+    start_s: float
+    duration_s: float
+    factor: float
+
+    def __post_init__(self) -> None:
+        if self.start_s < 0 or self.duration_s <= 0 or not self.factor > 0:
+            raise ValueError("a drift starts at or after 0 s, lasts a positive time and "
+                             "ends at a positive factor")
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    def factor_at(self, t_s: float) -> float:
+        """The energy factor ``t_s`` plant seconds after the simulation starts."""
+        if t_s < self.start_s:
+            return 1.0
+        done = min(1.0, (t_s - self.start_s) / self.duration_s)
+        return 1.0 + (self.factor - 1.0) * done
+
+
+def parse_drift(text: str) -> EfficiencyDrift:
+    """``kiln-1@1h+4hx1.3`` -> ``EfficiencyDrift("kiln-1", 3600, 14400, 1.3)``."""
+    m = _SPIKE.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"expected LINE@START+DURATIONxFACTOR like kiln-1@1h+4hx1.3, "
+                         f"got {text!r}")
+    return EfficiencyDrift(m["line"], _seconds(m["start"]), _seconds(m["dur"]),
+                           float(m["factor"]))
+
+
+Event = EnergySpike | IdlePeriod | EfficiencyDrift
 
 
 def apply_events(segments: Iterable[Segment], meters: Sequence[MeterSpec],
@@ -116,11 +156,13 @@ def apply_events(segments: Iterable[Segment], meters: Sequence[MeterSpec],
     energy = [m.kind == "energy" for m in meters]
     cuts = sorted({origin_s + t for e in events for t in (e.start_s, e.end_s)})
 
-    def factors_at(t: float) -> tuple[float, float]:
-        """(energy factor, production factor) at segment time ``t``."""
+    def factors_at(t: float, t_end: float) -> tuple[float, float]:
+        """(energy factor, production factor) over segment time ``[t, t_end)``."""
         fe = fp = 1.0
         for e in events:
-            if origin_s + e.start_s <= t < origin_s + e.end_s:
+            if isinstance(e, EfficiencyDrift):  # piecewise constant: its value mid-piece
+                fe *= e.factor_at((t + t_end) / 2 - origin_s)
+            elif origin_s + e.start_s <= t < origin_s + e.end_s:
                 if isinstance(e, EnergySpike):
                     fe *= e.factor
                 else:
@@ -134,7 +176,7 @@ def apply_events(segments: Iterable[Segment], meters: Sequence[MeterSpec],
         inner = [c for c in cuts if start < c < end]
         edges = [start, *inner, end]
         for i, (a, b) in enumerate(itertools.pairwise(edges)):
-            fe, fp = factors_at(a)
+            fe, fp = factors_at(a, b)
             rates = tuple(r * (fe if e else fp) for r, e in zip(seg.rates, energy, strict=True))
             last = i == len(edges) - 2
             steps = (tuple(x * (fe if e else fp) for x, e in zip(seg.steps, energy, strict=True))

@@ -10,7 +10,10 @@ the same deterministic schedule), and writes, as JSON Lines:
   spike, with the plant-time bounds (epoch ms) within which its alert must start and
   end (``events.expected_spike_alert``, from the event alone);
 - one ``{"kind": "expected_no_alert", "rule": "spike", "from_ms", "to_ms"}`` row per
-  idle period: an idle line has no intensity, so no spike alert may start then.
+  idle period: an idle line has no intensity, so no spike alert may start then;
+- one ``expected_alert`` row per above_baseline / above_benchmark episode that the
+  truth's own intensities call for (``level_alerts``), for lines whose model has a
+  product with national levels (configure that product for the line in the daemon).
 
 End-to-end checks compare a daemon's output with this file.
 """
@@ -25,9 +28,11 @@ import orjson
 
 from wattline.simulators.events import EnergySpike, Event, IdlePeriod, expected_spike_alert
 from wattline.simulators.gateway import Faults
+from wattline.simulators.plant import line_model
 from wattline.simulators.publisher import published_series
+from wattline.simulators.reference import load_levels
 from wattline.simulators.scenario import Scenario
-from wattline.simulators.truth import expected_intensity, window_ms
+from wattline.simulators.truth import TruthRow, expected_intensity, window_ms
 
 __all__ = ["write_expectations"]
 
@@ -77,6 +82,9 @@ def write_expectations(
                    for k, v in asdict(bounds).items()},
             }) + b"\n")
             n_alerts += 1
+        for alert in level_alerts(rows, lines, windows, alert_for, scenarios):
+            out.write(orjson.dumps({"kind": "expected_alert", "site": site, **alert}) + b"\n")
+            n_alerts += 1
         for idle in (e for e in events if isinstance(e, IdlePeriod)):
             # An idle line has no intensity: no spike alert may start while it stands.
             out.write(orjson.dumps({
@@ -85,3 +93,52 @@ def write_expectations(
                 "to_ms": start_ms + round(idle.end_s * 1000),
             }) + b"\n")
     return len(rows), n_alerts
+
+
+LEVEL_CLEAR_MARGIN = 0.02
+"""A level alert ends once the intensity is this share under the level (the daemon's)."""
+
+
+def level_alerts(rows: Sequence[TruthRow], lines: Sequence[str], windows: Sequence[str],
+                 alert_for: int, scenarios: Mapping[str, Scenario] | None = None
+                 ) -> list[dict[str, object]]:
+    """The above_baseline and above_benchmark alerts the truth's intensities call for.
+
+    For each line whose model has a product with national levels, the level window
+    (24h when configured, else the longest) is walked tick by tick with the rule's
+    own words: it fires while the intensity is above the level, clears when the
+    window is idle or the intensity is at least 2 % under it, and an alert starts
+    (ends) after ``alert_for`` ticks in a row that fire (clear). Each alert is
+    ``{"rule", "line", "start_ms", "end_ms" (None while still active)}``.
+    """
+    level_window = "24h" if "24h" in windows else max(windows, key=window_ms)
+    levels = load_levels()
+    out: list[dict[str, object]] = []
+    for line in lines:
+        model = line_model(line)
+        product = model.product
+        if not product or product not in levels:
+            continue
+        level = levels[product]
+        field = "kwh_per_t" if level.unit == "kWh/t" else "kgce_per_t"
+        ticks = [(r.time_ms, getattr(r, field)) for r in rows
+                 if r.line == line and r.window == level_window]
+        for rule, limit in (("above_baseline", level.baseline),
+                            ("above_benchmark", level.benchmark)):
+            if limit is None:
+                continue
+            active, run, start = False, 0, 0
+            for t, v in ticks:
+                fires = v is not None and v > limit
+                clears = v is None or v <= limit * (1 - LEVEL_CLEAR_MARGIN)
+                run = run + 1 if (clears if active else fires) else 0
+                if run >= alert_for:
+                    run = 0
+                    if active:
+                        out.append({"rule": rule, "line": line, "start_ms": start, "end_ms": t})
+                    else:
+                        start = t
+                    active = not active
+            if active:
+                out.append({"rule": rule, "line": line, "start_ms": start, "end_ms": None})
+    return out

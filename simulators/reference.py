@@ -15,7 +15,7 @@ from importlib.resources import files
 
 import yaml
 
-__all__ = ["CarrierFactor", "load_carriers"]
+__all__ = ["CarrierFactor", "NationalLevels", "load_carriers", "load_levels"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,4 +35,25 @@ def load_carriers() -> dict[str, CarrierFactor]:
     return {
         c["carrier"]: CarrierFactor(c["carrier"], c["unit"], float(c["kgce_per_unit"]))
         for c in raw["carriers"]
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class NationalLevels:
+    """A product's national levels (NDRC 2021/2023): benchmark and baseline, in ``unit``."""
+
+    product: str
+    unit: str  # kgce/t or kWh/t
+    benchmark: float | None
+    baseline: float | None
+
+
+@lru_cache(maxsize=1)
+def load_levels() -> dict[str, NationalLevels]:
+    """The reference's national levels by product (``eaf_steel``, ``cement_clinker`` ...)."""
+    text = (files("wattline.ingest") / "data" / "energy.yaml").read_text(encoding="utf-8")
+    return {
+        lv["product"]: NationalLevels(lv["product"], lv["unit"], lv.get("benchmark"),
+                                      lv.get("baseline"))
+        for lv in yaml.safe_load(text)["levels"]
     }

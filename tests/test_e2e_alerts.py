@@ -20,8 +20,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.processes import Mosquitto, VictoriaMetrics, Wattline, wait_until
-from wattline.simulators.events import EnergySpike, expected_spike_alert
-from wattline.simulators.publisher import simulate
+from wattline.simulators.events import EfficiencyDrift, EnergySpike, expected_spike_alert
+from wattline.simulators.expectations import write_expectations
+from wattline.simulators.publisher import readings_per_message, simulate
 
 LINE = "kiln-1"
 TICK_S = 10
@@ -148,3 +149,49 @@ def test_an_injected_spike_starts_and_ends_an_alert_in_every_output(
     finally:
         late.close()
     assert daemon.metric_sum("wattline_sink_write_errors_total") == 0
+
+
+@pytest.mark.e2e
+def test_a_drift_above_the_national_baseline_is_alerted_when_the_truth_says(
+    mosquitto: Mosquitto,
+    victoria: VictoriaMetrics,
+    wattline_daemon: Callable[..., Wattline],
+    site: str,
+    tmp_path: Path,
+) -> None:
+    """A kiln whose energy per tonne drifts up by 20 % crosses the clinker baseline
+    (117 kgce/t) and stays above the benchmark (100): the daemon's above_baseline and
+    above_benchmark alerts start at the very ticks the simulator's own truth gives, and
+    no other level alert is raised."""
+    drift = EfficiencyDrift(LINE, start_s=10 * 60, duration_s=30 * 60, factor=1.2)
+    config = tmp_path / "wattline.toml"
+    config.write_text(f'[lines."{site}/{LINE}"]\nproduct = "cement_clinker"\n')
+    daemon = wattline_daemon([
+        "--config", str(config), "--mqtt-url", mosquitto.url, "--client-id", f"wl-{site}",
+        "--influx-url", victoria.url, "--influx-org", "test", "--influx-bucket", "test",
+        "--emit-every", f"{TICK_S}s", "--windows", "5m,1h", "--alert-for", str(FOR_TICKS),
+    ])
+    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
+    time.sleep(0.5)
+    plant_s = 70 * 60
+    start_ms = (int(time.time() * 1000) - plant_s * 1000) // 10_000 * 10_000
+    speed = 420.0
+    simulate(mosquitto.url, [LINE], site=site, rate_s=TICK_S, duration_s=plant_s / speed,
+             speed=speed, seed=5, start_ms=start_ms, events=[drift])
+    truth = tmp_path / "truth.jsonl"
+    write_expectations(truth, [LINE], site=site, start_ms=start_ms, plant_s=plant_s,
+                       rate_s=TICK_S, seed=5, events=[drift], windows=("5m", "1h"),
+                       readings_per_message=readings_per_message(speed, TICK_S),
+                       emit_every_s=TICK_S, alert_for=FOR_TICKS)
+    rows = [json.loads(line) for line in truth.read_text().splitlines()]
+    newest_tick = max(r["time_ms"] for r in rows if r["kind"] == "intensity") - 30_000
+    expected = {(r["rule"], r["start_ms"]) for r in rows if r["kind"] == "expected_alert"
+                and r["start_ms"] <= newest_tick}
+    assert {rule for rule, _ in expected} == {"above_baseline", "above_benchmark"}
+
+    def started() -> set[tuple[str, int]]:
+        return {(rule, t) for rule in ("above_baseline", "above_benchmark")
+                for t, state in _transitions(victoria, site, rule) if state == 1.0}
+
+    wait_until(lambda: started() >= expected, timeout_s=60, what=f"the alerts {expected}")
+    assert started() == expected
