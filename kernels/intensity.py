@@ -38,6 +38,9 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from wattline.kernels.state import (
     DROP_REASONS,
@@ -53,6 +56,45 @@ from wattline.kernels.state import (
 _LATE, _DUPLICATE, _OVERFLOW = 0, 1, 2
 _NEEDS_PENDING, _NEEDS_OUTPUT = 1, 2  # why ``_advance`` stopped before the batch's end
 assert DROP_REASONS == ("late", "duplicate", "pending_overflow")
+
+
+_AHEAD = 8  # readings ahead whose pending rows ``_advance`` asks the cache for
+
+
+def _prefetch_codegen(context, builder, signature, args):
+    """``llvm.prefetch`` of the address of ``args[0][args[1:]]`` (for writing, all levels)."""
+    aryty = signature.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    inds = [context.cast(builder, v, t, types.intp)
+            for v, t in zip(args[1:], signature.args[1:], strict=True)]
+    ptr = cgutils.get_item_pointer2(
+        context, builder, data=ary.data, shape=cgutils.unpack_tuple(builder, ary.shape),
+        strides=cgutils.unpack_tuple(builder, ary.strides), layout=aryty.layout,
+        inds=inds, wraparound=False,
+    )
+    i32 = ir.IntType(32)
+    i8p = ir.IntType(8).as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+    # declare_intrinsic spells the overloaded name for this llvmlite's pointer types.
+    fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
+    builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
+    return context.get_dummy_value()
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i, j):
+    """Ask the cache for ``arr[i, j]`` ahead of use: a hint, with no effect on results.
+
+    The pending rows are touched once a second per meter, far apart in memory, so
+    a reading's row has usually left the cache by the time it arrives.
+    """
+    return types.void(arr, i, j), _prefetch_codegen
+
+
+@intrinsic
+def _prefetch1(typingctx, arr, i):
+    """Ask the cache for ``arr[i]`` ahead of use (a hint, as ``_prefetch``)."""
+    return types.void(arr, i), _prefetch_codegen
 
 
 @nb.njit(cache=True, inline="always")
@@ -110,54 +152,80 @@ def _emit_ticks(
     """Emit ticks ``next_tick[line] .. upto_tick`` of one line; returns new n_out."""
     R = ring.shape[1]
     W = window_ticks.shape[0]
-    bucket = np.zeros(3)
     ms = meter_line_start[line]
     me = meter_line_start[line + 1]
     mask = p_ts.shape[1] - 1
+    for mi in range(ms, me):
+        # The oldest pending readings of the line's meters, about to be finalised.
+        m = line_meters[mi]
+        _prefetch(p_ts, m, p_start[m])
+        _prefetch(p_v, m, p_start[m])
+        _prefetch(p_ts, m, (p_start[m] + 8) & mask)
+        _prefetch(p_v, m, (p_start[m] + 8) & mask)
+    slot = next_tick[line] % R - 1  # k % R for the loop's k, kept without a division
     for k in range(next_tick[line], upto_tick + 1):
+        slot += 1
+        if slot == R:
+            slot = 0
         T = k * emit_every
-        bucket[0] = 0.0
-        bucket[1] = 0.0
-        bucket[2] = 0.0
+        b0 = 0.0
+        b1 = 0.0
+        b2 = 0.0
         for mi in range(ms, me):
             m = line_meters[mi]
             s = p_start[m]
             n = p_len[m]
+            if n == 0 or p_ts[m, s] > T:
+                continue
+            # The meter's settings and baseline, read once and written back once.
+            is_delta = delta_mode[m]
+            roll = rollover[m]
+            fk = kgce_f[m]
+            fe = kwh_f[m]
+            ft = t_f[m]
+            lt = last_ts[m]
+            lv = last_value[m]
             used = 0
-            while used < n and p_ts[m, (s + used) & mask] <= T:
-                ts = p_ts[m, (s + used) & mask]
-                v = p_v[m, (s + used) & mask]
+            while used < n:
+                pos = (s + used) & mask
+                ts = p_ts[m, pos]
+                if ts > T:
+                    break
+                v = p_v[m, pos]
                 used += 1
-                if delta_mode[m]:
+                if is_delta:
                     d = v
-                elif last_ts[m] == NO_TIME:
-                    last_ts[m] = ts
-                    last_value[m] = v
+                elif lt == NO_TIME:
+                    lt = ts
+                    lv = v
                     continue
                 else:
-                    d = v - last_value[m]
+                    d = v - lv
                     if d < 0.0:
-                        if rollover[m] > 0.0:
-                            d = v + rollover[m] - last_value[m]
+                        if roll > 0.0:
+                            d = v + roll - lv
                         else:
                             d = v
-                last_ts[m] = ts
-                last_value[m] = v
-                bucket[0] += d * kgce_f[m]
-                bucket[1] += d * kwh_f[m]
-                bucket[2] += d * t_f[m]
-            if used:
-                p_start[m] = (s + used) & mask
-                p_len[m] = n - used
-        slot = k % R
+                lt = ts
+                lv = v
+                b0 += d * fk
+                b1 += d * fe
+                b2 += d * ft
+            last_ts[m] = lt
+            last_value[m] = lv
+            p_start[m] = (s + used) & mask
+            p_len[m] = n - used
         for w in range(W):
-            old_slot = (k - window_ticks[w]) % R
+            # (k - window_ticks[w]) % R, without a division: 0 < window_ticks[w] <= R.
+            old_slot = slot - window_ticks[w]
+            if old_slot < 0:
+                old_slot += R
             for q in range(3):
                 old = ring[line, old_slot, q]
                 if old != 0.0:
                     w_nonzero[line, w, q] -= 1
                     _neumaier_add(w_sum[line], w_comp[line], w, q, -old)
-                x = bucket[q]
+                x = b0 if q == 0 else (b1 if q == 1 else b2)
                 if x != 0.0:
                     w_nonzero[line, w, q] += 1
                     _neumaier_add(w_sum[line], w_comp[line], w, q, x)
@@ -165,8 +233,9 @@ def _emit_ticks(
                     w_sum[line, w, q] = 0.0
                     w_comp[line, w, q] = 0.0
         # The longest window's leaving bucket has been read; now overwrite it.
-        for q in range(3):
-            ring[line, slot, q] = bucket[q]
+        ring[line, slot, 0] = b0
+        ring[line, slot, 1] = b1
+        ring[line, slot, 2] = b2
         out_line[n_out] = line
         out_tick[n_out] = T
         for w in range(W):
@@ -212,6 +281,18 @@ def _advance(
     out_cap = out_line.shape[0]
     i = start
     while i < n:
+        if i + 2 * _AHEAD < n:
+            # Two stages: first the meter's ring position, then (below) its row.
+            mf = r_meter[i + 2 * _AHEAD]
+            _prefetch1(p_start, mf)
+            _prefetch1(p_len, mf)
+        if i + _AHEAD < n:
+            # Where a reading a few messages on will go in its meter's pending rows.
+            mf = r_meter[i + _AHEAD]
+            at = p_start[mf] + p_len[mf]
+            _prefetch(p_ts, mf, (at - 1) & (cap - 1))
+            _prefetch(p_ts, mf, at & (cap - 1))
+            _prefetch(p_v, mf, at & (cap - 1))
         # One message: readings i .. j-1, all of meter m.
         m = r_meter[i]
         line = meter_line[m]
@@ -228,15 +309,21 @@ def _advance(
         if cap < max_pending and p_len[m] + (j - i) > cap:
             stop = _NEEDS_PENDING
         else:
-            # At most this many ticks become due when the message closes.
+            # At most this many ticks become due when the message closes. A started
+            # line whose newest time stays short of its next tick's due time makes
+            # none: the common case, settled without a division.
             if newest[line] != NO_TIME:
                 first = next_tick[line]
-                last = (max(newest[line], msg_hi) - lateness) // emit_every
+                due = max(newest[line], msg_hi) - lateness
+                if due >= first * emit_every:
+                    last = due // emit_every
+                    if n_out + max(0, last - first + 1) > out_cap:
+                        stop = _NEEDS_OUTPUT
             else:
                 first = _ceil_div(min(msg_lo, msg_hi - lateness + 1), emit_every)
                 last = (msg_hi - lateness) // emit_every
-            if n_out + max(0, last - first + 1) > out_cap:
-                stop = _NEEDS_OUTPUT
+                if n_out + max(0, last - first + 1) > out_cap:
+                    stop = _NEEDS_OUTPUT
         if stop:
             for d in range(batch_drops.shape[0]):
                 drops[d] += batch_drops[d]
@@ -320,6 +407,24 @@ def count_ticks_bound(
     )
 
 
+@nb.njit(cache=True)
+def _scan_readings(meter, message):
+    """One pass over a non-empty batch: (lowest meter, highest meter, whether a
+    message holds readings of more than one meter)."""
+    lo = meter[0]
+    hi = meter[0]
+    mixed = False
+    for r in range(1, meter.shape[0]):
+        mr = meter[r]
+        if mr < lo:
+            lo = mr
+        if mr > hi:
+            hi = mr
+        if message[r] == message[r - 1] and mr != meter[r - 1]:
+            mixed = True
+    return lo, hi, mixed
+
+
 def _check(
     state: StreamState, config: KernelConfig, meters: MeterTable, readings: Readings
 ) -> None:
@@ -331,11 +436,19 @@ def _check(
     same_windows = state.window_sum.shape[1] == len(config.windows_ms)
     if not same_windows or state.ring.shape[1] != config.ring_ticks:
         raise ValueError("state was made for other windows; windows cannot change mid-stream")
-    if len(readings) and (readings.meter.min() < 0 or readings.meter.max() >= meters.n_meters):
-        raise ValueError(f"reading meters must lie in 0..{meters.n_meters - 1}")
-    same_message = readings.message[1:] == readings.message[:-1]
-    if (same_message & (readings.meter[1:] != readings.meter[:-1])).any():
-        raise ValueError("a message must hold the readings of one meter (as an MQTT message does)")
+    if len(readings) and readings.message.shape != readings.meter.shape:
+        raise ValueError(
+            f"readings columns differ in length: meter {readings.meter.shape[0]}, "
+            f"message {readings.message.shape[0]}"
+        )
+    if len(readings):
+        lo, hi, mixed = _scan_readings(readings.meter, readings.message)
+        if lo < 0 or hi >= meters.n_meters:
+            raise ValueError(f"reading meters must lie in 0..{meters.n_meters - 1}")
+        if mixed:
+            raise ValueError(
+                "a message must hold the readings of one meter (as an MQTT message does)"
+            )
 
 
 def _grown(array: np.ndarray, rows: int, keep: int) -> np.ndarray:
