@@ -525,6 +525,7 @@ def run_ingest_bench(
     collector_log = logging.getLogger("wattline.collector")
     saved_level = collector_log.level
     collector_log.setLevel(logging.ERROR)  # "no sink configured" is the point here
+    warm_kernels(progress)
     with broker_url(mqtt_url) as (url_text, broker_kind):
         url = parse_mqtt_url(url_text)
         topics = [f"{topic_prefix}/+/+/+/+"]
@@ -578,6 +579,30 @@ def run_ingest_bench(
         "broker": broker_kind, "paho_mqtt": paho.mqtt.__version__, **machine(),
     }
     return _result(runs, latency, drops, params)
+
+
+def warm_kernels(progress: Callable[[str], None]) -> None:
+    """Run the collector's kernels once on a few minutes of one line, before any clock
+    starts: with a cold compile cache (a fresh install, changed kernels) the first
+    batch would otherwise spend its time compiling, and a run could end before it."""
+    import orjson
+
+    from wattline.ingest.config import settings_from_mapping
+    from wattline.ingest.metrics import CollectorMetrics
+    from wattline.ingest.pipeline import Message, Pipeline
+
+    progress("loading (or compiling) the kernels ...")
+    started = time.time()
+    now_ms = int(started * 1000) // 10_000 * 10_000 - 600_000
+    messages = [
+        Message(f"warmup/s/l/{kind}/m", orjson.dumps({"ts": now_ms + k * 10_000, "v": k * step}),
+                started)
+        for k in range(60) for kind, step in (("energy", 5.0), ("production", 0.1))
+    ]
+    pipeline = Pipeline(settings_from_mapping({"topic_prefix": "warmup"}), [],
+                        CollectorMetrics())
+    pipeline.process(messages)
+    progress(f"  ready in {time.time() - started:.1f} s")
 
 
 def _latency_phase(pubs: Publishers, consumer: CollectorConsumer, load_name: str, qos: int,
