@@ -108,6 +108,9 @@ class Collector:
         self.source.publish(topic, payload, qos=1, retain=True)
 
     def start(self) -> None:
+        from wattline.ingest.pipeline import warm_up_kernels
+
+        log.info("kernels ready in %.1f s", warm_up_kernels())
         self.pipeline.start()
         if self.settings.metrics_port is not None:
             self._server, _ = self.metrics.serve(self.settings.metrics_port,

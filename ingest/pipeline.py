@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from wattline.ingest.alerting import ALERT_SCHEMA, LineAlerts, kernel_windows
 from wattline.ingest.checkpoint import load_checkpoint, save_checkpoint
-from wattline.ingest.config import Settings
+from wattline.ingest.config import Settings, settings_from_mapping
 from wattline.ingest.decode import decode_meta, decode_readings
 from wattline.ingest.errors import PayloadError, TopicError
 from wattline.ingest.handoff import Handoff
@@ -83,6 +84,27 @@ class OncePerMinute:
                 return False
         self._last[key] = now
         return True
+
+
+def warm_up_kernels() -> float:
+    """Run the kernels once on a few minutes of a made-up line, in a throwaway pipeline;
+    returns the seconds it took.
+
+    Numba loads compiled kernels from its cache on first call, or compiles them when
+    the cache is cold (a fresh install, changed kernels), which takes seconds. The
+    collector does this before it subscribes, so the first real batch does not wait.
+    """
+    started = time.time()
+    base_ms = int(started * 1000) // 10_000 * 10_000 - 600_000
+    messages = [
+        Message(f"warmup/s/l/{kind}/m", orjson.dumps({"ts": base_ms + k * 10_000,
+                                                      "v": k * step}), started)
+        for k in range(60) for kind, step in (("energy", 5.0), ("production", 0.1))
+    ]
+    pipeline = Pipeline(settings_from_mapping({"topic_prefix": "warmup"}), [],
+                        CollectorMetrics())
+    pipeline.process(messages)
+    return time.time() - started
 
 
 class Pipeline:

@@ -582,27 +582,11 @@ def run_ingest_bench(
 
 
 def warm_kernels(progress: Callable[[str], None]) -> None:
-    """Run the collector's kernels once on a few minutes of one line, before any clock
-    starts: with a cold compile cache (a fresh install, changed kernels) the first
-    batch would otherwise spend its time compiling, and a run could end before it."""
-    import orjson
-
-    from wattline.ingest.config import settings_from_mapping
-    from wattline.ingest.metrics import CollectorMetrics
-    from wattline.ingest.pipeline import Message, Pipeline
+    """Load (or compile) the collector's kernels before any clock starts."""
+    from wattline.ingest.pipeline import warm_up_kernels
 
     progress("loading (or compiling) the kernels ...")
-    started = time.time()
-    now_ms = int(started * 1000) // 10_000 * 10_000 - 600_000
-    messages = [
-        Message(f"warmup/s/l/{kind}/m", orjson.dumps({"ts": now_ms + k * 10_000, "v": k * step}),
-                started)
-        for k in range(60) for kind, step in (("energy", 5.0), ("production", 0.1))
-    ]
-    pipeline = Pipeline(settings_from_mapping({"topic_prefix": "warmup"}), [],
-                        CollectorMetrics())
-    pipeline.process(messages)
-    progress(f"  ready in {time.time() - started:.1f} s")
+    progress(f"  ready in {warm_up_kernels():.1f} s")
 
 
 def _latency_phase(pubs: Publishers, consumer: CollectorConsumer, load_name: str, qos: int,
