@@ -726,8 +726,13 @@ def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int
               help="Length of each paced latency run on the collector.")
 @click.option("--topic-prefix", default="factory", show_default=True,
               help="First topic level of the benchmark's readings.")
+@click.option("--shared-collectors", type=int, default=0, show_default=True, metavar="N",
+              help="Also measure N `wattline run` processes on one MQTT 5 shared "
+                   "subscription (each with its own interpreter), against the same bare "
+                   "subscriber.")
 def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messages: int,
-                 publishers: int, latency_seconds: float, topic_prefix: str) -> None:
+                 publishers: int, latency_seconds: float, topic_prefix: str,
+                 shared_collectors: int) -> None:
     """The collector against a bare paho subscriber and a hand-written json + Point loop.
 
     Single readings and 100-reading batches, at QoS 0 and QoS 1, published by
@@ -744,6 +749,7 @@ def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messa
         result = run_ingest_bench(mqtt_url=mqtt_url, messages=messages,
                                   batch_messages=batch_messages, publishers=publishers,
                                   latency_seconds=latency_seconds, topic_prefix=topic_prefix,
+                                  shared_collectors=shared_collectors,
                                   progress=progress)
     except (RuntimeError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None

@@ -165,3 +165,15 @@ def test_cli_bench_ingest_ends_with_the_json_object() -> None:
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert sorted((c["payload"], c["qos"]) for c in figures["cases"]) == sorted(CASES)
     assert figures["lost_qos1"] == 0
+
+
+@needs_mosquitto
+def test_shared_subscription_collectors_get_every_message_and_are_reported() -> None:
+    result = run_ingest_bench(messages=400, batch_messages=40, publishers=2,
+                              latency_seconds=0.3, shared_collectors=2)
+    for case in result.figures["cases"]:
+        assert case["shared_readings_per_s"] > 0
+        assert case["shared_over_bare"] > 0
+        if case["qos"] == 1:
+            assert case["shared_lost"] == 0
+    assert any("collectors, shared sub." in row.what for row in result.rows)

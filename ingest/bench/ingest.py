@@ -36,8 +36,12 @@ import json
 import logging
 import multiprocessing as mp
 import queue
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -298,6 +302,76 @@ class CollectorConsumer:
         self.collector.stop()
 
 
+class SharedCollectors:
+    """Several ``wattline run`` processes on one MQTT 5 shared subscription (the broker
+    hands each message to one of them), counted through their /metrics.
+
+    The way past one interpreter's limit (paho's thread and the pipeline share the
+    GIL): each process has its own.
+    """
+
+    def __init__(self, url: str, qos: int, prefix: str, processes: int) -> None:
+        self._args = (url, qos, prefix)
+        self.processes = processes
+        self._ports: list[int] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._last = Counts()
+
+    def start(self) -> None:
+        url, qos, prefix = self._args
+        group = f"bench{uuid.uuid4().hex[:8]}"
+        for i in range(self.processes):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            self._ports.append(port)
+            self._procs.append(subprocess.Popen(
+                [sys.executable, "-m", "wattline.ingest", "run", "--mqtt-url", url,
+                 "--qos", str(qos), "--topic-prefix", prefix, "--mqtt-protocol", "5",
+                 "--mqtt-share-group", group, "--client-id", f"{group}-{i}",
+                 "--metrics-port", str(port), "--log-level", "error"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 60
+        while not all(self._scrape(p).get("wattline_mqtt_connected") == 1.0
+                      for p in self._ports):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self._procs):
+                self.stop()
+                raise RuntimeError("the shared-subscription collectors did not connect")
+            time.sleep(0.2)
+
+    @staticmethod
+    def _scrape(port: int) -> dict[str, float]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            for name in ('wattline_messages_received_total{topic_kind="reading"}',
+                         "wattline_readings_received_total", "wattline_mqtt_connected"):
+                if line.startswith(name + " "):
+                    out[name.split("{")[0]] = float(line.rsplit(" ", 1)[1])
+        return out
+
+    def counts(self) -> Counts:
+        scraped = [self._scrape(p) for p in self._ports]
+        messages = int(sum(x.get("wattline_messages_received_total", 0) for x in scraped))
+        readings = int(sum(x.get("wattline_readings_received_total", 0) for x in scraped))
+        if messages != self._last.messages:
+            self._last = Counts(messages, readings, time.perf_counter())
+        return self._last
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            proc.terminate()
+        for proc in self._procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 # -- publishers -------------------------------------------------------------------------------
 
 
@@ -502,9 +576,13 @@ def run_ingest_bench(
     latency_seconds: float = 2.0,
     latency_load: float = 0.5,
     topic_prefix: str = "factory",
+    shared_collectors: int = 0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> BenchResult:
     """Every consumer on every load (single/batch100 x QoS 0/1) against one broker.
+
+    With ``shared_collectors`` N > 0, also N ``wattline run`` processes on one MQTT 5
+    shared subscription (the "shared" rows).
 
     ``messages`` single-reading messages and ``batch_messages`` 100-reading ones
     per run, split over ``publishers`` processes. With ``mqtt_url``, use a topic
@@ -541,10 +619,13 @@ def run_ingest_bench(
             for load_name, qos in CASES:
                 loads = flood_loads[load_name]
                 expected = sum(x.messages for x in loads)
-                for variant in VARIANTS:
+                for variant in VARIANTS + (("shared",) if shared_collectors else ()):
                     progress(f"{load_name} QoS {qos}, {variant}: {expected:,} messages ...")
                     consumer: Consumer
-                    if variant == "bare":
+                    if variant == "shared":
+                        consumer = SharedCollectors(url_text, qos, topic_prefix,
+                                                    shared_collectors)
+                    elif variant == "bare":
                         consumer = BareCounter(url, topics, qos)
                     elif variant == "naive":
                         consumer = NaiveLoop(url, topics, qos)
@@ -576,7 +657,8 @@ def run_ingest_bench(
         "readings_per_batch": LOADS["batch100"], "publishers": publishers,
         "lines": publishers * lines_per_publisher, "meters_per_line": meters_per_line,
         "latency_seconds": latency_seconds, "latency_load": latency_load,
-        "broker": broker_kind, "paho_mqtt": paho.mqtt.__version__, **machine(),
+        "broker": broker_kind, "paho_mqtt": paho.mqtt.__version__,
+        "shared_collectors": shared_collectors, **machine(),
     }
     return _result(runs, latency, drops, params)
 
@@ -666,6 +748,18 @@ def _result(runs: dict[tuple[str, str, int], Run], latency: dict[tuple[str, int]
             "latency_p50_s": lat["p50"], "latency_p99_s": lat["p99"],
         })
         name = f"{load_name} QoS {qos}"
+        shared = runs.get(("shared", load_name, qos))
+        if shared is not None:
+            over = _ratio(shared.readings_per_s, bare.readings_per_s)
+            figures[f"shared_{key}_msgs_per_s"] = shared.msgs_per_s
+            figures[f"shared_{key}_readings_per_s"] = shared.readings_per_s
+            figures[f"shared_{key}_lost"] = shared.lost
+            figures[f"shared_over_bare_{key}"] = over
+            cases[-1]["shared_readings_per_s"] = shared.readings_per_s
+            cases[-1]["shared_over_bare"] = over
+            cases[-1]["shared_lost"] = shared.lost
+            result.row(f"{name} {params['shared_collectors']} collectors, shared sub.",
+                       _figure(shared, r), f"bare: {_fmt_ratio(over)}")
         result.row(f"{name} collector", _figure(coll, r), "1.00")
         result.row(f"{name} bare paho", _figure(bare, r), _fmt_ratio(over_bare), "ceiling")
         result.row(f"{name} naive json+Point", _figure(naive, r), _fmt_ratio(over_naive, "x"))
