@@ -187,14 +187,19 @@ def test_a_batch_the_server_refuses_for_good_goes_to_the_dead_letters_and_the_re
             return sum(ipc.open_file(str(p)).read_all().num_rows
                        for p in dead.glob("dead-*-intensity.arrow"))
 
+        sent = count_readings(messages)
+        wait_until(lambda: daemon.metric_sum("wattline_readings_received_total") >= sent,
+                   timeout_s=30, what="every reading received")
+        time.sleep(0.5)  # the last batch through the kernels and the sinks
         wait_until(lambda: emitted() > 0 and kept() == emitted(), timeout_s=30,
                    what="every point refused and dead-lettered")
         wait_until(lambda: len(list(dead.glob("dead-*.arrow")))
                    == len(list(dead.glob("dead-*.txt"))), timeout_s=10,
                    what="a message beside every dead letter")
         assert "unsupported path" in sorted(dead.glob("dead-*.txt"))[0].read_text()
-        assert daemon.metric_sum("wattline_dead_letter_rows_total",
-                                 {"sink": "influxdb"}) >= emitted()
+        wait_until(lambda: daemon.metric_sum("wattline_dead_letter_rows_total",
+                                             {"sink": "influxdb"}) >= emitted(), timeout_s=10,
+                   what="the dead-letter count")
         assert daemon.metric_sum("wattline_sink_write_retries_total") == 0
         assert daemon.metric_sum("wattline_spool_rows_total") == 0  # nothing spooled
         wait_until(lambda: daemon.metric_sum("wattline_sink_points_written_total",
