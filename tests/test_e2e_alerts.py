@@ -110,10 +110,13 @@ def test_an_injected_spike_starts_and_ends_an_alert_in_every_output(
         assert [s for _, s in _transitions(victoria, site, "above_benchmark")][:1] == [1.0]
 
         # 2. The retained topic said "spike" while it lasted, and no longer after.
-        wait_until(lambda: any("spike" in r for r in topic.rules_over_time()), timeout_s=10)
-        seen = topic.rules_over_time()
-        first = next(i for i, r in enumerate(seen) if "spike" in r)
-        assert any("spike" not in r for r in seen[first:]), seen
+        def spike_came_and_went() -> bool:
+            seen = topic.rules_over_time()
+            starts = [i for i, r in enumerate(seen) if "spike" in r]
+            return bool(starts) and any("spike" not in r for r in seen[starts[0]:])
+
+        wait_until(spike_came_and_went, timeout_s=10, what="the retained topic's spike")
+        first = next(i for i, r in enumerate(topic.rules_over_time()) if "spike" in r)
         spike_payload = next(a for a in topic.messages[first]["active"] if a["rule"] == "spike")
         assert spike_payload["since_ms"] == t_start and "5m intensity" in spike_payload["message"]
 
