@@ -149,6 +149,7 @@ class Pipeline:
         """Acknowledges a message to the broker (the source's ``ack``); set by the collector
         when acknowledgements wait for durability."""
         self._held_acks: list[Any] = []
+        self._unsaved = False  # batches processed since the last checkpoint
         self.wal: WriteAheadLog | None = None
         self._replay: list[WalRecord] = []
         if settings.state_dir:
@@ -248,6 +249,7 @@ class Pipeline:
                             self.kernel_config, self._generation + 1,
                             alerts=alert_state_arrays(self.alerts.state))
         except OSError as exc:
+            self._last_checkpoint_s = time.monotonic()  # try again after another interval
             self.metrics.checkpoint_errors.inc()
             if self._log_once("checkpoint", self.settings.state_dir):
                 log.error("cannot write a checkpoint to %s: %s; the pipeline goes on, but a "
@@ -256,6 +258,7 @@ class Pipeline:
             return False
         self._generation += 1
         self._last_checkpoint_s = time.monotonic()
+        self._unsaved = False
         self.metrics.checkpoints.inc()
         if self.wal is not None:
             try:
@@ -350,10 +353,13 @@ class Pipeline:
                 if batch:
                     self._make_durable(batch)
                     self.process(batch)
-                    self._checkpoint_if_due()
+                    self._unsaved = True
                 elif self._stop.is_set() and not len(self._queue):
                     self.checkpoint()  # drained: the state now holds everything received
                     return
+                # Also when idle: the batches since the last checkpoint get theirs on time.
+                if self._unsaved:
+                    self._checkpoint_if_due()
                 self._check_stale_lines()
         except BaseException as exc:
             self.failed = exc
