@@ -1,7 +1,8 @@
 """Durable file writes: a file appears whole under its name, or not at all.
 
-Used by the Parquet store and the kernel checkpoints. (``wattline.kernels.save_state``
-keeps its own copy of the pattern: the kernels package imports nothing from ingest.)
+Used by the Parquet store, the kernel checkpoints, the spool and the dead letters.
+(``wattline.kernels.save_state`` keeps its own copy of the pattern: the kernels
+package imports nothing from ingest.)
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
 
 
 def fsync_dir(path: Path) -> None:
@@ -37,3 +41,13 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+
+
+def write_arrow_atomically(target: Path, table: pa.Table) -> None:
+    """``table`` as an Arrow IPC file at ``target``, written as ``write_atomically`` does."""
+
+    def write(f: BinaryIO) -> None:
+        with ipc.new_file(f, table.schema) as writer:
+            writer.write_table(table)
+
+    write_atomically(target, write)

@@ -6,7 +6,7 @@ the order they were spooled::
     DIR/seg-<sequence, 16 digits>-<kind>.arrow        kind: intensity | alerts
 
 Each segment is written under a hidden name, fsynced, renamed into place and its
-folder fsynced (``wattline.ingest.files.write_atomically``), so a crash leaves whole
+folder fsynced (``wattline.ingest.files.write_arrow_atomically``), so a crash leaves whole
 segments only; a leftover hidden file is removed on open. The spool keeps its total
 size under ``max_bytes``: when a new segment takes it over, the oldest segments are
 deleted until it fits again (the newest is always kept), and every deleted segment's
@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from wattline.ingest.files import fsync_dir, write_atomically
+from wattline.ingest.files import fsync_dir, write_arrow_atomically
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,8 @@ class Spool:
         if kind not in KINDS:
             raise ValueError(f"unknown spool kind {kind!r}")
         path = self.directory / f"seg-{self._next:016d}-{kind}.arrow"
-
-        def write(f) -> None:  # type: ignore[no-untyped-def]
-            with ipc.new_file(f, table.schema) as writer:
-                writer.write_table(table)
-
         try:
-            write_atomically(path, write)
+            write_arrow_atomically(path, table)
             size = path.stat().st_size
         except OSError as exc:
             raise SpoolError(exc.errno, f"cannot spool to {self.directory}: {exc.strerror or exc}"

@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from wattline.ingest.config import parse_duration_ms
 from wattline.simulators.plant import MeterSpec, Segment
 
 __all__ = ["EfficiencyDrift", "EnergySpike", "Event", "IdlePeriod", "SpikeWindow",
@@ -36,7 +37,6 @@ __all__ = ["EfficiencyDrift", "EnergySpike", "Event", "IdlePeriod", "SpikeWindow
 _SPIKE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smh]?)\+(?P<dur>[\d.]+[smh]?)"
                     r"x(?P<factor>[\d.]+)$")
 _IDLE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smh]?)\+(?P<dur>[\d.]+[smh]?)$")
-_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,8 @@ def parse_idle(text: str) -> IdlePeriod:
 
 
 def _seconds(text: str) -> float:
-    unit = text[-1] if text[-1] in "smh" else ""
-    return float(text[: len(text) - len(unit)]) * _UNIT_S[unit]
+    """``"20m"`` -> 1200.0; a bare number is seconds (the daemon's duration syntax)."""
+    return parse_duration_ms(text if text[-1] in "smh" else float(text)) / 1000.0
 
 
 @dataclass(frozen=True)

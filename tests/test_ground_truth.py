@@ -23,6 +23,28 @@ LATENESS_S = 30
 FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t")
 
 
+def stored_rows(store: Path, site: str, line: str) -> dict:
+    """The store's points of one line of one site, by (window, tick)."""
+    if not store.exists():
+        return {}
+    return {(r["window"], r["time_ms"]): r for r in read_store(store, line=line).to_pylist()
+            if r["site"] == site}
+
+
+def assert_rows_match_truth(got: dict, truth: dict, due: list[int]) -> None:
+    """Every due tick of both windows as the truth has it (to 1e-9), idle fields absent."""
+    for window in ("1m", "10m"):
+        for t in due:
+            want, row = truth[(window, t)], got[(window, t)]
+            for field in FIELDS:
+                expected = getattr(want, field)
+                if expected is None:
+                    assert row[field] is None, (window, t, field)
+                else:
+                    assert row[field] == pytest.approx(expected, rel=1e-9, abs=1e-9), (
+                        window, t, field)
+
+
 def generic_scenario(folder: Path) -> Scenario:
     """A generic line of one's own: two carriers, output weighed every 5 minutes."""
     path = folder / "generic.toml"
@@ -97,25 +119,10 @@ def test_a_process_model_through_the_daemon_matches_its_ground_truth(
     due = sorted(t for (_, t) in truth if t <= newest - LATENESS_S * 1000)
     assert len(due) > 50
 
-    def written() -> dict:
-        if not store.exists():
-            return {}
-        rows = read_store(store, line=line).to_pylist()
-        return {(r["window"], r["time_ms"]): r for r in rows if r["site"] == site}
-
-    wait_until(lambda: ("10m", due[-1]) in written(), timeout_s=60,
+    wait_until(lambda: ("10m", due[-1]) in stored_rows(store, site, line), timeout_s=60,
                what=f"the daemon's tick at {due[-1]}")
-    got = written()
-    for window in ("1m", "10m"):
-        for t in due:
-            want, row = truth[(window, t)], got[(window, t)]
-            for field in FIELDS:
-                expected = getattr(want, field)
-                if expected is None:
-                    assert row[field] is None, (window, t, field)
-                else:
-                    assert row[field] == pytest.approx(expected, rel=1e-9, abs=1e-9), (
-                        window, t, field)
+    got = stored_rows(store, site, line)
+    assert_rows_match_truth(got, truth, due)
     assert daemon.metric_sum("wattline_readings_dropped_total") == 0
     if payload_format == "sparkplug":
         assert daemon.metric("wattline_sparkplug_events_total", {"event": "birth"}) == 1.0
@@ -156,25 +163,10 @@ def test_gateway_faults_through_the_daemon_still_match_the_ground_truth(
     newest = max(ts for s in series for ts, _ in s.readings)
     due = sorted(t for (_, t) in truth if t <= newest - LATENESS_S * 1000)
 
-    def written() -> dict:
-        if not store.exists():
-            return {}
-        return {(r["window"], r["time_ms"]): r for r in read_store(store, line=line).to_pylist()
-                if r["site"] == site}
-
-    wait_until(lambda: ("10m", due[-1]) in written(), timeout_s=60,
+    wait_until(lambda: ("10m", due[-1]) in stored_rows(store, site, line), timeout_s=60,
                what=f"the daemon's tick at {due[-1]}")
-    got = written()
-    for window in ("1m", "10m"):
-        for t in due:
-            want, row = truth[(window, t)], got[(window, t)]
-            for field in FIELDS:
-                expected = getattr(want, field)
-                if expected is None:
-                    assert row[field] is None, (window, t, field)
-                else:
-                    assert row[field] == pytest.approx(expected, rel=1e-9, abs=1e-9), (
-                        window, t, field)
+    got = stored_rows(store, site, line)
+    assert_rows_match_truth(got, truth, due)
     dropped = {k: daemon.metric("wattline_readings_dropped_total", {"reason": k})
                for k in ("late", "duplicate")}
     assert not dropped["late"], "nothing the gateway sent was beyond the lateness"

@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
-from wattline.ingest.files import write_atomically
+from wattline.ingest.files import write_arrow_atomically, write_atomically
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sinks.base import IntensitySink, SinkError
 from wattline.ingest.spool import Segment, Spool, SpoolError
@@ -201,12 +200,7 @@ class SpooledSink:
         stamp = f"{time.time_ns()}-{kind}"
         try:
             self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
-
-            def write(f) -> None:  # type: ignore[no-untyped-def]
-                with ipc.new_file(f, table.schema) as writer:
-                    writer.write_table(table)
-
-            write_atomically(self.dead_letter_dir / f"dead-{stamp}.arrow", write)
+            write_arrow_atomically(self.dead_letter_dir / f"dead-{stamp}.arrow", table)
             write_atomically(self.dead_letter_dir / f"dead-{stamp}.txt",
                              lambda f: f.write(reason.encode() + b"\n"))
         except OSError as exc:
