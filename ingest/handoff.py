@@ -6,9 +6,12 @@ a large share of the collector's per-message cost; here a put is a ``deque.appen
 (atomic under the GIL) and the consumer takes whole batches at once. Neither side
 signals the other on every message:
 
-- the consumer, finding the buffer empty, says it is waiting and sleeps on an event
-  for at most ``poll_s``; a producer that sees the flag wakes it. A wake-up missed in
-  the race between the two costs at most ``poll_s`` of latency, never a message;
+- the consumer, finding too few items, says how many it is waiting for and sleeps on
+  an event for at most ``poll_s``; a producer that sees the buffer reach that level
+  wakes it. A wake-up missed in the race between the two costs at most ``poll_s`` of
+  latency, never a message. Waiting for the first item of a batch, the level is one;
+  filling a batch (``fill_s``), it is the batch size, so a consumer collecting a batch
+  is not woken, and a producer does not signal, once per message;
 - the producer, finding the buffer full, sleeps likewise until the consumer has
   taken some (back-pressure: paho stops reading the socket, the broker slows down).
 """
@@ -33,6 +36,7 @@ class Handoff(Generic[T]):
         self._max = max_items
         self._poll_s = poll_s
         self._consumer_waiting = False
+        self._wake_at = 1  # the buffer length at which a waiting consumer is woken
         self._producer_waiting = False
         self._has_items = threading.Event()
         self._has_room = threading.Event()
@@ -54,26 +58,39 @@ class Handoff(Generic[T]):
                     self._has_room.wait(min(left, self._poll_s))
                 self._producer_waiting = False
         self._items.append(item)
-        if self._consumer_waiting:
+        if self._consumer_waiting and len(self._items) >= self._wake_at:
             self._has_items.set()
         return True
 
-    def take(self, max_items: int, wait_s: float) -> list[T]:
-        """Up to ``max_items`` items, oldest first; waits up to ``wait_s`` for the first."""
+    def take(self, max_items: int, wait_s: float, fill_s: float = 0.0) -> list[T]:
+        """Up to ``max_items`` items, oldest first.
+
+        Waits up to ``wait_s`` for the first item; then, with ``fill_s``, up to
+        ``fill_s`` more for the buffer to hold ``max_items`` (a batch that fills
+        sooner is returned at once).
+        """
         if not self._items and wait_s > 0:
-            deadline = time.monotonic() + wait_s
-            while not self._items:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._has_items.clear()
-                self._consumer_waiting = True
-                if not self._items:
-                    self._has_items.wait(min(left, self._poll_s))
-                self._consumer_waiting = False
+            self._wait_for(1, wait_s)
+        if self._items and fill_s > 0 and len(self._items) < max_items:
+            self._wait_for(max_items, fill_s)
         items = self._items
         n = min(max_items, len(items))
         taken = [items.popleft() for _ in range(n)]
         if taken and self._producer_waiting:
             self._has_room.set()
         return taken
+
+    def _wait_for(self, level: int, wait_s: float) -> None:
+        """Sleep until the buffer holds ``level`` items or ``wait_s`` has passed."""
+        deadline = time.monotonic() + wait_s
+        self._wake_at = level
+        while len(self._items) < level:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._has_items.clear()
+            self._consumer_waiting = True
+            if len(self._items) < level:
+                self._has_items.wait(min(left, self._poll_s))
+            self._consumer_waiting = False
+        self._wake_at = 1

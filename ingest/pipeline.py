@@ -22,9 +22,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -33,16 +32,17 @@ import pyarrow as pa
 from wattline.ingest.alerting import ALERT_SCHEMA, LineAlerts, kernel_windows
 from wattline.ingest.checkpoint import load_checkpoint, save_checkpoint
 from wattline.ingest.config import Settings, settings_from_mapping
-from wattline.ingest.decode import decode_meta, decode_readings
+from wattline.ingest.decode import DecodedReadings, decode_meta, decode_readings
 from wattline.ingest.errors import PayloadError, TopicError
 from wattline.ingest.handoff import Handoff
 from wattline.ingest.metrics import CollectorMetrics
+from wattline.ingest.payload_scan import SCANNED, scan_payloads
 from wattline.ingest.reference import load_reference
 from wattline.ingest.registry import MeterDescriptionError, MeterRegistry
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
 from wattline.ingest.sinks.base import IntensitySink, SinkError
 from wattline.ingest.sparkplug import SparkplugDecoder, is_sparkplug
-from wattline.ingest.topics import TopicTemplate, valid_name
+from wattline.ingest.topics import MeterTopic, TopicTemplate, valid_name
 from wattline.ingest.wal import WalRecord, WriteAheadLog, read_wal
 from wattline.kernels import DROP_REASONS, KernelConfig, Readings, Ticks, advance, new_state
 from wattline.kernels.alerts import alert_state_arrays, alert_state_from_arrays
@@ -54,8 +54,9 @@ MAX_HELD_ACKS = 10_000
 """Acknowledgements held (the log could not be written) before a checkpoint is forced."""
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
+    """One MQTT message as received (a tuple: it is made on paho's thread per message)."""
+
     topic: str
     payload: bytes
     received_s: float  # time.time() at receipt
@@ -161,6 +162,8 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._log_once = OncePerMinute()
         self._message_no = 0
+        self._meter_of_topic: dict[str, int] = {}
+        """Reading topics already registered, and their meter numbers."""
         self.failed: BaseException | None = None
         self.heartbeat_s = time.monotonic()
         """Monotonic time the pipeline thread last went round its loop (or a retry)."""
@@ -368,20 +371,13 @@ class Pipeline:
     def _take_batch(self, max_n: int, max_wait: float) -> list[Message]:
         """A batch: up to ``max_n`` messages, collected for at most ``max_wait`` after the
         first (which is waited for up to 0.2 s, so the loop keeps turning)."""
-        batch = self._queue.take(max_n, wait_s=0.2)
-        if not batch:
-            return batch
         # With acknowledgements waiting for the log, the broker sends no more than its
         # in-flight window until we acknowledge: take what is queued and go.
         if self.ack is not None:
             max_wait = 0.0
-        deadline = time.monotonic() + max_wait
-        while len(batch) < max_n and not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            batch += self._queue.take(max_n - len(batch), wait_s=min(left, 0.05))
-        self.metrics.queue_depth.set(len(self._queue))
+        batch = self._queue.take(max_n, wait_s=0.2, fill_s=max_wait)
+        if batch:
+            self.metrics.queue_depth.set(len(self._queue))
         return batch
 
     def process(self, batch: Sequence[Message]) -> pa.Table:
@@ -424,64 +420,88 @@ class Pipeline:
     def _decode(self, batch: Sequence[Message]) -> Readings:
         """Topics and payloads to one columnar batch, in arrival order.
 
-        Per-message work is kept to parsing: counters are summed over the batch and
-        incremented once, and the meter and message columns are built at the end.
+        Per message, only the topic is looked at in Python (a known reading topic is one
+        dictionary lookup). The payloads are then decoded together by the compiled
+        scanner (``payload_scan``), outside the interpreter lock; the few it hands back
+        go through ``decode_readings`` one by one. Counters are summed over the batch.
         """
         s = self.settings
-        max_future_ms, max_past_ms, max_bytes = s.max_future_ms, s.max_past_ms, \
-            s.max_payload_bytes
-        meter_of: list[int] = []  # per kept message: its meter index...
-        count_of: list[int] = []  # ...and how many readings it kept
-        stamps: list[np.ndarray] = []
-        values: list[np.ndarray] = []
-        n_reading_msgs = n_meta_msgs = n_received = 0
-        dropped: dict[str, int] = {}
+        meter_of_topic = self._meter_of_topic
+        sparkplug = self.sparkplug
+        meters: list[int] = []  # per reading message: its meter, or -1 until registered
+        payloads: list[bytes] = []
+        received: list[float] = []
+        names: list[str] = []
+        unregistered: list[tuple[int, MeterTopic]] = []  # (position, topic) of new meters
+        sparkplug_at: list[tuple[int, list[tuple[int, np.ndarray, np.ndarray]]]] = []
+        n_meta_msgs = 0
         for msg in batch:
-            if self.sparkplug is not None and is_sparkplug(msg.topic):
-                for idx, ts, value in self._decode_sparkplug(msg):
-                    meter_of.append(idx)
-                    count_of.append(ts.shape[0])
-                    stamps.append(ts)
-                    values.append(value)
-                continue
-            try:
-                topic = self.topics.parse(msg.topic)
-            except TopicError as exc:
-                self._reject(exc.reason, msg.topic, str(exc))
-                continue
-            if topic.is_meta:
-                n_meta_msgs += 1
-                self._apply_meta(topic, msg)
-                continue
-            n_reading_msgs += 1
+            name = msg.topic
+            meter = meter_of_topic.get(name, -1)
+            if meter < 0:
+                if sparkplug is not None and is_sparkplug(name):
+                    sparkplug_at.append((len(payloads), self._decode_sparkplug(msg)))
+                    continue
+                try:
+                    topic = self.topics.parse(name)
+                except TopicError as exc:
+                    self._reject(exc.reason, name, str(exc))
+                    continue
+                if topic.is_meta:
+                    n_meta_msgs += 1
+                    self._apply_meta(topic, msg)
+                    continue
+                unregistered.append((len(payloads), topic))
+            meters.append(meter)
+            payloads.append(msg.payload)
+            received.append(msg.received_s)
+            names.append(name)
+        n_reading_msgs = len(payloads)
+        n_received = 0
+        dropped: dict[str, int] = {}
+        scanned = scan_payloads(
+            payloads,
+            # Each message is judged against its receipt, also on a replay.
+            (np.array(received, dtype=np.float64) * 1000.0).astype(np.int64),
+            max_future_ms=s.max_future_ms, max_past_ms=s.max_past_ms,
+            max_bytes=s.max_payload_bytes,
+        )
+        kept = scanned.kept
+        n_received += int(kept.sum())
+        out_of_range = int(scanned.out_of_range.sum())
+        if out_of_range:
+            n_received += out_of_range
+            dropped["ts_out_of_range"] = out_of_range
+            for k in np.flatnonzero(scanned.out_of_range):
+                self._log_dropped(names[k], "ts_out_of_range", int(scanned.out_of_range[k]))
+        # Payloads the scanner handed back: decoded one by one, by the definition.
+        slow: dict[int, DecodedReadings] = {}
+        for k in np.flatnonzero(scanned.status != SCANNED).tolist():
             try:
                 decoded = decode_readings(
-                    msg.payload,
-                    now_ms=int(msg.received_s * 1000),  # its receipt, also on a replay
-                    max_future_ms=max_future_ms,
-                    max_past_ms=max_past_ms,
-                    max_bytes=max_bytes,
-                )
+                    payloads[k], now_ms=int(received[k] * 1000),
+                    max_future_ms=s.max_future_ms, max_past_ms=s.max_past_ms,
+                    max_bytes=s.max_payload_bytes)
             except PayloadError as exc:
-                self._reject(exc.reason, msg.topic, exc.detail)
+                self._reject(exc.reason, names[k], exc.detail)
                 continue
-            n_ok = len(decoded.ts_ms)
-            n_received += n_ok
-            if decoded.dropped:
-                for reason, count in decoded.dropped.items():
-                    if count:
-                        n_received += count
-                        dropped[reason] = dropped.get(reason, 0) + count
-                        if self._log_once(reason, msg.topic):
-                            log.warning("dropped %d reading(s) on %r: %s",
-                                        count, msg.topic[:200], reason)
-            if n_ok == 0:
-                continue
-            meter_of.append(
-                self.registry.meter_index(topic.site, topic.line, topic.kind, topic.meter))
-            count_of.append(n_ok)
-            stamps.append(decoded.ts_ms)
-            values.append(decoded.value)
+            slow[k] = decoded
+            kept[k] = len(decoded)
+            n_received += len(decoded)
+            for reason, count in decoded.dropped.items():
+                n_received += count
+                dropped[reason] = dropped.get(reason, 0) + count
+                self._log_dropped(names[k], reason, count)
+        # A meter is registered once a message of it brings a usable reading.
+        for k, topic in unregistered:
+            if kept[k] > 0:
+                meters[k] = meter_of_topic.get(names[k], -1)
+                if meters[k] < 0:
+                    meters[k] = self.registry.meter_index(topic.site, topic.line, topic.kind,
+                                                          topic.meter)
+                    if len(meter_of_topic) >= MAX_CACHED_TOPICS:
+                        meter_of_topic.clear()
+                    meter_of_topic[names[k]] = meters[k]
         if n_reading_msgs:
             self.metrics.messages_received.labels("reading").inc(n_reading_msgs)
         if n_meta_msgs:
@@ -490,16 +510,22 @@ class Pipeline:
             self.metrics.readings_received.inc(n_received)
         for reason, count in dropped.items():
             self.metrics.readings_dropped.labels(reason).inc(count)
-        if not meter_of:
-            return Readings.from_arrays([], [], [], [])
-        counts = np.array(count_of, dtype=np.int64)
-        numbers = np.arange(self._message_no + 1, self._message_no + 1 + len(count_of),
+        if not slow and not sparkplug_at:
+            counts = kept
+            meter_col = np.array(meters, dtype=np.int32)
+            ts_col, value_col = scanned.ts_ms, scanned.value
+        else:
+            meter_col, ts_col, value_col, counts = _in_arrival_order(
+                meters, scanned.status, kept, scanned.ts_ms, scanned.value, slow, sparkplug_at)
+        numbers = np.arange(self._message_no + 1, self._message_no + 1 + counts.shape[0],
                             dtype=np.int64)
-        self._message_no += len(count_of)
-        return Readings.from_arrays(
-            np.repeat(np.array(meter_of, dtype=np.int32), counts), np.concatenate(stamps),
-            np.concatenate(values), np.repeat(numbers, counts),
-        )
+        self._message_no += counts.shape[0]
+        return Readings.from_arrays(np.repeat(meter_col, counts), ts_col, value_col,
+                                    np.repeat(numbers, counts))
+
+    def _log_dropped(self, topic: str, reason: str, count: int) -> None:
+        if self._log_once(reason, topic):
+            log.warning("dropped %d reading(s) on %r: %s", count, topic[:200], reason)
 
     def _decode_sparkplug(self, msg: Message) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """A Sparkplug B message's readings as (meter index, times, values), one per meter.
@@ -665,3 +691,56 @@ class Pipeline:
                         gauge.remove(*labels)
                 else:
                     gauge.labels(*labels).set(value)
+
+
+MAX_CACHED_TOPICS = 100_000
+"""Reading topics whose meter number the pipeline remembers (cleared when full)."""
+
+
+def _in_arrival_order(
+    meters: list[int],
+    status: np.ndarray,
+    kept: np.ndarray,
+    ts_ms: np.ndarray,
+    value: np.ndarray,
+    slow: dict[int, DecodedReadings],
+    sparkplug_at: list[tuple[int, list[tuple[int, np.ndarray, np.ndarray]]]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The batch's messages as (meter, ts, value, readings per message) columns, in the
+    order they arrived: scanned payloads, payloads decoded one by one (``slow``, by
+    position) and Sparkplug messages (each meter's readings one message, placed before
+    the JSON message at their position)."""
+    meter_out: list[int] = []
+    counts: list[int] = []
+    stamps: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    sparkplug_by_position: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+    for position, parts in sparkplug_at:
+        sparkplug_by_position.setdefault(position, []).extend(parts)
+    row = 0
+    for k in range(len(meters) + 1):
+        for idx, ts, v in sparkplug_by_position.get(k, ()):
+            meter_out.append(idx)
+            counts.append(ts.shape[0])
+            stamps.append(ts)
+            values.append(v)
+        if k == len(meters):
+            break
+        n = int(kept[k])
+        if status[k] == SCANNED:
+            ts, v = ts_ms[row:row + n], value[row:row + n]
+            row += n
+        elif k in slow:
+            ts, v = slow[k].ts_ms, slow[k].value
+        else:
+            continue
+        if n:
+            meter_out.append(meters[k])
+            counts.append(n)
+            stamps.append(ts)
+            values.append(v)
+    if not counts:
+        empty = np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.int32), empty, np.empty(0, dtype=np.float64), empty
+    return (np.array(meter_out, dtype=np.int32), np.concatenate(stamps),
+            np.concatenate(values), np.array(counts, dtype=np.int64))
