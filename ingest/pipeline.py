@@ -397,7 +397,8 @@ class Pipeline:
             alerts = pa.concat_tables([alerts, back])
         if table.num_rows:
             self._write(table, "write")
-            self._publish_gauges(table)
+            assert ticks is not None
+            self._publish_gauges(table, ticks.line)
         if alerts.num_rows:
             self._emit_alerts(alerts)
         if self._on_results is not None:
@@ -676,15 +677,24 @@ class Pipeline:
                         break
                     delay = min(delay * 2, 30.0)
 
-    def _publish_gauges(self, table: pa.Table) -> None:
-        cols = table.select(["site", "line", "window", "kgce_per_t", "kwh_per_t"]).to_pydict()
-        latest: dict[tuple[str, str, str], tuple[float | None, float | None]] = {}
+    def _publish_gauges(self, table: pa.Table, tick_lines: np.ndarray) -> None:
+        """Set each line's intensity gauges to its newest tick of the batch.
+
+        ``table`` has one row per tick row (``tick_lines`` gives their kernel lines) and
+        window, in that order; only each line's last tick row is read, so a batch that
+        spans hours of plant time costs no more than one that spans a tick.
+        """
+        n_windows = len(self.window_names)
+        _, first_from_end = np.unique(tick_lines[::-1], return_index=True)
+        last_rows = tick_lines.shape[0] - 1 - first_from_end
+        rows = (last_rows[:, None] * n_windows + np.arange(n_windows)).reshape(-1)
+        cols = table.take(pa.array(rows)).select(
+            ["site", "line", "window", "kgce_per_t", "kwh_per_t"]).to_pydict()
         for site, line, window, kgce, kwh in zip(
             cols["site"], cols["line"], cols["window"], cols["kgce_per_t"], cols["kwh_per_t"],
             strict=True,
         ):
-            latest[(site, line, window)] = (kgce, kwh)
-        for labels, (kgce, kwh) in latest.items():
+            labels = (site, line, window)
             for gauge, value in ((self.metrics.kgce_per_t, kgce), (self.metrics.kwh_per_t, kwh)):
                 if value is None:
                     with contextlib.suppress(KeyError):  # never set: nothing to remove

@@ -58,3 +58,28 @@ def test_a_producing_line_has_an_intensity_in_every_window() -> None:
     last = table.filter(pa.compute.equal(table["time_ms"], pa.compute.max(table["time_ms"])))
     kwh_per_t = dict(zip(last["window"].to_pylist(), last["kwh_per_t"].to_pylist(), strict=True))
     assert kwh_per_t == {"1m": 400.0, "24h": 400.0}
+
+
+def test_the_intensity_gauges_show_each_lines_newest_tick_of_a_batch() -> None:
+    msgs = []
+    for site, minutes in (("north", 5), ("south", 3)):
+        for k in range(minutes * 6 + 1):  # energy per tonne rises tick after tick
+            ts = T0 + 10_000 * k
+            for kind, meter, value in (("energy", "incomer", 100.0 * k + k * k),
+                                       ("production", "scale", 0.25 * k)):
+                payload = json.dumps({"ts": ts, "v": value}).encode()
+                msgs.append(Message(f"factory/{site}/eaf-1/{kind}/{meter}", payload, ts / 1000))
+    pipeline = Pipeline(settings_from_mapping({"max_past": "100000d", "windows": "1m,24h"}),
+                        [RecordingSink()], clock=lambda: T0 / 1000 + 3600)
+    table = pipeline.process(msgs)
+    gauge = pipeline.metrics.registry.get_sample_value
+    for site in ("north", "south"):
+        rows = table.filter(pa.compute.equal(table["site"], site))
+        newest = rows.filter(pa.compute.equal(rows["time_ms"], pa.compute.max(rows["time_ms"])))
+        assert newest.num_rows == 2
+        assert len(set(rows.filter(pa.compute.equal(rows["window"], "1m"))["kgce_per_t"]
+                       .to_pylist())) > 3  # so only the newest tick gives these values
+        for window, expected in zip(newest["window"].to_pylist(),
+                                    newest["kgce_per_t"].to_pylist(), strict=True):
+            labels = {"site": site, "line": "eaf-1", "window": window}
+            assert gauge("wattline_intensity_kgce_per_t", labels) == expected
