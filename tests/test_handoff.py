@@ -59,3 +59,47 @@ def test_a_waiting_consumer_is_woken_by_a_put_well_before_its_timeout() -> None:
     started = time.monotonic()
     assert h.take(1, wait_s=2.0) == ["x"]
     assert time.monotonic() - started < 1.0
+
+
+def test_filling_a_batch_waits_for_more_items_up_to_the_fill_time() -> None:
+    h: Handoff[int] = Handoff(100)
+    h.put(1, timeout_s=0)
+    threading.Timer(0.05, lambda: h.put(2, timeout_s=0)).start()
+    started = time.monotonic()
+    assert h.take(10, wait_s=1.0, fill_s=0.3) == [1, 2]
+    assert 0.25 <= time.monotonic() - started < 1.0
+
+
+def test_a_batch_that_fills_is_returned_at_once_not_after_the_fill_time() -> None:
+    h: Handoff[int] = Handoff(1000, poll_s=5.0)  # only a put's wake-up can end the wait early
+
+    def produce() -> None:
+        for i in range(100):
+            h.put(i, timeout_s=1.0)
+
+    threading.Timer(0.05, produce).start()
+    started = time.monotonic()
+    assert h.take(100, wait_s=2.0, fill_s=3.0) == list(range(100))
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_producer_filling_a_batch_signals_the_consumer_once_not_per_item() -> None:
+    h: Handoff[int] = Handoff(1000, poll_s=5.0)
+    signals = 0
+    original_set = h._has_items.set
+
+    def counting_set() -> None:
+        nonlocal signals
+        signals += 1
+        original_set()
+
+    h._has_items.set = counting_set  # type: ignore[method-assign]
+    h.put(0, timeout_s=0)
+
+    def produce() -> None:
+        for i in range(1, 50):
+            h.put(i, timeout_s=1.0)
+
+    threading.Timer(0.1, produce).start()
+    assert h.take(50, wait_s=1.0, fill_s=3.0) == list(range(50))
+    assert signals == 1
