@@ -638,7 +638,8 @@ class Pipeline:
         self.metrics.readings_accepted.inc(len(readings) - dropped)
         self.metrics.ticks_emitted.inc(len(ticks))
         newest = self.state.newest_ts
-        heard = np.unique(table.line[readings.meter]).tolist()
+        heard = np.flatnonzero(np.bincount(table.line[readings.meter],
+                                           minlength=table.n_lines)).tolist()
         for line_idx in heard:
             self.metrics.last_reading.labels(
                 self.registry.line_sites[line_idx], self.registry.line_names[line_idx]
