@@ -107,7 +107,10 @@ _DAEMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--max-payload-bytes",), {"type": int, "help": "Larger MQTT payloads are rejected "
                                                      "(payload_too_large). [default: 1048576]"}),
     (("--batch-max-messages",), {"type": int, "help": "Messages per batch handed to the "
-                                                      "kernels, at most. [default: 5000]"}),
+                                                      "kernels, at most. A batch holds Python's "
+                                                      "lock while it is worked on, which delays "
+                                                      "the MQTT thread's QoS 1 acknowledgements; "
+                                                      "keep it modest. [default: 1000]"}),
     (("--batch-max-wait",), {"help": "How long a batch may wait to fill before it goes to the "
                                      "kernels. [default: 200ms]"}),
     (("--queue-max-messages",), {"type": int, "help": "Messages queued between the MQTT "

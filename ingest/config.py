@@ -148,7 +148,7 @@ class Settings:
     max_future: str = "5m"
     max_past: str = "30d"
     max_payload_bytes: int = 1_048_576
-    batch_max_messages: int = 5000
+    batch_max_messages: int = 1000
     batch_max_wait: str = "200ms"
     queue_max_messages: int = 100_000
     log_level: str = "info"
