@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-__all__ = ["FALLBACK", "SCANNED", "ScannedPayloads", "scan_payloads"]
+__all__ = ["FALLBACK", "SCANNED", "PayloadScanner", "ScannedPayloads", "scan_payloads"]
 
 SCANNED = 0
 """The payload was decoded here; its readings are in the columns."""
@@ -412,6 +412,56 @@ class ScannedPayloads:
     out_of_range: np.ndarray  # int64
 
 
+class PayloadScanner:
+    """Scans batches of payloads into columns it keeps and reuses (``scan``).
+
+    The columns of one batch run to hundreds of thousands of readings; allocating
+    them afresh for every batch cost about as much as scanning (fresh pages are
+    faulted in on first write), so they are kept between batches and grown when a
+    batch needs more.
+    """
+
+    def __init__(self) -> None:
+        self._ts = np.empty(0, dtype=np.int64)
+        self._v = np.empty(0, dtype=np.float64)
+
+    def scan(
+        self,
+        payloads: Sequence[bytes],
+        now_ms: np.ndarray,
+        *,
+        max_future_ms: int,
+        max_past_ms: int,
+        max_bytes: int,
+    ) -> ScannedPayloads:
+        """Decode ``payloads`` (each judged against its own receipt time ``now_ms[k]``).
+
+        The returned ``ts_ms`` and ``value`` are views of this scanner's columns:
+        valid until its next ``scan``.
+        """
+        count = len(payloads)
+        # Each payload is followed by a NUL, which ends every scan inside it (joining
+        # with one more, empty, payload puts the last NUL in the same copy).
+        buf = np.frombuffer(b"\0".join([*payloads, b""]), dtype=np.uint8)
+        starts = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, payloads), dtype=np.int64, count=count) + 1,
+                  out=starts[1:])
+        # A reading takes at least 4 bytes of a columnar payload ("0," in each list) and
+        # more in the other forms, so this bounds the rows.
+        rows = buf.shape[0] // 4 + count + 1
+        if self._ts.shape[0] < rows:
+            size = max(rows, 2 * self._ts.shape[0])
+            self._ts = np.empty(size, dtype=np.int64)
+            self._v = np.empty(size, dtype=np.float64)
+        status = np.empty(count, dtype=np.int8)
+        kept = np.empty(count, dtype=np.int64)
+        out_of_range = np.empty(count, dtype=np.int64)
+        now = np.asarray(now_ms, dtype=np.int64)
+        n = _scan(buf, starts, now - max_past_ms, now + max_future_ms, max_bytes,
+                  self._ts, self._v, status, kept, out_of_range, _POW10)
+        return ScannedPayloads(self._ts[:n], self._v[:n], status, kept, out_of_range)
+
+
 def scan_payloads(
     payloads: Sequence[bytes],
     now_ms: np.ndarray,
@@ -420,22 +470,6 @@ def scan_payloads(
     max_past_ms: int,
     max_bytes: int,
 ) -> ScannedPayloads:
-    """Decode ``payloads`` (each judged against its own receipt time ``now_ms[k]``)."""
-    count = len(payloads)
-    # Each payload is followed by a NUL, which ends every scan inside it (joining with
-    # one more, empty, payload puts the last NUL in the same copy).
-    buf = np.frombuffer(b"\0".join([*payloads, b""]), dtype=np.uint8)
-    starts = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, payloads), dtype=np.int64, count=count) + 1, out=starts[1:])
-    # A reading takes at least 4 bytes of a columnar payload ("0," in each list) and
-    # more in the other forms, so this bounds the rows.
-    rows = buf.shape[0] // 4 + count + 1
-    out_ts = np.empty(rows, dtype=np.int64)
-    out_v = np.empty(rows, dtype=np.float64)
-    status = np.empty(count, dtype=np.int8)
-    kept = np.empty(count, dtype=np.int64)
-    out_of_range = np.empty(count, dtype=np.int64)
-    now = np.asarray(now_ms, dtype=np.int64)
-    n = _scan(buf, starts, now - max_past_ms, now + max_future_ms, max_bytes,
-              out_ts, out_v, status, kept, out_of_range, _POW10)
-    return ScannedPayloads(out_ts[:n], out_v[:n], status, kept, out_of_range)
+    """Decode ``payloads`` into columns of their own (``PayloadScanner.scan``, once)."""
+    return PayloadScanner().scan(payloads, now_ms, max_future_ms=max_future_ms,
+                                 max_past_ms=max_past_ms, max_bytes=max_bytes)

@@ -36,7 +36,7 @@ from wattline.ingest.decode import DecodedReadings, decode_meta, decode_readings
 from wattline.ingest.errors import PayloadError, TopicError
 from wattline.ingest.handoff import Handoff
 from wattline.ingest.metrics import CollectorMetrics
-from wattline.ingest.payload_scan import SCANNED, scan_payloads
+from wattline.ingest.payload_scan import SCANNED, PayloadScanner
 from wattline.ingest.reference import load_reference
 from wattline.ingest.registry import MeterDescriptionError, MeterRegistry
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
@@ -162,6 +162,7 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._log_once = OncePerMinute()
         self._message_no = 0
+        self._scanner = PayloadScanner()
         self._meter_of_topic: dict[str, int] = {}
         """Reading topics already registered, and their meter numbers."""
         self.failed: BaseException | None = None
@@ -460,7 +461,7 @@ class Pipeline:
         n_reading_msgs = len(payloads)
         n_received = 0
         dropped: dict[str, int] = {}
-        scanned = scan_payloads(
+        scanned = self._scanner.scan(
             payloads,
             # Each message is judged against its receipt, also on a replay.
             (np.array(received, dtype=np.float64) * 1000.0).astype(np.int64),
@@ -521,6 +522,7 @@ class Pipeline:
         numbers = np.arange(self._message_no + 1, self._message_no + 1 + counts.shape[0],
                             dtype=np.int64)
         self._message_no += counts.shape[0]
+        # ts/value may be the scanner's reused columns: valid until the next batch.
         return Readings.from_arrays(np.repeat(meter_col, counts), ts_col, value_col,
                                     np.repeat(numbers, counts))
 
