@@ -733,9 +733,14 @@ def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int
               help="Also measure N `wattline run` processes on one MQTT 5 shared "
                    "subscription (each with its own interpreter), against the same bare "
                    "subscriber.")
+@click.option("--rounds", type=int, default=3, show_default=True,
+              help="Floods per load for the bare subscriber and the collector, alternating; "
+                   "each reports its fastest (a flood of batches lasts a fraction of a second, "
+                   "so one is at the mercy of the machine's other work). The naive loop runs "
+                   "once.")
 def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messages: int,
                  publishers: int, latency_seconds: float, topic_prefix: str,
-                 shared_collectors: int) -> None:
+                 shared_collectors: int, rounds: int) -> None:
     """The collector against a bare paho subscriber and a hand-written json + Point loop.
 
     Single readings and 100-reading batches, at QoS 0 and QoS 1, published by
@@ -752,7 +757,7 @@ def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messa
         result = run_ingest_bench(mqtt_url=mqtt_url, messages=messages,
                                   batch_messages=batch_messages, publishers=publishers,
                                   latency_seconds=latency_seconds, topic_prefix=topic_prefix,
-                                  shared_collectors=shared_collectors,
+                                  shared_collectors=shared_collectors, rounds=rounds,
                                   progress=progress)
     except (RuntimeError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None

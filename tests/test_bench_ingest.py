@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from wattline.ingest.bench.ingest import (
     CASES,
     VARIANTS,
+    Run,
+    _best,
     histogram_quantile,
     message_latencies,
     plant_loads,
@@ -38,7 +40,8 @@ def tiny() -> BenchResult:
     if find_mosquitto() is None:
         pytest.skip("Mosquitto is not installed (make setup)")
     return run_ingest_bench(messages=1_000, batch_messages=100, publishers=2,
-                            lines_per_publisher=2, meters_per_line=3, latency_seconds=0.5)
+                            lines_per_publisher=2, meters_per_line=3, latency_seconds=0.5,
+                            rounds=2)
 
 
 # -- the loads the gateways publish --------------------------------------------------------------
@@ -170,10 +173,24 @@ def test_cli_bench_ingest_ends_with_the_json_object() -> None:
 @needs_mosquitto
 def test_shared_subscription_collectors_get_every_message_and_are_reported() -> None:
     result = run_ingest_bench(messages=400, batch_messages=40, publishers=2,
-                              latency_seconds=0.3, shared_collectors=2)
+                              latency_seconds=0.3, shared_collectors=2, rounds=1)
     for case in result.figures["cases"]:
         assert case["shared_readings_per_s"] > 0
         assert case["shared_over_bare"] > 0
         if case["qos"] == 1:
             assert case["shared_lost"] == 0
     assert any("collectors, shared sub." in row.what for row in result.rows)
+
+
+def test_a_consumer_reports_its_fastest_round_and_the_losses_of_all_its_rounds() -> None:
+    slow = Run(expected=100, handled=100, readings=100, seconds=2.0, publish_per_s=1.0)
+    fast_lossy = Run(expected=100, handled=97, readings=97, seconds=0.5, publish_per_s=1.0)
+    lossy = Run(expected=100, handled=99, readings=99, seconds=1.0, publish_per_s=1.0)
+    best = _best([slow, fast_lossy, lossy])
+    assert best.msgs_per_s == fast_lossy.msgs_per_s
+    assert best.lost == 4
+
+
+def test_the_figures_say_how_many_rounds_were_run(tiny: BenchResult) -> None:
+    assert tiny.figures["rounds"] == 2
+    assert any("fastest of 2" in note for note in tiny.notes)
