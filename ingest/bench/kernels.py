@@ -226,14 +226,18 @@ def _bare_window_sums(line_of_meter, meter, ts, value, n_lines, emit_every, wind
     current = np.full(n_lines, np.iinfo(np.int64).min, dtype=np.int64)
     last = np.full(line_of_meter.shape[0], np.nan)
     checksum = 0.0
+    # Indexes are unsigned, as in the full kernel, so that neither pays Numba's test
+    # for a negative index (worth 9 % here, 30 % in the full kernel).
     for i in range(meter.shape[0]):
-        m = meter[i]
-        delta = value[i] - last[m]
-        last[m] = value[i]
+        iu = np.uint64(i)
+        m = np.uint64(meter[iu])
+        v = value[iu]
+        delta = v - last[m]
+        last[m] = v
         if delta != delta:  # the meter's first reading: its baseline
             continue
-        line = line_of_meter[m]
-        tick = -((-ts[i]) // emit_every)  # a delta at t counts at tick ceil(t / E)
+        line = np.uint64(line_of_meter[m])
+        tick = -((-ts[iu]) // emit_every)  # a delta at t counts at tick ceil(t / E)
         if current[line] == np.iinfo(np.int64).min:
             current[line] = tick
         while current[line] < tick:
@@ -241,14 +245,14 @@ def _bare_window_sums(line_of_meter, meter, ts, value, n_lines, emit_every, wind
             # A slot never entered holds zero, so a young line subtracts nothing.
             k = current[line] + 1
             for w in range(n_windows):
-                sums[line, w] -= ring[line, (k - window_ticks[w]) % ring_len]
-            ring[line, k % ring_len] = 0.0
+                sums[line, np.uint64(w)] -= ring[line, np.uint64((k - window_ticks[w]) % ring_len)]
+            ring[line, np.uint64(k % ring_len)] = 0.0
             current[line] = k
             checksum += sums[line, 0]
-        ring[line, tick % ring_len] += delta
+        ring[line, np.uint64(tick % ring_len)] += delta
         for w in range(n_windows):
             if tick > current[line] - window_ticks[w]:
-                sums[line, w] += delta
+                sums[line, np.uint64(w)] += delta
     return sums, current, checksum
 
 
