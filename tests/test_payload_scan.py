@@ -191,3 +191,19 @@ def test_plain_readings_are_always_scanned_whatever_their_spacing_or_number_styl
     else:
         raw = "[" + ",".join(f'{{"v":{v},"ts":{t}}}' for t, v in readings) + "]"
     assert assert_agrees_with_decode([raw.encode()]) == 1, raw
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=8))
+def test_arbitrary_bytes_are_handed_back_or_decoded_as_decode_readings_does(
+        payloads: list[bytes]) -> None:
+    assert_agrees_with_decode(payloads)
+
+
+def test_a_payload_cut_short_anywhere_is_handed_back_or_decoded_as_decode_readings_does() -> None:
+    """Truncation, the way a scanner reads past its input, at every cut of every form."""
+    whole = [b'{"ts": [1732406400000, 1732406401000], "v": [1.5, -2.25e3]}',
+             b'[{"ts": 1732406400000, "v": 0.001}, {"v": 7, "ts": 1732406402000}]',
+             b'{"ts": 1732406400000, "v": -0.0}']
+    cuts = [payload[:n] for payload in whole for n in range(len(payload) + 1)]
+    assert assert_agrees_with_decode(cuts) == len(whole)  # only the whole ones scan
