@@ -80,7 +80,7 @@ def _digits(buf, p):
     return value, p
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _number(buf, p, want_int, pow10):
     """A JSON number at ``p``: (ok, end, integer value, float value).
 
@@ -153,7 +153,7 @@ def _number(buf, p, want_int, pow10):
     return True, p, 0, x
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _key(buf, p):
     """A key at ``p`` (after its opening quote): (1 for "ts", 2 for "v", 0 other, end)."""
     start = p
@@ -262,7 +262,7 @@ def _array(buf, p, want_int, out_ts, out_v, at, pow10):
         p = _skip_ws(buf, p + 1)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _object(buf, p, out_ts, out_v, at, scalars_only, pow10):
     """An object at ``p`` (after ``{``) with exactly the keys ``ts`` and ``v``.
 
@@ -325,7 +325,7 @@ def _object(buf, p, out_ts, out_v, at, scalars_only, pow10):
     return True, p, n_ts
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _payload(buf, p, e, out_ts, out_v, at, pow10):
     """One payload ``buf[p:e]`` (``buf[e]`` is its NUL): (ok, readings written from ``at``)."""
     p = _skip_ws(buf, p)
