@@ -418,10 +418,13 @@ class PayloadScanner:
     The columns of one batch run to hundreds of thousands of readings; allocating
     them afresh for every batch cost about as much as scanning (fresh pages are
     faulted in on first write), so they are kept between batches and grown when a
-    batch needs more.
+    batch needs more, up to ``max_rows`` readings (16 bytes each). Payloads that do
+    not fit in that are handed back like any other the scanner is not sure of, so a
+    batch of huge payloads costs memory in proportion to its readings, not more.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_rows: int = 1 << 20) -> None:
+        self.max_rows = max_rows
         self._ts = np.empty(0, dtype=np.int64)
         self._v = np.empty(0, dtype=np.float64)
 
@@ -448,9 +451,9 @@ class PayloadScanner:
                   out=starts[1:])
         # A reading takes at least 4 bytes of a columnar payload ("0," in each list) and
         # more in the other forms, so this bounds the rows.
-        rows = buf.shape[0] // 4 + count + 1
+        rows = min(buf.shape[0] // 4 + count + 1, self.max_rows)
         if self._ts.shape[0] < rows:
-            size = max(rows, 2 * self._ts.shape[0])
+            size = min(max(rows, 2 * self._ts.shape[0]), self.max_rows)
             self._ts = np.empty(size, dtype=np.int64)
             self._v = np.empty(size, dtype=np.float64)
         status = np.empty(count, dtype=np.int8)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wattline.ingest.decode import decode_readings
-from wattline.ingest.payload_scan import FALLBACK, SCANNED, scan_payloads
+from wattline.ingest.payload_scan import FALLBACK, SCANNED, PayloadScanner, scan_payloads
 
 NOW_MS = 1_732_406_400_000
 LIMITS = {"max_future_ms": 300_000, "max_past_ms": 30 * 86_400_000, "max_bytes": 4096}
@@ -207,3 +207,14 @@ def test_a_payload_cut_short_anywhere_is_handed_back_or_decoded_as_decode_readin
              b'{"ts": 1732406400000, "v": -0.0}']
     cuts = [payload[:n] for payload in whole for n in range(len(payload) + 1)]
     assert assert_agrees_with_decode(cuts) == len(whole)  # only the whole ones scan
+
+
+def test_payloads_beyond_the_scanners_row_limit_are_handed_back_not_cut() -> None:
+    scanner = PayloadScanner(max_rows=5)
+    payloads = [b'{"ts": [%d, %d], "v": [1, 2]}' % (NOW_MS + 2 * k, NOW_MS + 2 * k + 1)
+                for k in range(3)]
+    result = scanner.scan(payloads, np.full(3, NOW_MS, dtype=np.int64), **LIMITS)
+    assert result.status.tolist() == [SCANNED, SCANNED, FALLBACK]
+    assert result.ts_ms.tolist() == [NOW_MS, NOW_MS + 1, NOW_MS + 2, NOW_MS + 3]
+    again = scanner.scan(payloads[2:], np.full(1, NOW_MS, dtype=np.int64), **LIMITS)
+    assert again.status.tolist() == [SCANNED]  # the columns are reused, not grown
