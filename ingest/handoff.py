@@ -81,8 +81,10 @@ class Handoff(Generic[T]):
         return taken
 
     def _wait_for(self, level: int, wait_s: float) -> None:
-        """Sleep until the buffer holds ``level`` items or ``wait_s`` has passed."""
+        """Sleep until the buffer holds ``level`` items (or is full) or ``wait_s`` has
+        passed. A full buffer ends the wait: its producer is waiting for room."""
         deadline = time.monotonic() + wait_s
+        level = min(level, self._max)
         self._wake_at = level
         while len(self._items) < level:
             left = deadline - time.monotonic()

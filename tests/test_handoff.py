@@ -103,3 +103,21 @@ def test_a_producer_filling_a_batch_signals_the_consumer_once_not_per_item() -> 
     threading.Timer(0.1, produce).start()
     assert h.take(50, wait_s=1.0, fill_s=3.0) == list(range(50))
     assert signals == 1
+
+
+def test_a_batch_larger_than_the_buffer_is_returned_once_the_buffer_is_full() -> None:
+    h: Handoff[int] = Handoff(10, poll_s=5.0)  # a producer blocks once 10 are queued
+
+    def produce() -> None:
+        for i in range(50):
+            h.put(i, timeout_s=5.0)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    started = time.monotonic()
+    got: list[int] = []
+    while len(got) < 50 and time.monotonic() - started < 10:
+        got += h.take(1000, wait_s=1.0, fill_s=3.0)
+    producer.join(5)
+    assert got == list(range(50))
+    assert time.monotonic() - started < 2.0  # not one fill time per bufferful
