@@ -23,26 +23,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import orjson
 import pyarrow as pa
 
 from wattline.ingest.alerting import ALERT_SCHEMA, LineAlerts, kernel_windows
+from wattline.ingest.batch_decode import BatchDecoder, Message
 from wattline.ingest.checkpoint import load_checkpoint, save_checkpoint
 from wattline.ingest.config import Settings, settings_from_mapping
-from wattline.ingest.decode import DecodedReadings, decode_meta, decode_readings
-from wattline.ingest.errors import PayloadError, TopicError
 from wattline.ingest.handoff import Handoff
 from wattline.ingest.metrics import CollectorMetrics
-from wattline.ingest.payload_scan import SCANNED, PayloadScanner
 from wattline.ingest.reference import load_reference
-from wattline.ingest.registry import MeterDescriptionError, MeterRegistry
+from wattline.ingest.registry import MeterRegistry
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
 from wattline.ingest.sinks.base import IntensitySink, SinkError
-from wattline.ingest.sparkplug import SparkplugDecoder, is_sparkplug
-from wattline.ingest.topics import MeterTopic, TopicTemplate, valid_name
 from wattline.ingest.wal import WalRecord, WriteAheadLog, read_wal
 from wattline.kernels import DROP_REASONS, KernelConfig, Readings, Ticks, advance, new_state
 from wattline.kernels.alerts import alert_state_arrays, alert_state_from_arrays
@@ -52,15 +48,6 @@ log = logging.getLogger("wattline.pipeline")
 
 MAX_HELD_ACKS = 10_000
 """Acknowledgements held (the log could not be written) before a checkpoint is forced."""
-
-
-class Message(NamedTuple):
-    """One MQTT message as received (a tuple: it is made on paho's thread per message)."""
-
-    topic: str
-    payload: bytes
-    received_s: float  # time.time() at receipt
-    ack: Any = None  # the MQTT source's token, to acknowledge once the message is durable
 
 
 class OncePerMinute:
@@ -137,11 +124,10 @@ class Pipeline:
         self.publish_alert_state: Callable[[str, bytes], None] | None = None
         """Publishes a line's retained alert state (topic, payload); set by the collector."""
         self._last_stale_check_s = 0.0
-        self.sparkplug = SparkplugDecoder() if settings.sparkplug else None
-        self.publish_command: Callable[[str, bytes], None] | None = None
-        """Publishes a Sparkplug command (a rebirth request); set by the collector."""
         self._pending_settings: Settings | None = None
-        self.topics = TopicTemplate(settings.topic_template, prefix=settings.topic_prefix)
+        self._log_once = OncePerMinute()
+        self.decoder = BatchDecoder(settings, self.registry, self.metrics, self._log_once)
+        self.topics = self.decoder.topics
         self.state = new_state(self.kernel_config, 0, 0)
         self._generation = 0
         self._checkpoint_every_s = settings.checkpoint_every_ms / 1000.0
@@ -160,14 +146,18 @@ class Pipeline:
         self._queue: Handoff[Message] = Handoff(settings.queue_max_messages)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._log_once = OncePerMinute()
-        self._message_no = 0
-        self._scanner = PayloadScanner()
-        self._meter_of_topic: dict[str, int] = {}
-        """Reading topics already registered, and their meter numbers."""
         self.failed: BaseException | None = None
         self.heartbeat_s = time.monotonic()
         """Monotonic time the pipeline thread last went round its loop (or a retry)."""
+
+    @property
+    def publish_command(self) -> Callable[[str, bytes], None] | None:
+        """Publishes a Sparkplug command (a rebirth request); set by the collector."""
+        return self.decoder.publish_command
+
+    @publish_command.setter
+    def publish_command(self, publish: Callable[[str, bytes], None] | None) -> None:
+        self.decoder.publish_command = publish
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -334,6 +324,7 @@ class Pipeline:
             return
         state = self.alerts.state
         self.settings = settings
+        self.decoder.settings = settings
         self._checkpoint_every_s = settings.checkpoint_every_ms / 1000.0
         alerts = LineAlerts(settings, self.kernel_config, load_reference(), self.metrics,
                             state=state)
@@ -384,7 +375,7 @@ class Pipeline:
     def process(self, batch: Sequence[Message]) -> pa.Table:
         """Run one batch of messages through decoding, the kernels and the sinks."""
         started = time.perf_counter()
-        readings = self._decode(batch)
+        readings = self.decoder.decode(batch)
         ticks, heard = self._run_kernels(readings)
         sites, names = self.registry.line_sites, self.registry.line_names
         if ticks is None:
@@ -411,186 +402,6 @@ class Pipeline:
         self.metrics.batches.inc()
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return table
-
-    def _reject(self, reason: str, topic: str, detail: str) -> None:
-        self.metrics.payload_errors.labels(reason).inc()
-        if self._log_once(reason, topic):
-            log.warning("dropped a message on %r: %s (%s); further ones like it on this topic "
-                        "are counted in wattline_payload_errors_total{reason=%r} and not logged "
-                        "for a minute", topic[:200], reason, detail[:300], reason)
-
-    def _decode(self, batch: Sequence[Message]) -> Readings:
-        """Topics and payloads to one columnar batch, in arrival order.
-
-        Per message, only the topic is looked at in Python (a known reading topic is one
-        dictionary lookup). The payloads are then decoded together by the compiled
-        scanner (``payload_scan``), outside the interpreter lock; the few it hands back
-        go through ``decode_readings`` one by one. Counters are summed over the batch.
-        """
-        s = self.settings
-        meter_of_topic = self._meter_of_topic
-        sparkplug = self.sparkplug
-        meters: list[int] = []  # per reading message: its meter, or -1 until registered
-        payloads: list[bytes] = []
-        received: list[float] = []
-        names: list[str] = []
-        unregistered: list[tuple[int, MeterTopic]] = []  # (position, topic) of new meters
-        sparkplug_at: list[tuple[int, list[tuple[int, np.ndarray, np.ndarray]]]] = []
-        n_meta_msgs = 0
-        for msg in batch:
-            name = msg.topic
-            meter = meter_of_topic.get(name, -1)
-            if meter < 0:
-                if sparkplug is not None and is_sparkplug(name):
-                    sparkplug_at.append((len(payloads), self._decode_sparkplug(msg)))
-                    continue
-                try:
-                    topic = self.topics.parse(name)
-                except TopicError as exc:
-                    self._reject(exc.reason, name, str(exc))
-                    continue
-                if topic.is_meta:
-                    n_meta_msgs += 1
-                    self._apply_meta(topic, msg)
-                    continue
-                unregistered.append((len(payloads), topic))
-            meters.append(meter)
-            payloads.append(msg.payload)
-            received.append(msg.received_s)
-            names.append(name)
-        n_reading_msgs = len(payloads)
-        n_received = 0
-        dropped: dict[str, int] = {}
-        scanned = self._scanner.scan(
-            payloads,
-            # Each message is judged against its receipt, also on a replay.
-            (np.array(received, dtype=np.float64) * 1000.0).astype(np.int64),
-            max_future_ms=s.max_future_ms, max_past_ms=s.max_past_ms,
-            max_bytes=s.max_payload_bytes,
-        )
-        kept = scanned.kept
-        n_received += int(kept.sum())
-        out_of_range = int(scanned.out_of_range.sum())
-        if out_of_range:
-            n_received += out_of_range
-            dropped["ts_out_of_range"] = out_of_range
-            for k in np.flatnonzero(scanned.out_of_range):
-                self._log_dropped(names[k], "ts_out_of_range", int(scanned.out_of_range[k]))
-        # Payloads the scanner handed back: decoded one by one, by the definition.
-        slow: dict[int, DecodedReadings] = {}
-        for k in np.flatnonzero(scanned.status != SCANNED).tolist():
-            try:
-                decoded = decode_readings(
-                    payloads[k], now_ms=int(received[k] * 1000),
-                    max_future_ms=s.max_future_ms, max_past_ms=s.max_past_ms,
-                    max_bytes=s.max_payload_bytes)
-            except PayloadError as exc:
-                self._reject(exc.reason, names[k], exc.detail)
-                continue
-            slow[k] = decoded
-            kept[k] = len(decoded)
-            n_received += len(decoded)
-            for reason, count in decoded.dropped.items():
-                n_received += count
-                dropped[reason] = dropped.get(reason, 0) + count
-                self._log_dropped(names[k], reason, count)
-        # A meter is registered once a message of it brings a usable reading.
-        for k, topic in unregistered:
-            if kept[k] > 0:
-                meters[k] = meter_of_topic.get(names[k], -1)
-                if meters[k] < 0:
-                    meters[k] = self.registry.meter_index(topic.site, topic.line, topic.kind,
-                                                          topic.meter)
-                    if len(meter_of_topic) >= MAX_CACHED_TOPICS:
-                        meter_of_topic.clear()
-                    meter_of_topic[names[k]] = meters[k]
-        if n_reading_msgs:
-            self.metrics.messages_received.labels("reading").inc(n_reading_msgs)
-        if n_meta_msgs:
-            self.metrics.messages_received.labels("meta").inc(n_meta_msgs)
-        if n_received:
-            self.metrics.readings_received.inc(n_received)
-        for reason, count in dropped.items():
-            self.metrics.readings_dropped.labels(reason).inc(count)
-        if not slow and not sparkplug_at:
-            counts = kept
-            meter_col = np.array(meters, dtype=np.int32)
-            ts_col, value_col = scanned.ts_ms, scanned.value
-        else:
-            meter_col, ts_col, value_col, counts = _in_arrival_order(
-                meters, scanned.status, kept, scanned.ts_ms, scanned.value, slow, sparkplug_at)
-        numbers = np.arange(self._message_no + 1, self._message_no + 1 + counts.shape[0],
-                            dtype=np.int64)
-        self._message_no += counts.shape[0]
-        # ts/value may be the scanner's reused columns: valid until the next batch.
-        return Readings.from_arrays(np.repeat(meter_col, counts), ts_col, value_col,
-                                    np.repeat(numbers, counts))
-
-    def _log_dropped(self, topic: str, reason: str, count: int) -> None:
-        if self._log_once(reason, topic):
-            log.warning("dropped %d reading(s) on %r: %s", count, topic[:200], reason)
-
-    def _decode_sparkplug(self, msg: Message) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """A Sparkplug B message's readings as (meter index, times, values), one per meter.
-
-        Each meter's readings count as one message of the contract (judged against the
-        line's watermark before them), in the order of the metrics.
-        """
-        s = self.settings
-        assert self.sparkplug is not None
-        self.metrics.messages_received.labels("sparkplug").inc()
-        try:
-            result = self.sparkplug.decode(msg.topic, msg.payload, max_bytes=s.max_payload_bytes)
-        except PayloadError as exc:
-            self._reject(exc.reason, msg.topic, exc.detail)
-            return []
-        for event in result.events:
-            self.metrics.sparkplug_events.labels(event).inc()
-        if result.rebirth is not None and self.publish_command is not None:
-            self.publish_command(*result.rebirth)
-            log.warning("asked edge node %s/%s for a rebirth (%s)", result.site, result.line,
-                        ", ".join(e for e in result.events if e != "rebirth_requested")
-                        or "data before its birth")
-        if not (valid_name(result.site) and valid_name(result.line)):
-            self._reject("topic_name", msg.topic, "group or edge node id is not a valid name")
-            return []
-        now_ms = int(msg.received_s * 1000)
-        out = []
-        dropped = dict(result.dropped)
-        received = sum(dropped.values())
-        for r in result.readings:
-            received += r.ts_ms.shape[0]
-            if not valid_name(r.meter):
-                self._reject("topic_name", msg.topic, f"metric meter {r.meter[:80]!r}")
-                continue
-            keep = ((r.ts_ms <= now_ms + s.max_future_ms)
-                    & (r.ts_ms >= now_ms - s.max_past_ms))
-            if not keep.all():
-                dropped["ts_out_of_range"] = (dropped.get("ts_out_of_range", 0)
-                                              + int((~keep).sum()))
-            if keep.any():
-                idx = self.registry.meter_index(result.site, result.line, r.kind, r.meter)
-                out.append((idx, r.ts_ms[keep], r.value[keep]))
-        self.metrics.readings_received.inc(received)
-        for reason, count in dropped.items():
-            if count:
-                self.metrics.readings_dropped.labels(reason).inc(count)
-                if self._log_once(reason, msg.topic):
-                    log.warning("dropped %d reading(s) on %r: %s", count, msg.topic[:200],
-                                reason)
-        return out
-
-    def _apply_meta(self, topic: object, msg: Message) -> None:
-        try:
-            meta = decode_meta(msg.payload)
-            self.registry.apply_meta(
-                topic.site, topic.line, topic.kind, topic.meter,  # type: ignore[attr-defined]
-                meta.carrier, meta.unit, meta.mode, meta.rollover,
-            )
-        except PayloadError as exc:
-            self._reject(exc.reason, msg.topic, exc.detail)
-        except MeterDescriptionError as exc:
-            self._reject("meta_invalid", msg.topic, str(exc))
 
     def _check_stale_lines(self) -> None:
         """Once a second: start a stale alert on each line quiet for --stale-after."""
@@ -704,56 +515,3 @@ class Pipeline:
                         gauge.remove(*labels)
                 else:
                     gauge.labels(*labels).set(value)
-
-
-MAX_CACHED_TOPICS = 100_000
-"""Reading topics whose meter number the pipeline remembers (cleared when full)."""
-
-
-def _in_arrival_order(
-    meters: list[int],
-    status: np.ndarray,
-    kept: np.ndarray,
-    ts_ms: np.ndarray,
-    value: np.ndarray,
-    slow: dict[int, DecodedReadings],
-    sparkplug_at: list[tuple[int, list[tuple[int, np.ndarray, np.ndarray]]]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The batch's messages as (meter, ts, value, readings per message) columns, in the
-    order they arrived: scanned payloads, payloads decoded one by one (``slow``, by
-    position) and Sparkplug messages (each meter's readings one message, placed before
-    the JSON message at their position)."""
-    meter_out: list[int] = []
-    counts: list[int] = []
-    stamps: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    sparkplug_by_position: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-    for position, parts in sparkplug_at:
-        sparkplug_by_position.setdefault(position, []).extend(parts)
-    row = 0
-    for k in range(len(meters) + 1):
-        for idx, ts, v in sparkplug_by_position.get(k, ()):
-            meter_out.append(idx)
-            counts.append(ts.shape[0])
-            stamps.append(ts)
-            values.append(v)
-        if k == len(meters):
-            break
-        n = int(kept[k])
-        if status[k] == SCANNED:
-            ts, v = ts_ms[row:row + n], value[row:row + n]
-            row += n
-        elif k in slow:
-            ts, v = slow[k].ts_ms, slow[k].value
-        else:
-            continue
-        if n:
-            meter_out.append(meters[k])
-            counts.append(n)
-            stamps.append(ts)
-            values.append(v)
-    if not counts:
-        empty = np.empty(0, dtype=np.int64)
-        return np.empty(0, dtype=np.int32), empty, np.empty(0, dtype=np.float64), empty
-    return (np.array(meter_out, dtype=np.int32), np.concatenate(stamps),
-            np.concatenate(values), np.array(counts, dtype=np.int64))

@@ -19,9 +19,9 @@ its own (which also loads the kernels' compiled code), then the publishers are
 released together. The bare subscriber and the collector each get ``rounds``
 floods of every load, in alternating order, and report their fastest: a flood of
 5,000 batches lasts a fraction of a second, so a single one mostly measures what
-else the machine was doing. The naive loop runs once. Rates run from that release to the last message handled
-(the collector: to the end of the batch that held it). Lost is expected minus
-handled; at QoS 1 it must be 0.
+else the machine was doing. The naive loop runs once. Rates run from that release
+to the last message handled (the collector: to the end of the batch that held it).
+Lost is expected minus handled; at QoS 1 it must be 0.
 
 Latency, publish to kernel output, is measured after the collector's flood on
 the same collector: one publisher sends fresh lines paced at ``latency_load``
