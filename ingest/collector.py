@@ -96,7 +96,7 @@ class Collector:
         if self.durable_acks:
             self.pipeline.ack = self.source.ack
         self.pipeline.publish_alert_state = self._publish_retained
-        self.pipeline.publish_command = self._publish_command
+        self.pipeline.decoder.publish_command = self._publish_command
         # After a reconnect, say again what is active (the broker may have restarted empty).
         self.source.on_connect.append(self.pipeline.republish_alerts)
         self._server: object | None = None

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-__all__ = ["FALLBACK", "SCANNED", "PayloadScanner", "ScannedPayloads", "scan_payloads"]
+__all__ = ["FALLBACK", "SCANNED", "PayloadScanner", "ScannedPayloads"]
 
 SCANNED = 0
 """The payload was decoded here; its readings are in the columns."""
@@ -464,15 +464,3 @@ class PayloadScanner:
                   self._ts, self._v, status, kept, out_of_range, _POW10)
         return ScannedPayloads(self._ts[:n], self._v[:n], status, kept, out_of_range)
 
-
-def scan_payloads(
-    payloads: Sequence[bytes],
-    now_ms: np.ndarray,
-    *,
-    max_future_ms: int,
-    max_past_ms: int,
-    max_bytes: int,
-) -> ScannedPayloads:
-    """Decode ``payloads`` into columns of their own (``PayloadScanner.scan``, once)."""
-    return PayloadScanner().scan(payloads, now_ms, max_future_ms=max_future_ms,
-                                 max_past_ms=max_past_ms, max_bytes=max_bytes)

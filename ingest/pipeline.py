@@ -150,15 +150,6 @@ class Pipeline:
         self.heartbeat_s = time.monotonic()
         """Monotonic time the pipeline thread last went round its loop (or a retry)."""
 
-    @property
-    def publish_command(self) -> Callable[[str, bytes], None] | None:
-        """Publishes a Sparkplug command (a rebirth request); set by the collector."""
-        return self.decoder.publish_command
-
-    @publish_command.setter
-    def publish_command(self, publish: Callable[[str, bytes], None] | None) -> None:
-        self.decoder.publish_command = publish
-
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
@@ -389,7 +380,7 @@ class Pipeline:
             alerts = pa.concat_tables([alerts, back])
         if table.num_rows:
             self._write(table, "write")
-            assert ticks is not None
+        if ticks is not None and len(ticks):
             self._publish_gauges(table, ticks.line)
         if alerts.num_rows:
             self._emit_alerts(alerts)

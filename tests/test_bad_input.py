@@ -5,7 +5,6 @@ still make exactly the expected points."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,13 @@ from tests.processes import Mosquitto, VictoriaMetrics, Wattline, wait_until
 from tests.test_e2e_pipeline import (
     CHECKED_TICKS_MS,
     LINE,
-    TICK_MS,
     WINDOWS_MS,
     close_publisher,
     connect_publisher,
     expected_point,
     publish_all,
     readings_messages,
+    recent_start_ms,
     wait_until_subscribed,
 )
 
@@ -77,7 +76,7 @@ def test_bad_input_is_counted_by_reason_and_the_good_readings_still_flow(
     ])
     client = connect_publisher(broker.port)
     try:
-        start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+        start_ms = recent_start_ms()
         good: list[tuple[str, Any]] = readings_messages(site, start_ms)
         cases, payload_errors, dropped = bad_messages(site, start_ms)
         wait_until_subscribed(daemon, client, site, timeout_s=30)

@@ -122,6 +122,12 @@ def test_stream_has_idle_ticks_in_both_windows() -> None:
         assert any("kgce_per_t" in p for p in points)
 
 
+def recent_start_ms() -> int:
+    """Where a test stream starts: twenty minutes ago, on a tick (well inside the daemon's
+    accepted time range, and long enough ago that its last ticks are due)."""
+    return (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+
+
 def readings_messages(site: str, start_ms: int) -> list[tuple[str, Any]]:
     """The (topic, JSON payload) messages of the stream, in publishing order."""
     energy = f"factory/{site}/{LINE}/energy/{ENERGY_METER}"
@@ -248,6 +254,18 @@ def wait_until_subscribed(
         time.sleep(0.3)
 
 
+def publish_stream(daemon: Wattline, broker_port: int, site: str,
+                   messages: list[tuple[str, Any]]) -> None:
+    """As a gateway: once ``daemon`` has subscribed, publish ``messages`` at QoS 1 and
+    wait for the broker's acknowledgements."""
+    client = connect_publisher(broker_port)
+    try:
+        wait_until_subscribed(daemon, client, site, timeout_s=30)
+        publish_all(client, messages, timeout_s=30)
+    finally:
+        close_publisher(client)
+
+
 @pytest.mark.e2e
 def test_daemon_writes_hand_computed_intensity_to_victoria(
     mosquitto_for_e2e: Mosquitto,
@@ -265,7 +283,7 @@ def test_daemon_writes_hand_computed_intensity_to_victoria(
         "--emit-every", "10s", "--windows", "1m,2m", "--allowed-lateness", "5s",
         "--store", str(tmp_path / "store"),
     ])
-    start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+    start_ms = recent_start_ms()
     wait_until_subscribed(daemon, publisher, site, timeout_s=30)
 
     messages = readings_messages(site, start_ms)

@@ -12,13 +12,13 @@ from tests.processes import Mosquitto, VictoriaMetrics, Wattline, wait_until
 from tests.test_e2e_pipeline import (
     CHECKED_TICKS_MS,
     LINE,
-    TICK_MS,
     assert_every_expected_point,
     close_publisher,
     connect_publisher,
     count_readings,
     publish_all,
     readings_messages,
+    recent_start_ms,
     wait_until_subscribed,
 )
 
@@ -48,7 +48,7 @@ def test_a_database_outage_mid_stream_loses_no_point(
     ])
     client = connect_publisher(broker.port)
     try:
-        start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+        start_ms = recent_start_ms()
         messages = readings_messages(site, start_ms)
         third = len(messages) // 3
         wait_until_subscribed(daemon, client, site, timeout_s=30)
@@ -105,7 +105,7 @@ def test_a_broker_restart_loses_nothing_with_a_persistent_session(
         "--mqtt-protocol", protocol, "--emit-every", "10s", "--windows", "1m,2m",
         "--allowed-lateness", "5s", "--store", str(tmp_path / "store"),
     ])
-    start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+    start_ms = recent_start_ms()
     messages = readings_messages(site, start_ms)
     half = len(messages) // 2
     sent = count_readings(messages)
@@ -154,7 +154,7 @@ def test_readings_published_while_the_daemon_is_down_arrive_after_its_restart(
             "--mqtt-protocol", protocol, "--emit-every", "10s", "--windows", "1m,2m",
             "--allowed-lateness", "5s", "--store", str(tmp_path / "store"),
             "--state-dir", str(tmp_path / "state")]
-    start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+    start_ms = recent_start_ms()
     messages = readings_messages(site, start_ms)
     half = len(messages) // 2
     client = connect_publisher(broker.port)

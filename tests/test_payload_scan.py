@@ -15,14 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wattline.ingest.decode import decode_readings
-from wattline.ingest.payload_scan import FALLBACK, SCANNED, PayloadScanner, scan_payloads
+from wattline.ingest.payload_scan import FALLBACK, SCANNED, PayloadScanner
 
 NOW_MS = 1_732_406_400_000
 LIMITS = {"max_future_ms": 300_000, "max_past_ms": 30 * 86_400_000, "max_bytes": 4096}
 
 
 def scan(payloads: list[bytes], now_ms: int = NOW_MS):  # type: ignore[no-untyped-def]
-    return scan_payloads(payloads, np.full(len(payloads), now_ms, dtype=np.int64), **LIMITS)
+    now = np.full(len(payloads), now_ms, dtype=np.int64)
+    return PayloadScanner().scan(payloads, now, **LIMITS)
 
 
 def assert_agrees_with_decode(payloads: list[bytes], now_ms: int = NOW_MS) -> int:

@@ -13,12 +13,12 @@ import pytest
 
 from tests.processes import Mosquitto, Wattline, wait_until
 from tests.test_e2e_pipeline import (
-    TICK_MS,
     close_publisher,
     connect_publisher,
     count_readings,
     publish_all,
     readings_messages,
+    recent_start_ms,
     wait_until_subscribed,
 )
 from wattline.ingest.sinks.parquet_store import read_store
@@ -61,7 +61,7 @@ def test_a_restart_resumes_the_windows_exactly(
     tmp_path: Path,
     with_state: bool,
 ) -> None:
-    start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+    start_ms = recent_start_ms()
     messages = readings_messages(site, start_ms)
     half = len(messages) // 2
 
@@ -90,7 +90,7 @@ def test_a_daemon_killed_mid_stream_and_restarted_writes_what_an_uninterrupted_o
     """SIGKILL while messages are in flight: what the first daemon acknowledged is in its
     write-ahead log and replayed; what it had not acknowledged the broker sends again
     (persistent session); what came while it was down the broker queued."""
-    start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+    start_ms = recent_start_ms()
     messages = readings_messages(site, start_ms)
     third = len(messages) // 3
     straight = _run(wattline_daemon, make_mosquitto(), site, [messages],

@@ -26,12 +26,10 @@ from tests.test_e2e_pipeline import (
     TICK_MS,
     WINDOWS_MS,
     assert_every_expected_point,
-    close_publisher,
-    connect_publisher,
     count_readings,
-    publish_all,
+    publish_stream,
     readings_messages,
-    wait_until_subscribed,
+    recent_start_ms,
 )
 
 DAEMON_ARGS = ["--influx-org", "o", "--influx-bucket", "b", "--influx-token", "t",
@@ -63,14 +61,9 @@ def test_a_full_spool_drops_its_oldest_batches_counted_and_delivers_the_rest(
     daemon = wattline_daemon(["--mqtt-url", broker.url, "--influx-url", victoria.url,
                               "--state-dir", str(tmp_path / "state"),
                               "--spool-max-bytes", "40000", *DAEMON_ARGS])
-    start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+    start_ms = recent_start_ms()
     messages = readings_messages(site, start_ms)
-    client = connect_publisher(broker.port)
-    try:
-        wait_until_subscribed(daemon, client, site, timeout_s=30)
-        publish_all(client, messages, timeout_s=30)
-    finally:
-        close_publisher(client)
+    publish_stream(daemon, broker.port, site, messages)
     sent = count_readings(messages)
     wait_until(lambda: daemon.metric_sum("wattline_readings_received_total") >= sent,
                timeout_s=30, what="every reading received")
@@ -122,14 +115,9 @@ def test_a_full_spool_disk_holds_the_pipeline_back_and_loses_nothing(
         victoria.stop()
         daemon = wattline_daemon(["--mqtt-url", broker.url, "--influx-url", victoria.url,
                                   "--spool-dir", str(spool_dir), *DAEMON_ARGS])
-        start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+        start_ms = recent_start_ms()
         messages = readings_messages(site, start_ms)
-        client = connect_publisher(broker.port)
-        try:
-            wait_until_subscribed(daemon, client, site, timeout_s=30)
-            publish_all(client, messages, timeout_s=30)
-        finally:
-            close_publisher(client)
+        publish_stream(daemon, broker.port, site, messages)
         wait_until(lambda: daemon.metric_sum("wattline_spool_errors_total") > 0,
                    timeout_s=30, what="the spool's disk filling up")
         assert daemon.running
@@ -169,14 +157,9 @@ def test_a_batch_the_server_refuses_for_good_goes_to_the_dead_letters_and_the_re
                                   "--influx-url", f"{victoria.url}/no-such-path",
                                   "--state-dir", str(tmp_path / "state"),
                                   "--store", str(tmp_path / "store"), *DAEMON_ARGS])
-        start_ms = (int(time.time() * 1000) - 20 * 60_000) // TICK_MS * TICK_MS
+        start_ms = recent_start_ms()
         messages = readings_messages(site, start_ms)
-        client = connect_publisher(broker.port)
-        try:
-            wait_until_subscribed(daemon, client, site, timeout_s=30)
-            publish_all(client, messages, timeout_s=30)
-        finally:
-            close_publisher(client)
+        publish_stream(daemon, broker.port, site, messages)
 
         def emitted() -> float:
             return daemon.metric_sum("wattline_ticks_emitted_total") * len(WINDOWS_MS)
