@@ -30,7 +30,7 @@ lint:
 ifeq ($(RUFF),)
 	@echo "lint: ruff is not installed (pip install ruff into $(VENV) to use it)"
 else
-	$(RUFF) check ingest kernels simulators tests
+	$(RUFF) check contract ingest kernels simulators benchmarks tests
 endif
 
 ## clean: build leftovers (keeps .venv)

@@ -1,5 +1,5 @@
 """``python -m wattline.ingest`` runs the ``wattline`` command."""
 
-from wattline.ingest.cli import main
+from wattline.ingest.app.cli import main
 
 main()

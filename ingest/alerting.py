@@ -6,7 +6,7 @@ ticks it runs ``wattline.kernels.alerts.evaluate_alerts`` with each line's rules
 on every turn of the pipeline loop it checks which lines have gone quiet. What comes
 out, for each alert that starts or ends:
 
-- a row of ``ALERT_SCHEMA``: contract section 4's ``energy_alert`` measurement
+- a row of ``ALERT_SCHEMA``: the ``energy_alert`` measurement of docs/formats.md
   (``state`` 1 at the start, 0 at the end), for the sinks;
 - the line's set of active alerts, as the JSON published retained to
   ``{prefix}/{site}/{line}/alerts``::
@@ -40,9 +40,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from wattline.ingest.config import Settings, format_duration
+from wattline.contract.durations import format_duration
+from wattline.contract.reference_data import ReferenceData
+from wattline.contract.schemas import ALERT_SCHEMA
+from wattline.ingest.config import Settings
 from wattline.ingest.metrics import CollectorMetrics
-from wattline.ingest.reference import ReferenceData
 from wattline.kernels import KernelConfig, Ticks
 from wattline.kernels.alerts import (
     LEVEL_KGCE_PER_T,
@@ -62,20 +64,6 @@ STALE = "stale"
 ALL_RULES = (*RULES, STALE)
 """Every rule name that can appear in the ``rule`` tag."""
 
-ALERT_SCHEMA = pa.schema(
-    [
-        pa.field("site", pa.string(), nullable=False),
-        pa.field("line", pa.string(), nullable=False),
-        pa.field("rule", pa.string(), nullable=False),
-        pa.field("time_ms", pa.int64(), nullable=False),
-        pa.field("state", pa.int8(), nullable=False),
-        pa.field("value", pa.float64()),
-        pa.field("threshold", pa.float64()),
-        pa.field("message", pa.string(), nullable=False),
-    ]
-)
-"""One row per alert start (state 1) or end (state 0). value and threshold are null
-where there is none (an idle window, no long-window intensity)."""
 
 
 def kernel_windows(settings: Settings) -> tuple[int, ...]:

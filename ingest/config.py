@@ -23,32 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from wattline.ingest.errors import ConfigError
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def parse_duration_ms(text: str | float, key: str = "duration") -> int:
-    """``"10s"`` -> 10000; bare numbers are seconds."""
-    if isinstance(text, bool):
-        raise ConfigError(key, f"expected a duration like 10s, 15m, 1h, got {text!r}")
-    if isinstance(text, (int, float)):
-        return round(float(text) * 1000)
-    m = _DURATION.match(text)
-    if not m:
-        raise ConfigError(
-            key, f"expected a duration like 500ms, 10s, 15m, 1h or 1d, got {text!r}"
-        )
-    return round(float(m.group(1)) * _UNIT_MS[m.group(2)])
-
-
-def format_duration(ms: int) -> str:
-    """The shortest exact spelling: 900000 -> ``15m``."""
-    for unit in ("d", "h", "m", "s"):
-        if ms % _UNIT_MS[unit] == 0 and ms >= _UNIT_MS[unit]:
-            return f"{ms // _UNIT_MS[unit]}{unit}"
-    return f"{ms}ms"
+from wattline.contract.durations import parse_duration_ms
+from wattline.contract.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -373,7 +349,7 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
         kwargs["lines"] = _lines(kwargs["lines"])
     settings = Settings(**kwargs)
     parse_mqtt_url(settings.mqtt_url)
-    from wattline.ingest.topics import TopicTemplate
+    from wattline.contract.topics import TopicTemplate
 
     TopicTemplate(settings.topic_template, prefix=settings.topic_prefix)  # ConfigError if bad
     if settings.qos not in (0, 1, 2):
@@ -477,7 +453,7 @@ _LINE_KEYS = ("product", "alert_for", "spike_ratio", "spike_clear_ratio", "surge
 
 
 def _lines(table: Any) -> dict[str, LineSettings]:
-    from wattline.ingest.reference import load_reference
+    from wattline.contract.reference_data import load_reference
 
     if not isinstance(table, dict):
         raise ConfigError("lines", 'expected tables like [lines."site/line"]')

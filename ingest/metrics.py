@@ -1,4 +1,4 @@
-"""The collector's Prometheus metrics (contract section 5), on an injectable registry.
+"""The collector's Prometheus metrics (docs/formats.md, metrics), on an injectable registry.
 
 Every label takes values from a fixed set (reasons, sinks, windows) or from
 validated site and line names; none takes a raw topic or free text, so label

@@ -29,17 +29,17 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from wattline.contract.reference_data import load_reference
 from wattline.ingest.alerting import ALERT_SCHEMA, LineAlerts, kernel_windows
-from wattline.ingest.batch_decode import BatchDecoder, Message
-from wattline.ingest.checkpoint import load_checkpoint, save_checkpoint
 from wattline.ingest.config import Settings, settings_from_mapping
-from wattline.ingest.handoff import Handoff
+from wattline.ingest.decode.batch import BatchDecoder, Message
+from wattline.ingest.decode.registry import MeterRegistry
+from wattline.ingest.durable.checkpoint import load_checkpoint, save_checkpoint
+from wattline.ingest.durable.wal import WalRecord, WriteAheadLog, read_wal
 from wattline.ingest.metrics import CollectorMetrics
-from wattline.ingest.reference import load_reference
-from wattline.ingest.registry import MeterRegistry
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
 from wattline.ingest.sinks.base import IntensitySink, SinkError
-from wattline.ingest.wal import WalRecord, WriteAheadLog, read_wal
+from wattline.ingest.sources.handoff import Handoff
 from wattline.kernels import DROP_REASONS, KernelConfig, Readings, Ticks, advance, new_state
 from wattline.kernels.alerts import alert_state_arrays, alert_state_from_arrays
 from wattline.kernels.state import grow_state
@@ -117,7 +117,7 @@ class Pipeline:
             allowed_lateness_ms=settings.allowed_lateness_ms,
             min_production_t=settings.min_production_t,
         )
-        # The window tag is the window as configured (contract section 4): "24h", not "1d".
+        # The window tag is the window as configured (docs/formats.md, outputs): "24h", not "1d".
         self.window_names = list(settings.windows)
         self.registry = MeterRegistry(load_reference(), settings.meters)
         self.alerts = LineAlerts(settings, self.kernel_config, load_reference(), self.metrics)
@@ -306,7 +306,7 @@ class Pipeline:
 
     def request_reload(self, settings: Settings) -> None:
         """Switch to ``settings`` at the next turn of the loop (any thread); only keys that
-        ``wattline.ingest.reload.RELOADABLE`` names may differ from the current ones."""
+        ``wattline.ingest.app.reload.RELOADABLE`` names may differ from the current ones."""
         self._pending_settings = settings
 
     def _apply_reload(self) -> None:

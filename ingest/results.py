@@ -1,6 +1,6 @@
 """The columnar results batch that every sink takes: one row per line, tick and window.
 
-This is contract section 4's ``energy_intensity`` measurement as an Arrow table.
+This is the ``energy_intensity`` measurement of docs/formats.md as an Arrow table.
 ``kgce_per_t`` and ``kwh_per_t`` are null where the window is idle.
 """
 
@@ -11,22 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from wattline.contract.schemas import INTENSITY_SCHEMA
 from wattline.kernels import Ticks
-
-INTENSITY_SCHEMA = pa.schema(
-    [
-        pa.field("site", pa.string(), nullable=False),
-        pa.field("line", pa.string(), nullable=False),
-        pa.field("window", pa.string(), nullable=False),
-        pa.field("time_ms", pa.int64(), nullable=False),
-        pa.field("energy_kgce", pa.float64(), nullable=False),
-        pa.field("electricity_kwh", pa.float64(), nullable=False),
-        pa.field("production_t", pa.float64(), nullable=False),
-        pa.field("kgce_per_t", pa.float64()),
-        pa.field("kwh_per_t", pa.float64()),
-    ]
-)
-"""Schema of an intensity batch. Sinks may rely on exactly these columns."""
 
 
 def intensity_table(

@@ -1,7 +1,8 @@
 """wattline kernels: pure Numba streaming kernels over NumPy arrays.
 
 No I/O, logging or config reading happens here; this package imports only NumPy
-and Numba. Each public wrapper checks and converts its inputs, then calls a
+and Numba. Saving a state to disk is the caller's job (``state_arrays``,
+``state_from_arrays``). Each public wrapper checks and converts its inputs, then calls a
 private ``@njit`` kernel that only loops over contiguous arrays whose state the
 caller owns.
 """
@@ -14,9 +15,9 @@ from wattline.kernels.state import (
     Readings,
     StreamState,
     Ticks,
-    load_state,
     new_state,
-    save_state,
+    state_arrays,
+    state_from_arrays,
 )
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
     "Ticks",
     "advance",
     "count_ticks_bound",
-    "load_state",
     "new_state",
-    "save_state",
+    "state_arrays",
+    "state_from_arrays",
 ]

@@ -37,7 +37,7 @@ neither fires nor clears breaks the run. The rules, exactly:
   is the softer notice. value ``v``, threshold the level.
 
 No I/O, no wall clock: the stale-line rule, which is about the absence of
-ticks, is evaluated by the pipeline. ``wattline.kernels.reference_alerts`` states
+ticks, is evaluated by the pipeline. ``wattline.kernels.naive_alerts`` states
 the same rules in plain Python, and the property tests compare the two.
 """
 

@@ -1,6 +1,6 @@
-"""Readings in, intensity ticks out: contract section 3 as one streaming kernel.
+"""Readings in, intensity ticks out: the semantics (docs/semantics.md) as one streaming kernel.
 
-What ``advance`` does, exactly (the reference in ``wattline.kernels.reference`` is
+What ``advance`` does, exactly (the reference in ``wattline.kernels.naive`` is
 written from this text and the contract, and compared by hypothesis):
 
 1. Readings are taken in arrival order, one message at a time (consecutive

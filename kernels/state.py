@@ -15,8 +15,7 @@ All times are int64 epoch milliseconds.
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -77,7 +76,7 @@ class Readings:
 
     ``message`` numbers the MQTT messages the readings came in; consecutive
     readings with equal numbers form one message, whose readings are all judged
-    against the watermark as it stood before it (contract section 3).
+    against the watermark as it stood before it (docs/semantics.md).
     """
 
     meter: np.ndarray  # int32, index into MeterTable
@@ -266,33 +265,15 @@ def grow_state(
         setattr(state, f.name, getattr(grown, f.name))
 
 
-def save_state(state: StreamState, path: str | os.PathLike[str]) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{fl.name: getattr(state, fl.name) for fl in fields(StreamState)})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def state_arrays(state: StreamState) -> dict[str, np.ndarray]:
+    """Every array of ``state`` by field name: what a checkpoint file must keep."""
+    return {f.name: getattr(state, f.name) for f in fields(StreamState)}
 
 
-def load_state(path: str | os.PathLike[str]) -> StreamState:
-    """Read a state written by ``save_state``."""
-    with np.load(os.fspath(path)) as z:
-        arrays = {fl.name: np.ascontiguousarray(z[fl.name]) for fl in fields(StreamState)}
-        return StreamState(**arrays)
+def state_from_arrays(arrays: Mapping[str, np.ndarray]) -> StreamState:
+    """The inverse of ``state_arrays``: a state from its arrays by field name."""
+    return StreamState(**{f.name: np.ascontiguousarray(arrays[f.name])
+                          for f in fields(StreamState)})
 
 
 @dataclass

@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from wattline.ingest.config import parse_duration_ms
+from wattline.contract.durations import parse_duration_ms
 from wattline.simulators.plant import MeterSpec, Segment
 
 __all__ = ["EfficiencyDrift", "EnergySpike", "Event", "IdlePeriod", "SpikeWindow",

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import orjson
 
+from wattline.contract.reference_data import load_reference
 from wattline.simulators.events import EnergySpike, Event, IdlePeriod, expected_spike_alert
 from wattline.simulators.gateway import Faults
 from wattline.simulators.plant import line_model
 from wattline.simulators.publisher import published_series
-from wattline.simulators.reference import load_levels
 from wattline.simulators.scenario import Scenario
 from wattline.simulators.truth import TruthRow, expected_intensity, window_ms
 
@@ -112,7 +112,7 @@ def level_alerts(rows: Sequence[TruthRow], lines: Sequence[str], windows: Sequen
     ``{"rule", "line", "start_ms", "end_ms" (None while still active)}``.
     """
     level_window = "24h" if "24h" in windows else max(windows, key=window_ms)
-    levels = load_levels()
+    levels = load_reference().levels
     out: list[dict[str, object]] = []
     for line in lines:
         model = line_model(line)

@@ -8,11 +8,11 @@ scaled by 0.01 does at 42,949,672.96 (the reference data's ``simulator_hints``).
 A register never runs backwards, except on a wrap or a reset. A ``delta``
 meter publishes the increase since the previous poll instead.
 
-Readings go out in the contract's JSON forms (section 2): one reading as
+Readings go out in the contract's JSON forms (docs/formats.md, payloads): one reading as
 ``{"ts", "v"}``, several as a list of those or as columnar ``ts``/``v``
 lists, and ``ts`` as epoch milliseconds or an RFC 3339 string with an offset.
 Each meter is described once by a retained ``meta`` message (carrier, unit,
-mode and rollover, section 2).
+mode and rollover; docs/formats.md, payloads).
 
 Faults are off unless asked for (``Faults``): messages published twice
 (a QoS 1 redelivery), messages held back by a bounded stretch of plant time,
@@ -162,7 +162,7 @@ class OutgoingMessage:
 
 
 def meta_payload(meter: MeterSpec, spec: GatewaySpec) -> bytes:
-    """The retained description of a meter (contract section 2); no carrier for production."""
+    """A meter's retained description (docs/formats.md, payloads); no carrier for production."""
     doc: dict[str, object] = {}
     if meter.kind == "energy":
         doc["carrier"] = meter.carrier

@@ -41,7 +41,7 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from wattline.ingest.topics import TopicTemplate
+from wattline.contract.topics import TopicTemplate
 from wattline.simulators.events import Event
 from wattline.simulators.gateway import Faults, LineGateway, OutgoingMessage, meta_payload
 from wattline.simulators.plant import line_model, line_totals

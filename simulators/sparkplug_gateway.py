@@ -1,7 +1,7 @@
 """A line's gateway as a Sparkplug B edge node: the same registers, other payloads.
 
 The edge node is the line and its group the site (the mapping ``wattline run
---sparkplug`` reads, ``wattline.ingest.sparkplug``). It sends an NBIRTH first (every
+--sparkplug`` reads, ``wattline.ingest.sources.sparkplug``). It sends an NBIRTH first (every
 meter as a metric named ``<kind>/<meter>``, with an alias, the DOUBLE datatype and its
 first reading, sequence number 0), then one NDATA per message with the meters' later
 readings by alias only, each with its own timestamp, the sequence number counting up

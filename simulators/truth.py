@@ -1,4 +1,4 @@
-"""Ground truth: the intensity each line should show, per tick and window (contract section 3).
+"""Ground truth: the intensity each line should show, per tick and window (docs/semantics.md).
 
 Computed in plain Python from the readings a simulated gateway published and
 the meters' descriptions, without any of the collector's code, so the two can
@@ -36,7 +36,7 @@ from typing import IO
 
 import orjson
 
-from wattline.simulators.reference import CarrierFactor, load_carriers
+from wattline.contract.reference_data import Carrier, load_reference
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -74,7 +74,7 @@ class MeterSeries:
 
 @dataclass(frozen=True, slots=True)
 class TruthRow:
-    """What the collector should write for one line, tick and window (contract section 4)."""
+    """What the collector should write for one line, tick and window (docs/formats.md, outputs)."""
 
     site: str
     line: str
@@ -114,7 +114,7 @@ def meter_deltas(series: MeterSeries) -> list[tuple[int, float]]:
     return deltas
 
 
-def _factors(series: MeterSeries, carriers: dict[str, CarrierFactor]) -> tuple[float, float, float]:
+def _factors(series: MeterSeries, carriers: dict[str, Carrier]) -> tuple[float, float, float]:
     """(kgce, kWh, t) per unit of the meter's deltas."""
     if series.kind == "production":
         if series.unit != "t":
@@ -139,7 +139,7 @@ def expected_intensity(
     windows: Sequence[str] = DEFAULT_WINDOWS,
     min_production_t: float | None = None,
     ticks_ms: Sequence[int] | None = None,
-    carriers: dict[str, CarrierFactor] | None = None,
+    carriers: dict[str, Carrier] | None = None,
 ) -> list[TruthRow]:
     """Every line's rows, ordered by line (as first seen), tick, then window.
 
@@ -153,7 +153,7 @@ def expected_intensity(
             first reading to its last.
         carriers: kgce factors; by default the reference data's.
     """
-    carriers = carriers or load_carriers()
+    carriers = carriers or load_reference().carriers
     emit_ms = round(emit_every_s * 1000)
     spans = [(w, window_ms(w)) for w in windows]
     lines: dict[tuple[str, str], list[MeterSeries]] = {}

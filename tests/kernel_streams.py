@@ -23,7 +23,7 @@ import numpy as np
 
 from wattline.kernels import KernelConfig, MeterTable, Readings
 
-# kgce per unit of a few reference carriers (GB/T 2589 via ingest/data/energy.yaml).
+# kgce per unit of a few reference carriers (GB/T 2589 via contract/data/energy.yaml).
 CARRIER_KGCE = (0.1229, 1.2143, 0.7143)
 
 

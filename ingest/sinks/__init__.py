@@ -1,6 +1,6 @@
 """Sinks: where intensity batches go (InfluxDB line protocol, the local Parquet store).
 
-Every sink takes the same Arrow batch (``wattline.ingest.results.INTENSITY_SCHEMA``)
+Every sink takes the same Arrow batch (``wattline.contract.schemas.INTENSITY_SCHEMA``)
 and follows the lifecycle of ``base.IntensitySink``. The names below are imported on
 first use, so importing ``base`` stays cheap and a daemon writing only the local
 store never loads the InfluxDB client.

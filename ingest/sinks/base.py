@@ -15,7 +15,7 @@ sinks before the MQTT session so downstream is ready before readings flow:
    may be written twice after a retry or a restart; the contract makes a
    rewritten point carry the same values, so sinks need not guard against it.
    A sink that also stores alerts has ``write_alerts(table)`` with the same
-   contract, for ``wattline.ingest.alerting.ALERT_SCHEMA`` batches (the InfluxDB
+   contract, for ``wattline.contract.schemas.ALERT_SCHEMA`` batches (the InfluxDB
    sink writes them as ``energy_alert`` points; the Parquet store has none).
 3. ``close()`` once, after the last batch (and after ``open()`` only); it
    releases connections and files.
@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from wattline.ingest.errors import WattlineError
+from wattline.contract.errors import WattlineError
 
 
 class SinkError(WattlineError):
@@ -52,7 +52,7 @@ class SinkError(WattlineError):
 
 @runtime_checkable
 class IntensitySink(Protocol):
-    """Where results batches (``wattline.ingest.results.INTENSITY_SCHEMA`` columns) go."""
+    """Where results batches (``wattline.contract.schemas.INTENSITY_SCHEMA`` columns) go."""
 
     name: str
     """Short, fixed name for logs and the ``sink`` label of metrics (``influxdb``, ``parquet``)."""

@@ -1,4 +1,4 @@
-"""Results batches as InfluxDB line protocol: contract section 4's ``energy_intensity``.
+"""Results batches as InfluxDB line protocol: ``energy_intensity`` (docs/formats.md, outputs).
 
     energy_intensity,site=S,line=L,window=15m energy_kgce=..,electricity_kwh=..,
         production_t=..,kgce_per_t=..,kwh_per_t=.. <T in ms>
@@ -11,7 +11,7 @@ timestamp is the tick in epoch milliseconds, so the write must say ``precision=m
   line protocol at all, and an empty one would be dropped by the server, so both are
   refused with ``ValueError`` rather than changed: a tag is a series' identity, and
   a silently altered one would be a different series. The topic parser never lets
-  such names through (contract section 1); this is the last guard.
+  such names through (docs/formats.md, topics); this is the last guard.
 - Float fields are written as the shortest text that reads back to the same double
   (Arrow's cast to string: ``0.1``, ``1``, ``1e+20``), so a value read back is bit
   for bit the value written. NaN and infinities have no line
@@ -19,7 +19,7 @@ timestamp is the tick in epoch milliseconds, so the write must say ``precision=m
 - Null intensity fields (an idle window) are left out of their point, as the
   contract says; the three sums are always written.
 
-``encode_alerts`` writes contract section 4's other measurement, one point per alert
+``encode_alerts`` writes the other measurement of docs/formats.md, one point per alert
 start or end, with ``state`` as an integer, ``value`` and ``threshold`` left out
 when null, and ``message`` as a string field (double quotes and backslashes escaped)::
 
@@ -116,7 +116,7 @@ def _field_texts(name: str, column: pa.ChunkedArray, *, first: bool) -> pa.Array
         raise ValueError(f"field {name!r}: line protocol has no way to write {bad!r}")
     lead = " " if first else ","
     # Arrow writes each double as the shortest text that reads back to the same bits
-    # (checked in tests/test_line_protocol.py), eight times faster than repr per value.
+    # (checked in tests/property/test_line_protocol.py), eight times faster than repr per value.
     numbers = pc.cast(pa.array(values, pa.float64()), pa.string())
     texts = pc.binary_join_element_wise(f"{lead}{name}=", numbers, "")
     return pc.if_else(valid, texts, "") if array.null_count else texts
@@ -142,7 +142,7 @@ def escape_string_field(value: str) -> str:
 
 
 def encode_alerts(table: pa.Table) -> bytes:
-    """Alert starts and ends (``wattline.ingest.alerting.ALERT_SCHEMA``) as line protocol.
+    """Alert starts and ends (``wattline.contract.schemas.ALERT_SCHEMA``) as line protocol.
 
     Alerts are few (a start and an end per episode), so this goes row by row.
     """

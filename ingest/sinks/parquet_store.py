@@ -38,8 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from wattline.ingest.files import fsync_dir, write_atomically
-from wattline.ingest.results import INTENSITY_SCHEMA
+from wattline.contract.schemas import INTENSITY_SCHEMA
+from wattline.ingest.durable.files import fsync_dir, write_atomically
 from wattline.ingest.sinks.base import SinkError
 
 log = logging.getLogger(__name__)

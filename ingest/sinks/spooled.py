@@ -2,7 +2,7 @@
 
 While the server takes writes, each batch goes straight through. When a write fails
 with a retryable error (server down, overloaded, unreachable), the batch goes to the
-on-disk spool (``wattline.ingest.spool``) instead, and so does every later batch until
+on-disk spool (``wattline.ingest.durable.spool``) instead, and so does every later batch until
 the spool is empty again; a drain thread delivers the spooled batches oldest first,
 with exponential backoff and jitter between failed attempts (honouring
 ``Retry-After``). So the pipeline never waits for the server, and the server sees
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from wattline.ingest.files import write_arrow_atomically, write_atomically
+from wattline.ingest.durable.files import write_arrow_atomically, write_atomically
+from wattline.ingest.durable.spool import Segment, Spool, SpoolError
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sinks.base import IntensitySink, SinkError
-from wattline.ingest.spool import Segment, Spool, SpoolError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""The application shell: the ``wattline`` command line, the daemon loop, the demo,
+the embedded broker, systemd notification and config reload."""

@@ -1,0 +1,298 @@
+"""One batch of MQTT messages -> one columnar batch of readings, in arrival order.
+
+The pipeline's first stage. Per message it looks at the topic (a known reading topic
+is one dictionary lookup; a ``meta`` topic updates the meter registry; a Sparkplug B
+topic is decoded whole); then the reading payloads of the whole batch are decoded
+together by the compiled scanner (``payload_scan``), and the few it hands back by
+``decode_readings``, the contract's definition. A meter is registered once a message
+of it brings a usable reading. Everything dropped is counted by reason and logged at
+most once a minute per topic and reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from wattline.contract.errors import PayloadError, TopicError
+from wattline.contract.topics import MeterTopic, TopicTemplate, valid_name
+from wattline.ingest.config import Settings
+from wattline.ingest.decode.payloads import DecodedReadings, decode_meta, decode_readings
+from wattline.ingest.decode.registry import MeterDescriptionError, MeterRegistry
+from wattline.ingest.decode.scanner import SCANNED, PayloadScanner
+from wattline.ingest.metrics import CollectorMetrics
+from wattline.ingest.sources.sparkplug import SparkplugDecoder, is_sparkplug
+from wattline.kernels import Readings
+
+log = logging.getLogger("wattline.pipeline")  # the pipeline's stage, under its logger
+
+MAX_CACHED_TOPICS = 100_000
+"""Reading topics whose meter number the decoder remembers (cleared when full)."""
+
+
+class Message(NamedTuple):
+    """One MQTT message as received (a tuple: it is made on paho's thread per message)."""
+
+    topic: str
+    payload: bytes
+    received_s: float  # time.time() at receipt
+    ack: Any = None  # the MQTT source's token, to acknowledge once the message is durable
+
+
+class BatchDecoder:
+    """Decodes the pipeline's batches (``decode``); owns the topic layout, the payload
+    scanner and the Sparkplug B decoder, and registers meters in ``registry``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: MeterRegistry,
+        metrics: CollectorMetrics,
+        log_once: Callable[[str, str], bool],
+    ) -> None:
+        self.settings = settings
+        """Read for every batch: the pipeline replaces it on a reload."""
+        self.registry = registry
+        self.metrics = metrics
+        self._log_once = log_once
+        self.topics = TopicTemplate(settings.topic_template, prefix=settings.topic_prefix)
+        self.sparkplug = SparkplugDecoder() if settings.sparkplug else None
+        self.publish_command: Callable[[str, bytes], None] | None = None
+        """Publishes a Sparkplug command (a rebirth request); set by the collector."""
+        self._scanner = PayloadScanner()
+        self._meter_of_topic: dict[str, int] = {}
+        """Reading topics already registered, and their meter numbers."""
+        self._message_no = 0
+
+    def reject(self, reason: str, topic: str, detail: str) -> None:
+        """Count a message dropped whole, and log it once a minute per topic and reason."""
+        self.metrics.payload_errors.labels(reason).inc()
+        if self._log_once(reason, topic):
+            log.warning("dropped a message on %r: %s (%s); further ones like it on this topic "
+                        "are counted in wattline_payload_errors_total{reason=%r} and not logged "
+                        "for a minute", topic[:200], reason, detail[:300], reason)
+
+    def decode(self, batch: Sequence[Message]) -> Readings:
+        """Topics and payloads to one columnar batch, in arrival order.
+
+        Per message, only the topic is looked at in Python (a known reading topic is one
+        dictionary lookup). The payloads are then decoded together by the compiled
+        scanner (``payload_scan``), outside the interpreter lock; the few it hands back
+        go through ``decode_readings`` one by one. Counters are summed over the batch.
+        """
+        s = self.settings
+        meter_of_topic = self._meter_of_topic
+        sparkplug = self.sparkplug
+        meters: list[int] = []  # per reading message: its meter, or -1 until registered
+        payloads: list[bytes] = []
+        received: list[float] = []
+        names: list[str] = []
+        unregistered: list[tuple[int, MeterTopic]] = []  # (position, topic) of new meters
+        sparkplug_at: list[tuple[int, list[tuple[int, np.ndarray, np.ndarray]]]] = []
+        n_meta_msgs = 0
+        for msg in batch:
+            name = msg.topic
+            meter = meter_of_topic.get(name, -1)
+            if meter < 0:
+                if sparkplug is not None and is_sparkplug(name):
+                    sparkplug_at.append((len(payloads), self._decode_sparkplug(msg)))
+                    continue
+                try:
+                    topic = self.topics.parse(name)
+                except TopicError as exc:
+                    self.reject(exc.reason, name, str(exc))
+                    continue
+                if topic.is_meta:
+                    n_meta_msgs += 1
+                    self._apply_meta(topic, msg)
+                    continue
+                unregistered.append((len(payloads), topic))
+            meters.append(meter)
+            payloads.append(msg.payload)
+            received.append(msg.received_s)
+            names.append(name)
+        n_reading_msgs = len(payloads)
+        n_received = 0
+        dropped: dict[str, int] = {}
+        scanned = self._scanner.scan(
+            payloads,
+            # Each message is judged against its receipt, also on a replay.
+            (np.array(received, dtype=np.float64) * 1000.0).astype(np.int64),
+            max_future_ms=s.max_future_ms, max_past_ms=s.max_past_ms,
+            max_bytes=s.max_payload_bytes,
+        )
+        kept = scanned.kept
+        n_received += int(kept.sum())
+        out_of_range = int(scanned.out_of_range.sum())
+        if out_of_range:
+            n_received += out_of_range
+            dropped["ts_out_of_range"] = out_of_range
+            for k in np.flatnonzero(scanned.out_of_range):
+                self._log_dropped(names[k], "ts_out_of_range", int(scanned.out_of_range[k]))
+        # Payloads the scanner handed back: decoded one by one, by the definition.
+        slow: dict[int, DecodedReadings] = {}
+        for k in np.flatnonzero(scanned.status != SCANNED).tolist():
+            try:
+                decoded = decode_readings(
+                    payloads[k], now_ms=int(received[k] * 1000),
+                    max_future_ms=s.max_future_ms, max_past_ms=s.max_past_ms,
+                    max_bytes=s.max_payload_bytes)
+            except PayloadError as exc:
+                self.reject(exc.reason, names[k], exc.detail)
+                continue
+            slow[k] = decoded
+            kept[k] = len(decoded)
+            n_received += len(decoded)
+            for reason, count in decoded.dropped.items():
+                n_received += count
+                dropped[reason] = dropped.get(reason, 0) + count
+                self._log_dropped(names[k], reason, count)
+        # A meter is registered once a message of it brings a usable reading.
+        for k, topic in unregistered:
+            if kept[k] > 0:
+                meters[k] = meter_of_topic.get(names[k], -1)
+                if meters[k] < 0:
+                    meters[k] = self.registry.meter_index(topic.site, topic.line, topic.kind,
+                                                          topic.meter)
+                    if len(meter_of_topic) >= MAX_CACHED_TOPICS:
+                        meter_of_topic.clear()
+                    meter_of_topic[names[k]] = meters[k]
+        if n_reading_msgs:
+            self.metrics.messages_received.labels("reading").inc(n_reading_msgs)
+        if n_meta_msgs:
+            self.metrics.messages_received.labels("meta").inc(n_meta_msgs)
+        if n_received:
+            self.metrics.readings_received.inc(n_received)
+        for reason, count in dropped.items():
+            self.metrics.readings_dropped.labels(reason).inc(count)
+        if not slow and not sparkplug_at:
+            counts = kept
+            meter_col = np.array(meters, dtype=np.int32)
+            ts_col, value_col = scanned.ts_ms, scanned.value
+        else:
+            meter_col, ts_col, value_col, counts = _in_arrival_order(
+                meters, scanned.status, kept, scanned.ts_ms, scanned.value, slow, sparkplug_at)
+        numbers = np.arange(self._message_no + 1, self._message_no + 1 + counts.shape[0],
+                            dtype=np.int64)
+        self._message_no += counts.shape[0]
+        # ts/value may be the scanner's reused columns: valid until the next batch.
+        return Readings.from_arrays(np.repeat(meter_col, counts), ts_col, value_col,
+                                    np.repeat(numbers, counts))
+
+    def _log_dropped(self, topic: str, reason: str, count: int) -> None:
+        if self._log_once(reason, topic):
+            log.warning("dropped %d reading(s) on %r: %s", count, topic[:200], reason)
+
+    def _decode_sparkplug(self, msg: Message) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """A Sparkplug B message's readings as (meter index, times, values), one per meter.
+
+        Each meter's readings count as one message of the contract (judged against the
+        line's watermark before them), in the order of the metrics.
+        """
+        s = self.settings
+        assert self.sparkplug is not None
+        self.metrics.messages_received.labels("sparkplug").inc()
+        try:
+            result = self.sparkplug.decode(msg.topic, msg.payload, max_bytes=s.max_payload_bytes)
+        except PayloadError as exc:
+            self.reject(exc.reason, msg.topic, exc.detail)
+            return []
+        for event in result.events:
+            self.metrics.sparkplug_events.labels(event).inc()
+        if result.rebirth is not None and self.publish_command is not None:
+            self.publish_command(*result.rebirth)
+            log.warning("asked edge node %s/%s for a rebirth (%s)", result.site, result.line,
+                        ", ".join(e for e in result.events if e != "rebirth_requested")
+                        or "data before its birth")
+        if not (valid_name(result.site) and valid_name(result.line)):
+            self.reject("topic_name", msg.topic, "group or edge node id is not a valid name")
+            return []
+        now_ms = int(msg.received_s * 1000)
+        out = []
+        dropped = dict(result.dropped)
+        received = sum(dropped.values())
+        for r in result.readings:
+            received += r.ts_ms.shape[0]
+            if not valid_name(r.meter):
+                self.reject("topic_name", msg.topic, f"metric meter {r.meter[:80]!r}")
+                continue
+            keep = ((r.ts_ms <= now_ms + s.max_future_ms)
+                    & (r.ts_ms >= now_ms - s.max_past_ms))
+            if not keep.all():
+                dropped["ts_out_of_range"] = (dropped.get("ts_out_of_range", 0)
+                                              + int((~keep).sum()))
+            if keep.any():
+                idx = self.registry.meter_index(result.site, result.line, r.kind, r.meter)
+                out.append((idx, r.ts_ms[keep], r.value[keep]))
+        self.metrics.readings_received.inc(received)
+        for reason, count in dropped.items():
+            if count:
+                self.metrics.readings_dropped.labels(reason).inc(count)
+                if self._log_once(reason, msg.topic):
+                    log.warning("dropped %d reading(s) on %r: %s", count, msg.topic[:200],
+                                reason)
+        return out
+
+    def _apply_meta(self, topic: MeterTopic, msg: Message) -> None:
+        try:
+            meta = decode_meta(msg.payload)
+            self.registry.apply_meta(
+                topic.site, topic.line, topic.kind, topic.meter,
+                meta.carrier, meta.unit, meta.mode, meta.rollover,
+            )
+        except PayloadError as exc:
+            self.reject(exc.reason, msg.topic, exc.detail)
+        except MeterDescriptionError as exc:
+            self.reject("meta_invalid", msg.topic, str(exc))
+
+
+def _in_arrival_order(
+    meters: list[int],
+    status: np.ndarray,
+    kept: np.ndarray,
+    ts_ms: np.ndarray,
+    value: np.ndarray,
+    slow: dict[int, DecodedReadings],
+    sparkplug_at: list[tuple[int, list[tuple[int, np.ndarray, np.ndarray]]]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The batch's messages as (meter, ts, value, readings per message) columns, in the
+    order they arrived: scanned payloads, payloads decoded one by one (``slow``, by
+    position) and Sparkplug messages (each meter's readings one message, placed before
+    the JSON message at their position)."""
+    meter_out: list[int] = []
+    counts: list[int] = []
+    stamps: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    sparkplug_by_position: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+    for position, parts in sparkplug_at:
+        sparkplug_by_position.setdefault(position, []).extend(parts)
+    row = 0
+    for k in range(len(meters) + 1):
+        for idx, ts, v in sparkplug_by_position.get(k, ()):
+            meter_out.append(idx)
+            counts.append(ts.shape[0])
+            stamps.append(ts)
+            values.append(v)
+        if k == len(meters):
+            break
+        n = int(kept[k])
+        if status[k] == SCANNED:
+            ts, v = ts_ms[row:row + n], value[row:row + n]
+            row += n
+        elif k in slow:
+            ts, v = slow[k].ts_ms, slow[k].value
+        else:
+            continue
+        if n:
+            meter_out.append(meters[k])
+            counts.append(n)
+            stamps.append(ts)
+            values.append(v)
+    if not counts:
+        empty = np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.int32), empty, np.empty(0, dtype=np.float64), empty
+    return (np.array(meter_out, dtype=np.int32), np.concatenate(stamps),
+            np.concatenate(values), np.array(counts, dtype=np.int64))

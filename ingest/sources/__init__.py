@@ -1,0 +1,2 @@
+"""Where readings come from: MQTT (JSON and Sparkplug B payloads) and the hand-off
+that carries raw messages from a source's network thread to the pipeline."""

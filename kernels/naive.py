@@ -1,0 +1,225 @@
+"""A slow, plain-Python statement of the semantics (docs/semantics.md): the oracle for ``advance``.
+
+Written for clarity, not speed: plain lists and dicts, every finalised tick's
+bucket kept for ever, each window summed from scratch with ``math.fsum`` at every
+tick over the buckets inside it (no running sums, so nothing can drift). The
+property tests feed random streams to this and to the Numba kernel and require
+the same ticks, values and drops; ``wattline bench kernels`` times it as the
+baseline a user would write first.
+
+The rules, in the order they apply (the same text as ``intensity.py``'s):
+
+- Readings come in arrival order, grouped in messages (one meter each). Every
+  reading of a message is judged against its line's watermark as it stood
+  before the message: ``newest accepted time of the line - allowed_lateness``.
+  At or before it: dropped as ``late``. Same meter and time as a reading still
+  pending: dropped as ``duplicate``. The meter already holds ``max_pending``
+  waiting readings: dropped as ``pending_overflow``. Otherwise it waits, in
+  time order.
+- After the message, the line's newest time moves up to the newest reading
+  accepted from it. The first message of a line fixes the line's first tick at
+  ``ceil(min(oldest accepted, newest - lateness + 1 ms) / E)``. Every tick ``k``
+  with ``k * E <= watermark`` not yet emitted is then emitted, in order.
+- Emitting tick ``k``: each meter's waiting readings with ``ts <= k * E`` are
+  finalised in time order into deltas (a counter's first reading is its
+  baseline; a decrease wraps at ``rollover`` or, without one, is a reset whose
+  delta is the new value; a delta-mode reading is its own delta), converted to
+  kgce, kWh and tonnes, and summed into the tick's bucket. Window ``W`` at tick
+  ``k`` is the sum of the buckets of ticks ``k - W/E + 1 .. k``; its intensity is
+  ``energy / production`` when production is more than zero (or at least
+  ``min_production_t``), else absent (NaN).
+
+Every finalised reading lands in the bucket of the tick ``ceil(ts / E)``, so a
+window of buckets is exactly the deltas with ``T - W < t <= T``; the reference
+checks that as it goes instead of taking it on trust.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wattline.kernels.state import DROP_REASONS, KernelConfig, MeterTable, Readings, Ticks
+
+
+@dataclass
+class MeterHistory:
+    """One meter: readings waiting for their tick, and the last finalised reading."""
+
+    pending: list[tuple[int, float]] = field(default_factory=list)  # sorted by ts
+    baseline: float | None = None  # last finalised counter value
+
+
+@dataclass
+class LineHistory:
+    """One line: its newest accepted time, the next tick to emit, every bucket so far."""
+
+    newest_ms: int | None = None
+    next_tick: int | None = None
+    ticks: list[int] = field(default_factory=list)  # emitted ticks, in order
+    buckets: list[tuple[float, float, float]] = field(default_factory=list)  # one per tick
+
+
+@dataclass
+class ReferenceState:
+    """Everything the reference remembers between calls."""
+
+    meters: dict[int, MeterHistory] = field(default_factory=dict)
+    lines: dict[int, LineHistory] = field(default_factory=dict)
+    drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+
+
+@dataclass(frozen=True)
+class ReferenceTick:
+    """One emitted (line, tick): per window, (energy_kgce, electricity_kwh, production_t)."""
+
+    line: int
+    tick_ms: int
+    sums: tuple[tuple[float, float, float], ...]
+    kgce_per_t: tuple[float, ...]
+    kwh_per_t: tuple[float, ...]
+
+
+def reference_advance(
+    state: ReferenceState,
+    config: KernelConfig,
+    meters: MeterTable,
+    readings: Readings,
+    max_pending: int = 1 << 16,
+) -> list[ReferenceTick]:
+    """Feed a batch of readings; the ticks it makes due, in emission order.
+
+    ``max_pending`` is how many readings a meter may hold waiting for their tick,
+    as in ``advance``.
+    """
+    emitted: list[ReferenceTick] = []
+    for meter, message in _messages(readings):
+        line = int(meters.line[meter])
+        history = state.lines.setdefault(line, LineHistory())
+        meter_history = state.meters.setdefault(meter, MeterHistory())
+        watermark = (
+            None if history.newest_ms is None else history.newest_ms - config.allowed_lateness_ms
+        )
+        accepted: list[int] = []
+        for ts, value in message:
+            if watermark is not None and ts <= watermark:
+                state.drops["late"] += 1
+            elif any(pending_ts == ts for pending_ts, _ in meter_history.pending):
+                state.drops["duplicate"] += 1
+            elif len(meter_history.pending) >= max_pending:
+                state.drops["pending_overflow"] += 1
+            else:
+                meter_history.pending.append((ts, value))
+                meter_history.pending.sort(key=lambda reading: reading[0])
+                accepted.append(ts)
+        if not accepted:
+            continue
+        if history.newest_ms is None:
+            history.newest_ms = max(accepted)
+            first_ms = min(min(accepted), history.newest_ms - config.allowed_lateness_ms + 1)
+            history.next_tick = -(-first_ms // config.emit_every_ms)  # ceiling division
+        else:
+            history.newest_ms = max(history.newest_ms, max(accepted))
+        watermark = history.newest_ms - config.allowed_lateness_ms
+        assert history.next_tick is not None
+        while history.next_tick * config.emit_every_ms <= watermark:
+            emitted.append(_emit(state, config, meters, line, history.next_tick))
+            history.next_tick += 1
+    return emitted
+
+
+def _messages(readings: Readings) -> list[tuple[int, list[tuple[int, float]]]]:
+    """Split a batch into (meter, [(ts, value), ...]) messages, in arrival order."""
+    messages: list[tuple[int, list[tuple[int, float]]]] = []
+    previous = None
+    for meter, ts, value, message in zip(
+        readings.meter.tolist(), readings.ts_ms.tolist(), readings.value.tolist(),
+        readings.message.tolist(), strict=True,
+    ):
+        if message != previous:
+            messages.append((meter, []))
+            previous = message
+        messages[-1][1].append((ts, value))
+    return messages
+
+
+def _delta(meters: MeterTable, meter: int, history: MeterHistory, value: float) -> float | None:
+    """The delta a finalised reading contributes, or None for a counter's first reading."""
+    if meters.delta_mode[meter]:
+        return value
+    previous = history.baseline
+    history.baseline = value
+    if previous is None:
+        return None
+    if value >= previous:
+        return value - previous
+    rollover = float(meters.rollover[meter])
+    if rollover > 0:
+        return value + rollover - previous
+    return value  # a reset: the register restarted from zero
+
+
+def _emit(
+    state: ReferenceState, config: KernelConfig, meters: MeterTable, line: int, tick: int
+) -> ReferenceTick:
+    tick_ms = tick * config.emit_every_ms
+    energy: list[float] = []
+    electricity: list[float] = []
+    production: list[float] = []
+    for meter in np.flatnonzero(meters.line == line).tolist():
+        if meter not in state.meters:
+            continue
+        history = state.meters[meter]
+        due = [reading for reading in history.pending if reading[0] <= tick_ms]
+        history.pending = [reading for reading in history.pending if reading[0] > tick_ms]
+        for ts, value in due:
+            assert tick_ms - config.emit_every_ms < ts <= tick_ms, (
+                f"meter {meter}: reading at {ts} finalised at tick {tick_ms}, not its own"
+            )
+            delta = _delta(meters, meter, history, value)
+            if delta is None:
+                continue
+            energy.append(delta * float(meters.kgce_per_unit[meter]))
+            electricity.append(delta * float(meters.kwh_per_unit[meter]))
+            production.append(delta * float(meters.t_per_unit[meter]))
+    history = state.lines[line]
+    history.ticks.append(tick)
+    history.buckets.append((math.fsum(energy), math.fsum(electricity), math.fsum(production)))
+
+    sums = []
+    kgce_per_t = []
+    kwh_per_t = []
+    for window_ms in config.windows_ms:
+        span = window_ms // config.emit_every_ms
+        first = bisect.bisect_left(history.ticks, tick - span + 1)
+        inside = history.buckets[first:]
+        e = math.fsum(b[0] for b in inside)
+        el = math.fsum(b[1] for b in inside)
+        p = math.fsum(b[2] for b in inside)
+        sums.append((e, el, p))
+        if config.min_production_t is None:
+            producing = p > 0
+        else:
+            producing = p >= config.min_production_t
+        kgce_per_t.append(e / p if producing else math.nan)
+        kwh_per_t.append(el / p if producing else math.nan)
+    return ReferenceTick(line, tick_ms, tuple(sums), tuple(kgce_per_t), tuple(kwh_per_t))
+
+
+def as_ticks(emitted: list[ReferenceTick], n_windows: int, drops: dict[str, int]) -> Ticks:
+    """The reference's output in the kernel's ``Ticks`` shape, for side-by-side comparison."""
+    n = len(emitted)
+    sums = np.array([t.sums for t in emitted], dtype=np.float64).reshape(n, n_windows, 3)
+    return Ticks(
+        line=np.array([t.line for t in emitted], dtype=np.int32),
+        tick_ms=np.array([t.tick_ms for t in emitted], dtype=np.int64),
+        energy_kgce=sums[:, :, 0].copy(),
+        electricity_kwh=sums[:, :, 1].copy(),
+        production_t=sums[:, :, 2].copy(),
+        kgce_per_t=np.array([t.kgce_per_t for t in emitted], np.float64).reshape(n, n_windows),
+        kwh_per_t=np.array([t.kwh_per_t for t in emitted], np.float64).reshape(n, n_windows),
+        drops=np.array([drops[r] for r in DROP_REASONS], dtype=np.int64),
+    )

@@ -1,0 +1,146 @@
+"""The Numba alert rules against the plain-Python reference on random ticks (hypothesis).
+
+Tick streams mix lines, idle stretches (NaN intensity), zero and negative long
+windows, values drawn from a few levels so that comparisons land exactly on a
+limit, steps and spikes in the energy rate, and calls cut at random rows. Kernel and
+reference must give the same events with bit-identical values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wattline.kernels import Ticks
+from wattline.kernels.alerts import (
+    LEVEL_KGCE_PER_T,
+    LEVEL_KWH_PER_T,
+    LEVEL_NONE,
+    RULES,
+    AlertConfig,
+    LineRules,
+    alert_state_arrays,
+    alert_state_from_arrays,
+    evaluate_alerts,
+    new_alert_state,
+)
+from wattline.kernels.naive_alerts import ReferenceAlerts, reference_alerts
+
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
+                             suppress_health_check=[HealthCheck.too_slow])
+LEVELS = (0.0, 50.0, 60.0, 61.0, 72.0, 90.0, 100.0, 150.0, 1e4)
+
+
+@st.composite
+def tick_streams(draw: st.DrawFn) -> tuple[Ticks, AlertConfig, LineRules]:
+    n_lines = draw(st.integers(1, 3))
+    n_windows = 3
+    n = draw(st.integers(0, 300))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    line = rng.integers(0, n_lines, n).astype(np.int32)
+    tick_ms = np.zeros(n, dtype=np.int64)
+    for ln in range(n_lines):
+        rows = np.nonzero(line == ln)[0]
+        tick_ms[rows] = (np.arange(rows.size) + 100) * 10_000
+    idle_rate = draw(st.sampled_from((0.0, 0.1, 0.5)))
+    kgce_t = rng.choice(LEVELS, size=(n, n_windows)) * rng.choice((1.0, 1.0, 1.3, 2.0),
+                                                                     size=(n, n_windows))
+    kgce_t[rng.random((n, n_windows)) < idle_rate] = np.nan
+    kwh_t = rng.choice((12_000.0, 13_000.0, 13_100.0, 13_350.0, 14_000.0, np.nan),
+                       size=(n, n_windows))
+    base_rate = rng.choice((0.0, 10.0, 100.0), size=(n, 1))
+    surges = np.where(rng.random((n, 1)) < draw(st.sampled_from((0.0, 0.05, 0.3))),
+                      rng.choice((3.0, 10.0)), 1.0)
+    energy = base_rate * surges * rng.choice((1.0, 1.01, 0.99), size=(n, n_windows))
+    ticks = Ticks(
+        line=line, tick_ms=tick_ms, energy_kgce=energy, electricity_kwh=energy * 8,
+        production_t=np.ones((n, n_windows)), kgce_per_t=kgce_t, kwh_per_t=kwh_t,
+        drops=np.zeros(3, dtype=np.int64),
+    )
+    config = AlertConfig(
+        short_window=0, long_window=2, level_window=draw(st.integers(0, 2)),
+        surge_window=draw(st.integers(0, 2)), surge_window_ticks=draw(st.integers(1, 20)),
+        surge_window_hours=draw(st.sampled_from((0.25, 1.0))),
+        surge_alpha=draw(st.sampled_from((0.05, 0.3, 1.0))),
+        surge_warmup=draw(st.integers(1, 40)),
+        surge_clear_k=draw(st.sampled_from((0.0, 2.0))),
+        surge_min_band=draw(st.sampled_from((0.0, 0.05))),
+        level_clear_margin=draw(st.sampled_from((0.0, 0.02))),
+    )
+    ratio = np.array(draw(st.lists(st.sampled_from((1.0, 1.3, 1.5)), min_size=n_lines,
+                                   max_size=n_lines)))
+    rules = LineRules(
+        for_ticks=np.array(draw(st.lists(st.integers(1, 4), min_size=n_lines,
+                                         max_size=n_lines))),
+        spike_ratio=ratio,
+        spike_clear_ratio=ratio * draw(st.sampled_from((1.0, 0.8))),
+        surge_k=np.full(n_lines, draw(st.sampled_from((2.0, 4.0)))),
+        level_unit=np.array(draw(st.lists(st.sampled_from(
+            (LEVEL_NONE, LEVEL_KGCE_PER_T, LEVEL_KWH_PER_T)), min_size=n_lines,
+            max_size=n_lines))),
+        baseline=np.array(draw(st.lists(st.sampled_from((72.0, 13_350.0, math.nan)),
+                                        min_size=n_lines, max_size=n_lines))),
+        benchmark=np.array(draw(st.lists(st.sampled_from((61.0, 13_000.0, math.nan)),
+                                         min_size=n_lines, max_size=n_lines))),
+    )
+    return ticks, config, rules
+
+
+def _rows(ticks: Ticks, start: int, stop: int) -> Ticks:
+    return Ticks(*(getattr(ticks, name)[start:stop] for name in
+                   ("line", "tick_ms", "energy_kgce", "electricity_kwh", "production_t",
+                    "kgce_per_t", "kwh_per_t")), drops=ticks.drops)
+
+
+def _as_tuples(events) -> list[tuple]:
+    return [(int(ln), int(t), RULES[int(r)], int(s), float(v), float(th))
+            for ln, t, r, s, v, th in zip(events.line, events.tick_ms, events.rule,
+                                           events.state, events.value, events.threshold,
+                                           strict=True)]
+
+
+def _same(got: list[tuple], want: list[tuple]) -> None:
+    assert len(got) == len(want), (got, want)
+    for g, w in zip(got, want, strict=True):
+        assert g[:4] == w[:4], (g, w)
+        for a, b in zip(g[4:], w[4:], strict=True):
+            assert (math.isnan(a) and math.isnan(b)) or a == b, (g, w)
+
+
+@PROPERTY_SETTINGS
+@given(tick_streams())
+def test_alert_kernel_matches_the_reference(case) -> None:
+    ticks, config, rules = case
+    got = evaluate_alerts(new_alert_state(rules.n_lines), config, rules, ticks)
+    want = reference_alerts(ReferenceAlerts(), config, rules, ticks)
+    _same(_as_tuples(got), want)
+
+
+@PROPERTY_SETTINGS
+@given(tick_streams(), st.lists(st.integers(0, 300), max_size=4))
+def test_alerts_cut_into_calls_and_restored_equal_one_call(case, cuts) -> None:
+    ticks, config, rules = case
+    whole = _as_tuples(evaluate_alerts(new_alert_state(rules.n_lines), config, rules, ticks))
+    bounds = [0, *sorted(c for c in cuts if c <= len(ticks)), len(ticks)]
+    state = new_alert_state(rules.n_lines)
+    parts: list[tuple] = []
+    for a, b in itertools.pairwise(bounds):
+        parts += _as_tuples(evaluate_alerts(state, config, rules, _rows(ticks, a, b)))
+        state = alert_state_from_arrays({k: v.copy() for k, v in
+                                         alert_state_arrays(state).items()})
+    _same(parts, whole)
+
+
+@PROPERTY_SETTINGS
+@given(tick_streams())
+def test_alerts_alternate_start_and_end_per_line_and_rule(case) -> None:
+    ticks, config, rules = case
+    events = _as_tuples(evaluate_alerts(new_alert_state(rules.n_lines), config, rules, ticks))
+    last: dict[tuple[int, str], int] = {}
+    for line, _, rule, state, _, _ in events:
+        assert last.get((line, rule), 0) != state, "an alert started twice or ended unstarted"
+        last[(line, rule)] = state

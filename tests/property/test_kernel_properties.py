@@ -1,0 +1,194 @@
+"""The Numba kernel against the plain-Python reference on random streams (hypothesis).
+
+Streams mix several lines and carriers, counters and delta meters (net energy
+meters going negative), rollovers and resets, gaps and idle stretches, readings
+out of order within and beyond the allowed lateness, duplicates, multi-reading
+messages, pending buffers small enough to overflow, and batches cut at random
+message boundaries. Kernel and reference must emit the same (line, tick) rows,
+the same window sums and intensities (to 1e-9 relative), and the same drops per
+reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.kernel_streams import Stream, concatenate, random_stream
+from wattline.ingest.durable.checkpoint import load_state, save_state
+from wattline.kernels import (
+    DROP_REASONS,
+    StreamState,
+    Ticks,
+    advance,
+    new_state,
+)
+from wattline.kernels.naive import ReferenceState, as_ticks, reference_advance
+
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
+                             suppress_health_check=[HealthCheck.too_slow])
+VALUE_COLUMNS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t")
+
+
+@st.composite
+def streams(draw: st.DrawFn, min_production: bool = False) -> Stream:
+    emit_every_ms = draw(st.sampled_from((1_000, 7_000, 10_000)))
+    lateness_ticks = draw(st.integers(0, 4))
+    return random_stream(
+        draw(st.integers(0, 2**32 - 1)),
+        n_lines=draw(st.integers(1, 3)),
+        meters_per_line=draw(st.integers(1, 4)),
+        n_per_meter=draw(st.integers(1, 60)),
+        emit_every_ms=emit_every_ms,
+        windows=tuple(sorted(set(draw(st.lists(st.integers(1, 12), min_size=1, max_size=3))))),
+        lateness_ms=lateness_ticks * emit_every_ms + draw(st.integers(0, emit_every_ms - 1)),
+        jitter_ms=draw(st.sampled_from((0, emit_every_ms, 3 * emit_every_ms,
+                                        10 * emit_every_ms))),
+        duplicate_rate=draw(st.sampled_from((0.0, 0.1, 0.4))),
+        reset_rate=draw(st.sampled_from((0.0, 0.05))),
+        n_batches=draw(st.integers(1, 8)),
+        min_production_t=draw(st.sampled_from((None, 0.5, 3.0))) if min_production else None,
+        # Mostly roomy; sometimes so small that readings overflow and are counted.
+        max_pending=draw(st.sampled_from((1 << 16, 1 << 16, 8, 4, 2))),
+    )
+
+
+def fresh_state(stream: Stream) -> StreamState:
+    """A state whose pending buffers start small, so the kernel must grow them itself."""
+    return new_state(stream.config, stream.meters.n_lines, stream.meters.n_meters,
+                     pending_capacity=min(2, stream.max_pending))
+
+
+def run_kernel(stream: Stream, batches: list | None = None) -> tuple[Ticks, np.ndarray]:
+    """All the stream's ticks in one ``Ticks``, and the state's cumulative drops."""
+    state = fresh_state(stream)
+    parts = [advance(state, stream.config, stream.meters, b, max_pending=stream.max_pending)
+             for b in (stream.batches if batches is None else batches)]
+    return _joined(parts, len(stream.config.windows_ms)), state.drops.copy()
+
+
+def run_reference(stream: Stream) -> Ticks:
+    state = ReferenceState()
+    emitted = []
+    for batch in stream.batches:
+        emitted += reference_advance(state, stream.config, stream.meters, batch,
+                                     max_pending=stream.max_pending)
+    return as_ticks(emitted, len(stream.config.windows_ms), state.drops)
+
+
+def _joined(parts: list[Ticks], n_windows: int) -> Ticks:
+    def cat(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        arrays = [getattr(p, name) for p in parts]
+        return np.concatenate(arrays) if arrays else np.empty(shape, dtype)
+
+    return Ticks(
+        line=cat("line", (0,), np.int32), tick_ms=cat("tick_ms", (0,), np.int64),
+        energy_kgce=cat("energy_kgce", (0, n_windows), np.float64),
+        electricity_kwh=cat("electricity_kwh", (0, n_windows), np.float64),
+        production_t=cat("production_t", (0, n_windows), np.float64),
+        kgce_per_t=cat("kgce_per_t", (0, n_windows), np.float64),
+        kwh_per_t=cat("kwh_per_t", (0, n_windows), np.float64),
+        drops=(np.sum([p.drops for p in parts], axis=0) if parts
+               else np.zeros(len(DROP_REASONS), np.int64)),
+    )
+
+
+def assert_same_ticks(got: Ticks, want: Ticks) -> None:
+    """Same rows; NaN in the same places; values equal to 1e-9 relative.
+
+    A value near zero (net energy that nearly cancels) is compared to 1e-9 of the
+    largest magnitude in its column instead, since it is the difference of big ones.
+    """
+    assert got.line.tolist() == want.line.tolist()
+    assert got.tick_ms.tolist() == want.tick_ms.tolist()
+    for name in VALUE_COLUMNS:
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.shape == b.shape, name
+        idle_a, idle_b = np.isnan(a), np.isnan(b)
+        if not np.array_equal(idle_a, idle_b):
+            row, col = np.argwhere(idle_a != idle_b)[0]
+            raise AssertionError(
+                f"{name}: idle at line {got.line[row]}, tick {got.tick_ms[row]}, window {col} "
+                f"for one side only: kernel {a[row, col]!r}, reference {b[row, col]!r}"
+            )
+        finite = b[~idle_b]
+        column_scale = float(np.abs(finite).max()) if finite.size else 0.0
+        ok = np.isclose(a, b, rtol=1e-9, atol=1e-9 * column_scale, equal_nan=True)
+        if not ok.all():
+            row, col = np.argwhere(~ok)[0]
+            raise AssertionError(
+                f"{name} differs at line {got.line[row]}, tick {got.tick_ms[row]}, window "
+                f"{col}: kernel {a[row, col]!r}, reference {b[row, col]!r}"
+            )
+
+
+def assert_identical(got: Ticks, want: Ticks) -> None:
+    """Bit for bit: the same computation, merely interrupted."""
+    assert got.line.tolist() == want.line.tolist()
+    assert got.tick_ms.tolist() == want.tick_ms.tolist()
+    for name in VALUE_COLUMNS:
+        assert np.array_equal(getattr(got, name), getattr(want, name), equal_nan=True), name
+    assert got.drops.tolist() == want.drops.tolist()
+
+
+def assert_ticks_follow_each_other(ticks: Ticks, emit_every_ms: int) -> None:
+    """Per line: every tick on a multiple of emit_every, each once, none skipped."""
+    for line in np.unique(ticks.line).tolist():
+        times = ticks.tick_ms[ticks.line == line]
+        assert (times % emit_every_ms == 0).all()
+        assert (np.diff(times) == emit_every_ms).all()
+
+
+@PROPERTY_SETTINGS
+@given(streams())
+def test_kernel_matches_the_reference(stream: Stream) -> None:
+    got, state_drops = run_kernel(stream)
+    want = run_reference(stream)
+    assert_same_ticks(got, want)
+    assert dict(zip(DROP_REASONS, got.drops.tolist(), strict=True)) == dict(
+        zip(DROP_REASONS, want.drops.tolist(), strict=True))
+    assert state_drops.tolist() == got.drops.tolist()  # the state counts what calls report
+    assert_ticks_follow_each_other(got, stream.config.emit_every_ms)
+
+
+@PROPERTY_SETTINGS
+@given(streams(min_production=True))
+def test_kernel_matches_the_reference_with_a_minimum_production(stream: Stream) -> None:
+    got, _ = run_kernel(stream)
+    want = run_reference(stream)
+    assert_same_ticks(got, want)
+    assert got.drops.tolist() == want.drops.tolist()
+
+
+@PROPERTY_SETTINGS
+@given(streams())
+def test_one_batch_gives_the_same_ticks_as_any_split(stream: Stream) -> None:
+    split, split_drops = run_kernel(stream)
+    whole, whole_drops = run_kernel(stream, [concatenate(stream.batches)])
+    assert_identical(split, whole)
+    assert split_drops.tolist() == whole_drops.tolist()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(stream=streams(), cut_percent=st.integers(0, 100))
+def test_save_restore_continue_equals_running_straight_through(
+    stream: Stream, cut_percent: int, tmp_path: Path
+) -> None:
+    straight, straight_drops = run_kernel(stream)
+    cut = len(stream.batches) * cut_percent // 100
+    state = fresh_state(stream)
+    parts = [advance(state, stream.config, stream.meters, b, max_pending=stream.max_pending)
+             for b in stream.batches[:cut]]
+    path = tmp_path / f"state-{cut_percent}.npz"
+    save_state(state, path)
+    del state
+    restored = load_state(path)
+    parts += [advance(restored, stream.config, stream.meters, b, max_pending=stream.max_pending)
+              for b in stream.batches[cut:]]
+    # Bit for bit, not just close: a restart must not change a single point or count.
+    assert_identical(_joined(parts, len(stream.config.windows_ms)), straight)
+    assert restored.drops.tolist() == straight_drops.tolist()

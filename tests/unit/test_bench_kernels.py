@@ -1,0 +1,170 @@
+"""`wattline bench kernels` at a tiny size: it runs, reports every figure, checks its
+baselines against the kernel (and those checks can fail), and its floor and its
+plant are what they claim to be."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from wattline.benchmarks.kernels import (
+    _bare_window_sums,
+    batches,
+    first_lines,
+    kernel_vs_reference,
+    kernel_vs_vectorised,
+    make_plant,
+    run_full,
+    run_reference,
+    vectorised_windows,
+)
+from wattline.ingest.app.cli import main
+from wattline.kernels import Ticks
+
+RATES = ("full_readings_per_s", "bare_readings_per_s", "reference_readings_per_s",
+         "vectorised_readings_per_s")
+REQUIRED = (*RATES, "first_call_s", "peak_rss_mb", "full_over_bare", "full_over_reference",
+            "full_over_vectorised", "vectorised_agrees", "reference_agrees", "readings",
+            "lines", "meters_per_line", "reference_readings", "windows")
+
+
+@pytest.fixture(scope="module")
+def tiny_run() -> Result:
+    return CliRunner().invoke(main, ["bench", "kernels", "--json", "--readings", "20000",
+                                     "--lines", "10", "--reference-readings", "2000"])
+
+
+def last_json(result: Result) -> dict:
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+def test_cli_ends_with_one_json_object_holding_every_figure(tiny_run: Result) -> None:
+    assert tiny_run.exit_code == 0, tiny_run.output
+    figures = last_json(tiny_run)
+    missing = [key for key in REQUIRED if key not in figures]
+    assert not missing
+    for key in (*RATES, "first_call_s", "peak_rss_mb"):
+        assert figures[key] > 0, key
+    assert (figures["readings"], figures["lines"], figures["meters_per_line"]) == (20_000, 10, 10)
+
+
+def test_both_baselines_agree_with_the_kernel_on_the_bench_data(tiny_run: Result) -> None:
+    figures = last_json(tiny_run)
+    assert figures["vectorised_agrees"] is True
+    assert figures["reference_agrees"] is True
+    assert figures["kernel_drops"] == {"late": 0, "duplicate": 0, "pending_overflow": 0}
+    assert tiny_run.output.count("agree: yes") == 2
+    assert "DISAGREES" not in tiny_run.output
+
+
+def test_ratios_are_the_ratios_of_the_measured_rates(tiny_run: Result) -> None:
+    f = last_json(tiny_run)
+    for ratio, baseline in (("full_over_bare", "bare"), ("full_over_reference", "reference"),
+                            ("full_over_vectorised", "vectorised")):
+        want = f["full_readings_per_s"] / f[f"{baseline}_readings_per_s"]
+        assert f[ratio] == pytest.approx(want, rel=1e-3), ratio
+
+
+def test_the_table_names_every_measure(tiny_run: Result) -> None:
+    for measure in ("full kernel pipeline", "bare per-line sliding-window sum",
+                    "plain-Python reference", "NumPy vectorised", "first call",
+                    "kernel peak allocation", "peak RSS"):
+        assert measure in tiny_run.output, measure
+
+
+def test_help_describes_the_command() -> None:
+    result = CliRunner().invoke(main, ["bench", "kernels", "--help"])
+    assert result.exit_code == 0, result.output
+    for option in ("--json", "--readings", "--lines", "--meters-per-line",
+                   "--reference-readings"):
+        assert option in result.output
+
+
+@pytest.fixture(scope="module")
+def small_run() -> tuple:
+    plant = make_plant(20_000, 5, 4)
+    _, ticks, _ = run_full(plant, batches(plant.readings, 5_000))
+    return plant, ticks, vectorised_windows(plant)
+
+
+def test_the_numpy_check_catches_a_wrong_sum(small_run: tuple) -> None:
+    plant, ticks, vec = small_run
+    assert kernel_vs_vectorised(plant, ticks, vec).agrees
+    wrong = vec.sums.copy()
+    wrong[0, wrong.shape[1] // 2, 0, 2] += 1.0  # one production sum off by a tonne
+    verdict = kernel_vs_vectorised(plant, ticks, dataclasses.replace(vec, sums=wrong))
+    assert not verdict.agrees
+    assert verdict.max_rel_diff is not None and verdict.max_rel_diff > 1e-3
+
+
+def test_the_numpy_check_catches_a_missing_tick(small_run: tuple) -> None:
+    plant, ticks, vec = small_run
+    keep = np.ones(len(ticks), dtype=bool)
+    keep[-1] = False
+    fewer = Ticks(**{f.name: getattr(ticks, f.name)[keep] if f.name != "drops" else ticks.drops
+                     for f in dataclasses.fields(Ticks)})
+    verdict = kernel_vs_vectorised(plant, fewer, vec)
+    assert not verdict.agrees
+    assert "watermark" in verdict.problem
+
+
+def test_the_reference_check_catches_a_wrong_intensity() -> None:
+    plant = first_lines(make_plant(20_000, 5, 4), 1)
+    _, reference = run_reference(plant)
+    _, kernel, _ = run_full(plant, batches(plant.readings, 5_000))
+    assert len(kernel) > 0
+    assert kernel_vs_reference(kernel, reference).agrees
+    off = reference.kgce_per_t.copy()
+    off[np.isfinite(off)] *= 1.001
+    assert not kernel_vs_reference(kernel, dataclasses.replace(reference, kgce_per_t=off)).agrees
+
+
+def test_the_bare_floor_is_a_true_sliding_sum() -> None:
+    """In-order readings over many ticks: its sums are those of the deltas in the last
+    2 and 5 ticks of each line, computed by brute force here."""
+    rng = np.random.default_rng(7)
+    n_meters, per_meter, emit_every = 6, 80, 10
+    line_of_meter = np.array([0, 0, 0, 1, 1, 2], dtype=np.int32)
+    ts = np.sort(rng.choice(np.arange(1, 400), (n_meters, per_meter)), axis=1)
+    ts = np.maximum.accumulate(ts + np.arange(per_meter), axis=1)  # strictly increasing
+    value = np.cumsum(rng.uniform(0, 3, (n_meters, per_meter)), axis=1)
+    meter = np.repeat(np.arange(n_meters, dtype=np.int32), per_meter)
+    order = np.argsort(ts.reshape(-1), kind="stable")
+    spans = np.array([2, 5], dtype=np.int64)
+    sums, current, _ = _bare_window_sums(line_of_meter, meter[order], ts.reshape(-1)[order],
+                                         value.reshape(-1)[order], 3, emit_every, spans)
+    tick = -(-ts // emit_every)
+    delta = np.diff(value, axis=1)
+    for line in range(3):
+        mine = line_of_meter == line
+        newest = int(tick[mine].max())
+        assert current[line] == newest
+        for w, span in enumerate(spans):
+            inside = tick[mine][:, 1:] > newest - span
+            assert sums[line, w] == pytest.approx(delta[mine][inside].sum(), rel=1e-12)
+
+
+def test_the_bench_plant_looks_like_a_plant() -> None:
+    """One production counter per line, several carriers, counters that only fall
+    where a register wraps, a few readings overtaking their meter's earlier ones,
+    and none later than the allowed lateness."""
+    plant = make_plant(60_000, 6, 10)
+    mt, r = plant.meters, plant.readings
+    assert np.array_equal(np.bincount(mt.line[mt.t_per_unit > 0]), np.ones(6))
+    assert len(set(mt.kgce_per_unit[mt.t_per_unit == 0].tolist())) >= 3
+    by_meter = np.lexsort((r.ts_ms, r.meter))
+    same = np.diff(r.meter[by_meter]) == 0
+    falls = same & (np.diff(r.value[by_meter]) < 0)
+    assert np.all(mt.rollover[r.meter[by_meter][1:][falls]] > 0)
+    arrival = np.argsort(r.meter, kind="stable")
+    overtaken = (np.diff(r.ts_ms[arrival]) < 0) & (np.diff(r.meter[arrival]) == 0)
+    assert 0 < overtaken.sum() < 0.05 * len(r)
+    line = mt.line[r.meter]
+    for ln in range(mt.n_lines):
+        ts = r.ts_ms[line == ln]
+        behind = np.maximum.accumulate(ts) - ts
+        assert behind.max() < plant.config.allowed_lateness_ms
