@@ -38,6 +38,27 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from wattline.ingest.decode.lexer import (
+    COLON,
+    COMMA,
+    DOT,
+    E_LOWER,
+    E_UPPER,
+    LBRACE,
+    LBRACKET,
+    MAX_DIGITS,
+    MAX_EXACT,
+    MINUS,
+    POW10,
+    QUOTE,
+    RBRACE,
+    RBRACKET,
+    ZERO,
+    scan_key,
+    scan_number,
+    skip_ws,
+)
+
 __all__ = ["FALLBACK", "SCANNED", "PayloadScanner", "ScannedPayloads"]
 
 SCANNED = 0
@@ -45,154 +66,27 @@ SCANNED = 0
 FALLBACK = 1
 """The payload needs ``decode_readings`` (unusual, or not valid at all)."""
 
-_MAX_DIGITS = 18  # significant digits that fit an int64 exactly
-_MAX_EXACT = 1 << 53  # largest significand converted exactly
-_POW10 = np.array([10.0**k for k in range(23)], dtype=np.float64)  # all exact doubles
-
-_QUOTE, _COMMA, _COLON = 34, 44, 58
-_LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
-_MINUS, _PLUS, _DOT, _ZERO, _NINE = 45, 43, 46, 48, 57
-_BACKSLASH, _E_LOWER, _E_UPPER, _T, _S, _V = 92, 101, 69, 116, 115, 118
-
-
-@nb.njit(cache=True, inline="always")
-def _skip_ws(buf, p):
-    c = buf[p]
-    while c == 32 or c == 10 or c == 13 or c == 9:
-        p += 1
-        c = buf[p]
-    return p
-
-
-@nb.njit(cache=True, inline="always")
-def _digits(buf, p):
-    """The decimal digits at ``p``: (their value, the end). Stops at the payload's NUL.
-
-    Written for speed, as the scanner's inner loop: an unsigned index (no negative-index
-    wrap-around) and one unsigned comparison per byte (a two-sided one ran 5x slower).
-    """
-    value = 0
-    d = np.uint64(buf[np.uint64(p)]) - np.uint64(_ZERO)
-    while d < np.uint64(10):
-        value = value * 10 + np.int64(d)
-        p += 1
-        d = np.uint64(buf[np.uint64(p)]) - np.uint64(_ZERO)
-    return value, p
-
-
-@nb.njit(cache=True)
-def _number(buf, p, want_int, pow10):
-    """A JSON number at ``p``: (ok, end, integer value, float value).
-
-    ``want_int``: only an integer (no fraction, no exponent) is accepted. Not ok:
-    malformed, or beyond what converts exactly here. Every payload ends in a NUL,
-    which no rule here accepts, so no scan runs past it.
-    """
-    neg = buf[p] == _MINUS
-    if neg:
-        p += 1
-    start = p
-    mant, p = _digits(buf, p)
-    n_int = p - start
-    if n_int == 0 or (n_int > 1 and buf[start] == _ZERO):
-        return False, p, 0, 0.0  # no digits, or a leading zero (not JSON)
-    n_frac = 0  # digits after the point, significant or not
-    is_int = True
-    if buf[p] == _DOT:
-        is_int = False
-        frac_start = p + 1
-        q = frac_start
-        if mant == 0:  # "0.000123": the zeros after the point are not significant
-            while buf[q] == _ZERO:
-                q += 1
-            n_int = 0
-        frac, p = _digits(buf, q)
-        if p == frac_start:
-            return False, p, 0, 0.0  # "1." is not JSON
-        n_significant = p - q
-        if n_int + n_significant > _MAX_DIGITS:
-            return False, p, 0, 0.0
-        for _ in range(n_significant):
-            mant *= 10
-        mant += frac
-        n_frac = p - frac_start
-    elif n_int > _MAX_DIGITS:
-        return False, p, 0, 0.0
-    exp10 = 0
-    c = buf[p]
-    if c == _E_LOWER or c == _E_UPPER:
-        is_int = False
-        p += 1
-        exp_neg = buf[p] == _MINUS
-        if exp_neg or buf[p] == _PLUS:
-            p += 1
-        start = p
-        ex, p = _digits(buf, p)
-        if p == start or p - start > 4:
-            return False, p, 0, 0.0
-        exp10 = -ex if exp_neg else ex
-    if want_int:
-        if not is_int:
-            return False, p, 0, 0.0
-        return True, p, -mant if neg else mant, 0.0
-    if mant > _MAX_EXACT:
-        return False, p, 0, 0.0
-    x = float(mant)
-    if not is_int:
-        exp10 -= n_frac
-        if exp10 > 0:
-            if exp10 > 22:
-                return False, p, 0, 0.0
-            x = x * pow10[exp10]
-        elif exp10 < 0:
-            if exp10 < -22:
-                return False, p, 0, 0.0
-            x = x / pow10[-exp10]
-    if neg and (mant != 0 or not is_int):  # the integer -0 is 0 (a Python int); -0.0 stays
-        x = -x
-    return True, p, 0, x
-
-
-@nb.njit(cache=True)
-def _key(buf, p):
-    """A key at ``p`` (after its opening quote): (1 for "ts", 2 for "v", 0 other, end)."""
-    start = p
-    c = buf[p]
-    while c != _QUOTE:
-        if c == _BACKSLASH or c < 32:  # escapes, control characters, the payload's end
-            return 0, p
-        p += 1
-        c = buf[p]
-    n = p - start
-    which = 0
-    if n == 2 and buf[start] == _T and buf[start + 1] == _S:
-        which = 1
-    elif n == 1 and buf[start] == _V:
-        which = 2
-    return which, p + 1
-
-
 @nb.njit(cache=True)
 def _array(buf, p, want_int, out_ts, out_v, at, pow10):
     """A JSON array of numbers at ``p`` (after ``[``) into ``out_ts`` (ints) or ``out_v``
     from index ``at``: (ok, end, how many).
 
-    The scanner's hot loop. It repeats ``_number``'s rules by hand rather than call
+    The scanner's hot loop. It repeats ``scan_number``'s rules by hand rather than call
     it: with the helpers inlined, Numba counted references to ``buf`` on every number
     (atomic operations that made a number cost 20-40 ns, against 6 ns here).
     """
     cap = out_ts.shape[0]
     n = 0
     ten = np.uint64(10)
-    zero = np.uint64(_ZERO)
-    p = _skip_ws(buf, p)
-    if buf[p] == _RBRACKET:
+    zero = np.uint64(ZERO)
+    p = skip_ws(buf, p)
+    if buf[p] == RBRACKET:
         return True, p + 1, 0
     while True:
         if at + n >= cap:
             return False, p, 0
         # One number: sign, integer digits, fraction, exponent (JSON's grammar).
-        neg = buf[p] == _MINUS
+        neg = buf[p] == MINUS
         if neg:
             p += 1
         start = p
@@ -203,16 +97,16 @@ def _array(buf, p, want_int, out_ts, out_v, at, pow10):
             p += 1
             d = np.uint64(buf[np.uint64(p)]) - zero
         n_int = p - start
-        if n_int == 0 or (n_int > 1 and buf[start] == _ZERO):
+        if n_int == 0 or (n_int > 1 and buf[start] == ZERO):
             return False, p, 0
         c = buf[p]
-        general = c == _E_LOWER or c == _E_UPPER or (c == _DOT and want_int)
-        if c == _DOT and not want_int:
+        general = c == E_LOWER or c == E_UPPER or (c == DOT and want_int)
+        if c == DOT and not want_int:
             frac_start = p + 1
             q = frac_start
             significant = n_int
             if mant == 0:  # "0.000123": the zeros after the point are not significant
-                while buf[q] == _ZERO:
+                while buf[q] == ZERO:
                     q += 1
                 significant = 0
             p = q
@@ -222,22 +116,22 @@ def _array(buf, p, want_int, out_ts, out_v, at, pow10):
                 p += 1
                 d = np.uint64(buf[np.uint64(p)]) - zero
             n_frac = p - frac_start
-            if n_frac == 0 or significant + (p - q) > _MAX_DIGITS:
+            if n_frac == 0 or significant + (p - q) > MAX_DIGITS:
                 return False, p, 0
             c = buf[p]
-            if c == _E_LOWER or c == _E_UPPER:
+            if c == E_LOWER or c == E_UPPER:
                 general = True
             else:
-                if mant > _MAX_EXACT or n_frac > 22:
+                if mant > MAX_EXACT or n_frac > 22:
                     return False, p, 0
                 x = float(mant) / pow10[n_frac]
                 out_v[at + n] = -x if neg else x
         elif want_int and not general:
-            if n_int > _MAX_DIGITS:
+            if n_int > MAX_DIGITS:
                 return False, p, 0
             out_ts[at + n] = -mant if neg else mant
         elif not general:
-            if n_int > _MAX_DIGITS or mant > _MAX_EXACT:
+            if n_int > MAX_DIGITS or mant > MAX_EXACT:
                 return False, p, 0
             x = float(mant)
             out_v[at + n] = -x if neg and mant != 0 else x
@@ -246,20 +140,20 @@ def _array(buf, p, want_int, out_ts, out_v, at, pow10):
             # the general rules, from the number's start.
             if want_int:
                 return False, p, 0
-            ok, p, _, x = _number(buf, start - 1 if neg else start, False, pow10)
+            ok, p, _, x = scan_number(buf, start - 1 if neg else start, False, pow10)
             if not ok:
                 return False, p, 0
             out_v[at + n] = x
         n += 1
         c = buf[p]
-        if c != _COMMA and c != _RBRACKET:
-            p = _skip_ws(buf, p)
+        if c != COMMA and c != RBRACKET:
+            p = skip_ws(buf, p)
             c = buf[p]
-        if c == _RBRACKET:
+        if c == RBRACKET:
             return True, p + 1, n
-        if c != _COMMA:
+        if c != COMMA:
             return False, p, 0
-        p = _skip_ws(buf, p + 1)
+        p = skip_ws(buf, p + 1)
 
 
 @nb.njit(cache=True)
@@ -275,19 +169,19 @@ def _object(buf, p, out_ts, out_v, at, scalars_only, pow10):
     n_ts = 0
     n_v = 0
     cap = out_ts.shape[0]
-    p = _skip_ws(buf, p)
+    p = skip_ws(buf, p)
     while True:
-        if buf[p] != _QUOTE:
+        if buf[p] != QUOTE:
             return False, p, 0
-        which, p = _key(buf, p + 1)
+        which, p = scan_key(buf, p + 1)
         if which == 0 or (which == 1 and seen_ts) or (which == 2 and seen_v):
             return False, p, 0
-        p = _skip_ws(buf, p)
-        if buf[p] != _COLON:
+        p = skip_ws(buf, p)
+        if buf[p] != COLON:
             return False, p, 0
-        p = _skip_ws(buf, p + 1)
+        p = skip_ws(buf, p + 1)
         want_int = which == 1
-        if buf[p] == _LBRACKET:
+        if buf[p] == LBRACKET:
             if scalars_only:
                 return False, p, 0
             arrays += 1
@@ -297,7 +191,7 @@ def _object(buf, p, out_ts, out_v, at, scalars_only, pow10):
         else:
             if at >= cap:
                 return False, p, 0
-            ok, p, iv, fv = _number(buf, p, want_int, pow10)
+            ok, p, iv, fv = scan_number(buf, p, want_int, pow10)
             if not ok:
                 return False, p, 0
             if want_int:
@@ -311,13 +205,13 @@ def _object(buf, p, out_ts, out_v, at, scalars_only, pow10):
         else:
             seen_v = True
             n_v = n
-        p = _skip_ws(buf, p)
-        if buf[p] == _RBRACE:
+        p = skip_ws(buf, p)
+        if buf[p] == RBRACE:
             p += 1
             break
-        if buf[p] != _COMMA:
+        if buf[p] != COMMA:
             return False, p, 0
-        p = _skip_ws(buf, p + 1)
+        p = skip_ws(buf, p + 1)
     # Both keys; both scalars or both lists (one of each is the payload_shape error),
     # lists of one length (else length_mismatch): the errors are decode_readings' to give.
     if not (seen_ts and seen_v) or arrays == 1 or n_ts != n_v:
@@ -328,34 +222,34 @@ def _object(buf, p, out_ts, out_v, at, scalars_only, pow10):
 @nb.njit(cache=True)
 def _payload(buf, p, e, out_ts, out_v, at, pow10):
     """One payload ``buf[p:e]`` (``buf[e]`` is its NUL): (ok, readings written from ``at``)."""
-    p = _skip_ws(buf, p)
+    p = skip_ws(buf, p)
     n = 0
-    if buf[p] == _LBRACE:
+    if buf[p] == LBRACE:
         ok, p, n = _object(buf, p + 1, out_ts, out_v, at, False, pow10)
         if not ok:
             return False, 0
-    elif buf[p] == _LBRACKET:
-        p = _skip_ws(buf, p + 1)
-        if buf[p] == _RBRACKET:
+    elif buf[p] == LBRACKET:
+        p = skip_ws(buf, p + 1)
+        if buf[p] == RBRACKET:
             p += 1
         else:
             while True:
-                if buf[p] != _LBRACE:
+                if buf[p] != LBRACE:
                     return False, 0
                 ok, p, one = _object(buf, p + 1, out_ts, out_v, at + n, True, pow10)
                 if not ok:
                     return False, 0
                 n += one
-                p = _skip_ws(buf, p)
-                if buf[p] == _RBRACKET:
+                p = skip_ws(buf, p)
+                if buf[p] == RBRACKET:
                     p += 1
                     break
-                if buf[p] != _COMMA:
+                if buf[p] != COMMA:
                     return False, 0
-                p = _skip_ws(buf, p + 1)
+                p = skip_ws(buf, p + 1)
     else:
         return False, 0
-    if _skip_ws(buf, p) != e:
+    if skip_ws(buf, p) != e:
         return False, 0  # something after the value, or a NUL inside the payload
     return True, n
 
@@ -461,6 +355,6 @@ class PayloadScanner:
         out_of_range = np.empty(count, dtype=np.int64)
         now = np.asarray(now_ms, dtype=np.int64)
         n = _scan(buf, starts, now - max_past_ms, now + max_future_ms, max_bytes,
-                  self._ts, self._v, status, kept, out_of_range, _POW10)
+                  self._ts, self._v, status, kept, out_of_range, POW10)
         return ScannedPayloads(self._ts[:n], self._v[:n], status, kept, out_of_range)
 
