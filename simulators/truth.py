@@ -128,7 +128,7 @@ def _factors(series: MeterSeries, carriers: dict[str, Carrier]) -> tuple[float, 
             f"meter {series.meter}: unit {series.unit!r}, the reference counts "
             f"{series.carrier} in {carrier.unit}"
         )
-    kwh = 1.0 if carrier.carrier == "electricity" else 0.0
+    kwh = 1.0 if carrier.name == "electricity" else 0.0
     return carrier.kgce_per_unit, kwh, 0.0
 
 
