@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import missing_component
@@ -77,3 +78,24 @@ def test_every_metric_the_rules_use_is_exported_by_the_collector() -> None:
 def test_every_alert_has_a_unit_test(alert: str) -> None:
     tests = (PROMETHEUS_DIR / "wattline.rules.test.yml").read_text()
     assert f"alertname: {alert}" in tests
+
+
+def _routed_to(alertname: str) -> str:
+    done = _run(_tool("amtool"), "config", "routes", "test", "--config.file=alertmanager.yml",
+                f"alertname={alertname}", "site=plant", "line=line-1")
+    return done.stdout.strip()
+
+
+def _rules_by_group() -> dict[str, list[str]]:
+    doc = yaml.safe_load((PROMETHEUS_DIR / "wattline.rules.yml").read_text())
+    return {g["name"]: [r["alert"] for r in g["rules"]] for g in doc["groups"]}
+
+
+def test_energy_alerts_reach_the_energy_team_and_collector_health_operations() -> None:
+    groups = _rules_by_group()
+    energy = [*groups["wattline-energy-alerts"], "WattlineEnergySpike"]
+    assert len(energy) >= 4
+    for name in energy:
+        assert _routed_to(name) == "energy-team", name
+    for name in groups["wattline-collector"]:
+        assert _routed_to(name) == "operations", name
