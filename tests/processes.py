@@ -28,6 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "ComponentFailed",
     "ComponentMissing",
     "Mosquitto",
+    "Stack",
     "VictoriaMetrics",
     "Wattline",
     "find_binary",
@@ -469,6 +471,15 @@ class Wattline(ChildProcess):
         code = self.process.wait(timeout_s)
         self._reap()
         return code
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A broker, a VictoriaMetrics and a daemon reading the one and writing to the other."""
+
+    broker: Mosquitto
+    victoria: VictoriaMetrics
+    daemon: Wattline
 
 
 @contextlib.contextmanager

@@ -6,24 +6,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
-from tests.e2e.test_e2e_pipeline import (
+from tests.e2e.eaf_stream import (
     CHECKED_TICKS_MS,
+    KERNEL_ARGS,
     LINE,
     WINDOWS_MS,
-    close_publisher,
-    connect_publisher,
     expected_point,
-    publish_all,
     readings_messages,
     recent_start_ms,
-    wait_until_subscribed,
 )
-from tests.processes import Mosquitto, VictoriaMetrics, Wattline, wait_until
+from tests.e2e.gateway import publish_all, wait_until_subscribed
+from tests.processes import Stack, wait_until
 
 MAX_PAYLOAD = 4096
 
@@ -60,69 +58,58 @@ def bad_messages(site: str, start_ms: int) -> tuple[list[tuple[str, bytes]], dic
 
 @pytest.mark.e2e
 def test_bad_input_is_counted_by_reason_and_the_good_readings_still_flow(
-    make_mosquitto: Callable[..., Mosquitto],
-    make_victoria: Callable[[], VictoriaMetrics],
-    wattline_daemon: Callable[..., Wattline],
+    make_stack: Callable[..., Stack],
+    make_publisher: Callable[..., mqtt.Client],
     site: str,
-    tmp_path: Path,
 ) -> None:
-    broker = make_mosquitto()
-    victoria = make_victoria()
-    daemon = wattline_daemon([
-        "--mqtt-url", broker.url, "--influx-url", victoria.url, "--influx-org", "o",
-        "--influx-bucket", "b", "--influx-token", "t", "--emit-every", "10s",
-        "--windows", "1m,2m", "--allowed-lateness", "5s",
-        "--max-payload-bytes", str(MAX_PAYLOAD),
-    ])
-    client = connect_publisher(broker.port)
-    try:
-        start_ms = recent_start_ms()
-        good: list[tuple[str, Any]] = readings_messages(site, start_ms)
-        cases, payload_errors, dropped = bad_messages(site, start_ms)
-        wait_until_subscribed(daemon, client, site, timeout_s=30)
-        # Bad messages in the middle of the good stream.
-        half = len(good) // 2
-        publish_all(client, good[:half], timeout_s=30)
-        infos = [client.publish(topic, payload, qos=1) for topic, payload in cases]
-        for info in infos:
-            info.wait_for_publish(10)
-        publish_all(client, good[half:], timeout_s=30)
+    stack = make_stack([*KERNEL_ARGS, "--max-payload-bytes", str(MAX_PAYLOAD)])
+    victoria, daemon = stack.victoria, stack.daemon
+    client = make_publisher(stack.broker)
+    start_ms = recent_start_ms()
+    good: list[tuple[str, Any]] = readings_messages(site, start_ms)
+    cases, payload_errors, dropped = bad_messages(site, start_ms)
+    wait_until_subscribed(daemon, client, site, timeout_s=30)
+    # Bad messages in the middle of the good stream.
+    half = len(good) // 2
+    publish_all(client, good[:half], timeout_s=30)
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in cases]
+    for info in infos:
+        info.wait_for_publish(10)
+    publish_all(client, good[half:], timeout_s=30)
 
-        def counted() -> bool:
-            assert daemon.running, "bad input must never stop the collector"
-            return daemon.metric_sum("wattline_payload_errors_total") >= sum(
-                payload_errors.values())
+    def counted() -> bool:
+        assert daemon.running, "bad input must never stop the collector"
+        return daemon.metric_sum("wattline_payload_errors_total") >= sum(
+            payload_errors.values())
 
-        wait_until(counted, timeout_s=60, what="every bad message counted")
-        labels = f'site="{site}",line="{LINE}"'
-        last_tick = start_ms + CHECKED_TICKS_MS[-1]
-        wait_until(lambda: last_tick in victoria.samples(
-            f'energy_intensity_electricity_kwh{{{labels},window="2m"}}'),
-            timeout_s=60, what="the last good tick")
+    wait_until(counted, timeout_s=60, what="every bad message counted")
+    labels = f'site="{site}",line="{LINE}"'
+    last_tick = start_ms + CHECKED_TICKS_MS[-1]
+    wait_until(lambda: last_tick in victoria.samples(
+        f'energy_intensity_electricity_kwh{{{labels},window="2m"}}'),
+        timeout_s=60, what="the last good tick")
 
-        for reason, n in payload_errors.items():
-            assert daemon.metric_sum("wattline_payload_errors_total", {"reason": reason}) == n, \
-                reason
-        for reason, n in dropped.items():
-            assert daemon.metric_sum("wattline_readings_dropped_total", {"reason": reason}) == n, \
-                reason
+    for reason, n in payload_errors.items():
+        assert daemon.metric_sum("wattline_payload_errors_total", {"reason": reason}) == n, \
+            reason
+    for reason, n in dropped.items():
+        assert daemon.metric_sum("wattline_readings_dropped_total", {"reason": reason}) == n, \
+            reason
 
-        # The good readings around the bad ones give exactly the hand-computed points.
-        for window, window_ms in WINDOWS_MS.items():
-            written = victoria.samples(f'energy_intensity_electricity_kwh{{{labels},'
-                                       f'window="{window}"}}')
-            for t in CHECKED_TICKS_MS:
-                assert written[start_ms + t] == pytest.approx(
-                    [expected_point(t, window_ms)["electricity_kwh"]]), (window, t)
+    # The good readings around the bad ones give exactly the hand-computed points.
+    for window, window_ms in WINDOWS_MS.items():
+        written = victoria.samples(f'energy_intensity_electricity_kwh{{{labels},'
+                                   f'window="{window}"}}')
+        for t in CHECKED_TICKS_MS:
+            assert written[start_ms + t] == pytest.approx(
+                [expected_point(t, window_ms)["electricity_kwh"]]), (window, t)
 
-        # Nothing but the good line ever became a series.
-        series = victoria.export('{__name__=~"energy_intensity_.*"}')
-        assert {(s["metric"]["site"], s["metric"]["line"]) for s in series} == {(site, LINE)}
+    # Nothing but the good line ever became a series.
+    series = victoria.export('{__name__=~"energy_intensity_.*"}')
+    assert {(s["metric"]["site"], s["metric"]["line"]) for s in series} == {(site, LINE)}
 
-        # Logged once per topic and reason, however often it happens.
-        log = daemon.log_text()
-        good_topic = f"factory/{site}/{LINE}/energy/incomer"
-        assert sum(good_topic in line and "invalid_json" in line
-                   for line in log.splitlines()) == 1
-    finally:
-        close_publisher(client)
+    # Logged once per topic and reason, however often it happens.
+    log = daemon.log_text()
+    good_topic = f"factory/{site}/{LINE}/energy/incomer"
+    assert sum(good_topic in line and "invalid_json" in line
+               for line in log.splitlines()) == 1

@@ -66,19 +66,18 @@ def _transitions(victoria: VictoriaMetrics, site: str, rule: str) -> list[tuple[
 def test_an_injected_spike_starts_and_ends_an_alert_in_every_output(
     mosquitto: Mosquitto,
     victoria: VictoriaMetrics,
-    wattline_daemon: Callable[..., Wattline],
+    connected_daemon: Callable[..., Wattline],
     site: str,
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "wattline.toml"
     config.write_text(f'[lines."{site}/{LINE}"]\nproduct = "cement_clinker"\n')
-    daemon = wattline_daemon([
+    daemon = connected_daemon([
         "--config", str(config), "--mqtt-url", mosquitto.url, "--client-id", f"wl-{site}",
         "--influx-url", victoria.url, "--influx-org", "test", "--influx-bucket", "test",
         "--emit-every", f"{TICK_S}s", "--windows", "5m,1h", "--alert-for", str(FOR_TICKS),
         "--stale-after", f"{STALE_AFTER_S}s",
     ])
-    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
     topic = AlertTopic(mosquitto.url, f"factory/{site}/{LINE}/alerts")
     try:
         start_ms = (int(time.time() * 1000) - PLANT_S * 1000) // 10_000 * 10_000
@@ -158,7 +157,7 @@ def test_an_injected_spike_starts_and_ends_an_alert_in_every_output(
 def test_a_drift_above_the_national_baseline_is_alerted_when_the_truth_says(
     mosquitto: Mosquitto,
     victoria: VictoriaMetrics,
-    wattline_daemon: Callable[..., Wattline],
+    connected_daemon: Callable[..., Wattline],
     site: str,
     tmp_path: Path,
 ) -> None:
@@ -169,13 +168,11 @@ def test_a_drift_above_the_national_baseline_is_alerted_when_the_truth_says(
     drift = EfficiencyDrift(LINE, start_s=10 * 60, duration_s=30 * 60, factor=1.2)
     config = tmp_path / "wattline.toml"
     config.write_text(f'[lines."{site}/{LINE}"]\nproduct = "cement_clinker"\n')
-    daemon = wattline_daemon([
+    connected_daemon([
         "--config", str(config), "--mqtt-url", mosquitto.url, "--client-id", f"wl-{site}",
         "--influx-url", victoria.url, "--influx-org", "test", "--influx-bucket", "test",
         "--emit-every", f"{TICK_S}s", "--windows", "5m,1h", "--alert-for", str(FOR_TICKS),
     ])
-    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
-    time.sleep(0.5)
     plant_s = 70 * 60
     start_ms = (int(time.time() * 1000) - plant_s * 1000) // 10_000 * 10_000
     speed = 420.0

@@ -6,21 +6,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
-from tests.e2e.test_e2e_pipeline import (
+from tests.e2e.eaf_stream import (
     CHECKED_TICKS_MS,
+    KERNEL_ARGS,
     LINE,
     assert_every_expected_point,
-    close_publisher,
-    connect_publisher,
     count_readings,
-    publish_all,
     readings_messages,
     recent_start_ms,
-    wait_until_subscribed,
 )
-from tests.processes import Mosquitto, VictoriaMetrics, Wattline, wait_until
+from tests.e2e.gateway import close_publisher, connect_publisher, publish_all, wait_until_subscribed
+from tests.processes import Mosquitto, Stack, Wattline, wait_until
 
 OUTAGE_S = 30.0
 
@@ -29,59 +28,52 @@ OUTAGE_S = 30.0
 @pytest.mark.slow
 @pytest.mark.parametrize("spool", [True, False], ids=["spooled", "held-back"])
 def test_a_database_outage_mid_stream_loses_no_point(
-    make_mosquitto: Callable[..., Mosquitto],
-    make_victoria: Callable[[], VictoriaMetrics],
-    wattline_daemon: Callable[..., Wattline],
+    make_stack: Callable[..., Stack],
+    make_publisher: Callable[..., mqtt.Client],
     site: str,
     tmp_path: Path,
     spool: bool,
 ) -> None:
     """With a state directory, batches wait in the spool and the pipeline goes on;
     without, the pipeline (and through it the broker) is held back. Neither loses a point."""
-    broker = make_mosquitto()
-    victoria = make_victoria()
-    daemon = wattline_daemon([
-        "--mqtt-url", broker.url, "--influx-url", victoria.url, "--influx-org", "o",
-        "--influx-bucket", "b", "--influx-token", "t", "--emit-every", "10s",
-        "--windows", "1m,2m", "--allowed-lateness", "5s", "--batch-max-messages", "20",
+    stack = make_stack([
+        *KERNEL_ARGS, "--batch-max-messages", "20",
         *(["--state-dir", str(tmp_path / "state")] if spool else []),
     ])
-    client = connect_publisher(broker.port)
-    try:
-        start_ms = recent_start_ms()
-        messages = readings_messages(site, start_ms)
-        third = len(messages) // 3
-        wait_until_subscribed(daemon, client, site, timeout_s=30)
-        publish_all(client, messages[:third], timeout_s=30)
-        wait_until(lambda: daemon.metric_sum("wattline_sink_points_written_total") > 0,
-                   timeout_s=30, what="the first points written")
+    victoria, daemon = stack.victoria, stack.daemon
+    client = make_publisher(stack.broker)
+    start_ms = recent_start_ms()
+    messages = readings_messages(site, start_ms)
+    third = len(messages) // 3
+    wait_until_subscribed(daemon, client, site, timeout_s=30)
+    publish_all(client, messages[:third], timeout_s=30)
+    wait_until(lambda: daemon.metric_sum("wattline_sink_points_written_total") > 0,
+               timeout_s=30, what="the first points written")
 
-        victoria.stop()
-        outage_started = time.monotonic()
-        publish_all(client, messages[third:2 * third], timeout_s=30)
-        wait_until(lambda: daemon.metric_sum("wattline_sink_write_retries_total",
-                                             {"sink": "influxdb"}) > 0,
-                   timeout_s=30, what="the daemon noticing the outage")
-        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
-        assert daemon.running, "the daemon must ride out a database outage"
-        victoria.start()
-        publish_all(client, messages[2 * third:], timeout_s=30)
+    victoria.stop()
+    outage_started = time.monotonic()
+    publish_all(client, messages[third:2 * third], timeout_s=30)
+    wait_until(lambda: daemon.metric_sum("wattline_sink_write_retries_total",
+                                         {"sink": "influxdb"}) > 0,
+               timeout_s=30, what="the daemon noticing the outage")
+    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
+    assert daemon.running, "the daemon must ride out a database outage"
+    victoria.start()
+    publish_all(client, messages[2 * third:], timeout_s=30)
 
-        labels = f'site="{site}",line="{LINE}"'
-        last_tick = start_ms + CHECKED_TICKS_MS[-1]
-        wait_until(
-            lambda: last_tick in victoria.samples(
-                f'energy_intensity_electricity_kwh{{{labels},window="2m"}}'),
-            timeout_s=120, interval_s=1.0, what="the last tick after the outage",
-        )
-        assert_every_expected_point(victoria, site, start_ms)
-        assert daemon.metric_sum("wattline_readings_dropped_total") == 0
-        if spool:
-            wait_until(lambda: daemon.metric("wattline_spool_segments") == 0, timeout_s=30)
-            assert daemon.metric_sum("wattline_spool_rows_total", {"event": "spooled"}) > 0
-            assert daemon.metric_sum("wattline_spool_rows_total", {"event": "dropped"}) == 0
-    finally:
-        close_publisher(client)
+    labels = f'site="{site}",line="{LINE}"'
+    last_tick = start_ms + CHECKED_TICKS_MS[-1]
+    wait_until(
+        lambda: last_tick in victoria.samples(
+            f'energy_intensity_electricity_kwh{{{labels},window="2m"}}'),
+        timeout_s=120, interval_s=1.0, what="the last tick after the outage",
+    )
+    assert_every_expected_point(victoria, site, start_ms)
+    assert daemon.metric_sum("wattline_readings_dropped_total") == 0
+    if spool:
+        wait_until(lambda: daemon.metric("wattline_spool_segments") == 0, timeout_s=30)
+        assert daemon.metric_sum("wattline_spool_rows_total", {"event": "spooled"}) > 0
+        assert daemon.metric_sum("wattline_spool_rows_total", {"event": "dropped"}) == 0
 
 
 @pytest.mark.e2e
@@ -102,8 +94,7 @@ def test_a_broker_restart_loses_nothing_with_a_persistent_session(
     session = ["--persistent-session"] if persistent else ["--clean-session"]
     daemon = wattline_daemon([
         "--mqtt-url", broker.url, "--client-id", f"wattline-{site}", *session,
-        "--mqtt-protocol", protocol, "--emit-every", "10s", "--windows", "1m,2m",
-        "--allowed-lateness", "5s", "--store", str(tmp_path / "store"),
+        "--mqtt-protocol", protocol, *KERNEL_ARGS, "--store", str(tmp_path / "store"),
     ])
     start_ms = recent_start_ms()
     messages = readings_messages(site, start_ms)
@@ -151,8 +142,7 @@ def test_readings_published_while_the_daemon_is_down_arrive_after_its_restart(
 ) -> None:
     broker = make_mosquitto()
     args = ["--mqtt-url", broker.url, "--client-id", f"wattline-{site}", "--persistent-session",
-            "--mqtt-protocol", protocol, "--emit-every", "10s", "--windows", "1m,2m",
-            "--allowed-lateness", "5s", "--store", str(tmp_path / "store"),
+            "--mqtt-protocol", protocol, *KERNEL_ARGS, "--store", str(tmp_path / "store"),
             "--state-dir", str(tmp_path / "state")]
     start_ms = recent_start_ms()
     messages = readings_messages(site, start_ms)

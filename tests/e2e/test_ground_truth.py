@@ -85,7 +85,7 @@ mode = "delta"
 @pytest.mark.parametrize("line", ["eaf-1", "potline-1", "kiln-1", "generic-1"])
 def test_a_process_model_through_the_daemon_matches_its_ground_truth(
     mosquitto: Mosquitto,
-    wattline_daemon: Callable[..., Wattline],
+    connected_daemon: Callable[..., Wattline],
     site: str,
     tmp_path: Path,
     line: str,
@@ -95,14 +95,12 @@ def test_a_process_model_through_the_daemon_matches_its_ground_truth(
     line comes from a scenario written here, weighing its output every 5 minutes."""
     scenarios = {"generic": generic_scenario(tmp_path)}
     store = tmp_path / "store"
-    daemon = wattline_daemon([
+    daemon = connected_daemon([
         "--mqtt-url", mosquitto.url, "--store", str(store), "--emit-every", "10s",
         "--windows", "1m,10m", "--allowed-lateness", f"{LATENESS_S}s",
         "--client-id", f"wattline-{site}",
         *(["--sparkplug"] if payload_format == "sparkplug" else []),
     ])
-    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
-    time.sleep(0.5)  # the subscription lands just after the connection
     plant_s = DURATION_S * SPEED
     start_ms = (int(time.time() * 1000) - int(plant_s * 1000)) // 10_000 * 10_000
     summary = simulate(mosquitto.url, [line], site=site, rate_s=RATE_S, duration_s=DURATION_S,
@@ -132,7 +130,7 @@ def test_a_process_model_through_the_daemon_matches_its_ground_truth(
 @pytest.mark.e2e
 def test_gateway_faults_through_the_daemon_still_match_the_ground_truth(
     mosquitto: Mosquitto,
-    wattline_daemon: Callable[..., Wattline],
+    connected_daemon: Callable[..., Wattline],
     site: str,
     tmp_path: Path,
 ) -> None:
@@ -144,13 +142,11 @@ def test_gateway_faults_through_the_daemon_still_match_the_ground_truth(
                     uplink_loss_s=60.0)
     store = tmp_path / "store"
     line = "kiln-1"
-    daemon = wattline_daemon([
+    daemon = connected_daemon([
         "--mqtt-url", mosquitto.url, "--store", str(store), "--emit-every", "10s",
         "--windows", "1m,10m", "--allowed-lateness", f"{LATENESS_S}s",
         "--client-id", f"wattline-{site}",
     ])
-    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
-    time.sleep(0.5)
     plant_s = DURATION_S * SPEED
     start_ms = (int(time.time() * 1000) - int(plant_s * 1000)) // 10_000 * 10_000
     simulate(mosquitto.url, [line], site=site, rate_s=RATE_S, duration_s=DURATION_S,

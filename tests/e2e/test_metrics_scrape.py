@@ -83,15 +83,13 @@ def _publish(url: str, messages: list[tuple[str, bytes]]) -> None:
 
 @pytest.mark.e2e
 def test_metrics_of_a_running_daemon_have_the_documented_names_types_and_labels(
-    mosquitto: Mosquitto, wattline_daemon: Callable[..., Wattline], site: str, tmp_path: Path,
+    mosquitto: Mosquitto, connected_daemon: Callable[..., Wattline], site: str, tmp_path: Path,
 ) -> None:
-    daemon = wattline_daemon([
+    daemon = connected_daemon([
         "--mqtt-url", mosquitto.url, "--client-id", f"wl-{site}", "--store",
         str(tmp_path / "store"), "--state-dir", str(tmp_path / "state"),
         "--checkpoint-every", "1s", "--windows", "1m,10m", "--stale-after", "3s",
     ])
-    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
-    time.sleep(0.5)
     base = f"factory/{site}/{LINE}"
     now_ms = int(time.time() * 1000) // 10_000 * 10_000 - 300_000
     messages = []

@@ -3,26 +3,24 @@ certificates, a password read from a file, QoS 2 and MQTT 5 shared subscriptions
 
 Each test publishes known readings and checks that the daemon counted every one
 of them, so a session option that is parsed but not passed on to paho fails here.
-Certificates are made with the ``openssl`` command line; files the broker reads
-live in a folder the ``mosquitto`` user can enter (it drops to that user as root).
+Certificates and password files come from the fixtures of tests/e2e/conftest.py
+(``certificates``, ``tls_mosquitto``, ``password_mosquitto``).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import ssl
-import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.e2e.credentials import Certificates
+from tests.e2e.eaf_stream import recent_start_ms
+from tests.e2e.gateway import close_publisher, connect_publisher
 from tests.processes import Mosquitto, Wattline, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -31,102 +29,10 @@ STEP_MS = 2_000
 READINGS = 40
 
 
-@dataclass(frozen=True)
-class Certificates:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-@pytest.fixture()
-def broker_files() -> Iterator[Path]:
-    """A folder the broker can read after dropping to the ``mosquitto`` user
-    (pytest's own temporary folders are private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="wattline-test-broker-files-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def openssl(folder: Path, *args: str) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command line is not installed")
-    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-
-
-def signed_certificate(folder: Path, name: str, extensions: str) -> tuple[Path, Path]:
-    """A P-256 key and a certificate for it signed by ``ca.crt`` in ``folder``."""
-    (folder / f"{name}.ext").write_text(extensions)
-    openssl(folder, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-    openssl(folder, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-out", f"{name}.crt",
-            "-extfile", f"{name}.ext")
-    return folder / f"{name}.crt", folder / f"{name}.key"
-
-
-def make_certificates(folder: Path) -> Certificates:
-    """A throwaway CA, a server certificate for 127.0.0.1 / localhost and a client one."""
-    openssl(folder, "req", "-x509", "-new", "-newkey", "ec",
-            "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-            "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=wattline test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    leaf = ("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
-    server_cert, server_key = signed_certificate(
-        folder, "server",
-        leaf + "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    client_cert, client_key = signed_certificate(folder, "client",
-                                                 leaf + "extendedKeyUsage=clientAuth\n")
-    for path in folder.iterdir():
-        path.chmod(0o644)  # throwaway keys; the broker reads its own as ``mosquitto``
-    return Certificates(folder / "ca.crt", server_cert, server_key, client_cert, client_key)
-
-
-def make_password_file(folder: Path, user: str, password: str) -> Path:
-    """A Mosquitto password file with one user, made by ``mosquitto_passwd``."""
-    program = shutil.which("mosquitto_passwd")
-    if program is None:
-        pytest.skip("mosquitto_passwd is not installed (Debian package mosquitto)")
-    path = folder / "passwords"
-    subprocess.run([program, "-b", "-c", str(path), user, password], check=True,
-                   capture_output=True)
-    path.chmod(0o644)
-    return path
-
-
-def connect_client(
-    port: int,
-    *,
-    certificates: Certificates | None = None,
-    credentials: tuple[str, str] | None = None,
-) -> mqtt.Client:
-    """A publishing MQTT 3.1.1 client, over TLS with a client certificate when given."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
-    client.max_inflight_messages_set(50)
-    if certificates is not None:
-        client.tls_set(ca_certs=str(certificates.ca), certfile=str(certificates.client_cert),
-                       keyfile=str(certificates.client_key), cert_reqs=ssl.CERT_REQUIRED)
-    if credentials is not None:
-        client.username_pw_set(*credentials)
-    connected = client.connect("127.0.0.1", port)
-    assert connected == mqtt.MQTT_ERR_SUCCESS
-    client.loop_start()
-    return client
-
-
-def close_client(client: mqtt.Client) -> None:
-    client.disconnect()
-    client.loop_stop()
-
-
 def reading_messages(site: str, count: int) -> list[tuple[str, str]]:
     """``count`` one-reading messages of a rising electricity register, 2 s apart."""
     topic = f"factory/{site}/eaf-1/energy/incomer"
-    start_ms = (int(time.time() * 1000) - 20 * 60_000) // 10_000 * 10_000
+    start_ms = recent_start_ms()
     return [(topic, json.dumps({"ts": start_ms + k * STEP_MS, "v": 100.0 + k}))
             for k in range(count)]
 
@@ -167,42 +73,34 @@ def assert_readings_flow(daemon: Wattline, client: mqtt.Client, site: str, qos: 
 
 
 def test_readings_arrive_over_tls_with_a_client_certificate(
-    make_mosquitto: Callable[..., Mosquitto],
+    tls_mosquitto: Callable[..., Mosquitto],
+    certificates: Certificates,
     wattline_daemon: Callable[..., Wattline],
-    broker_files: Path,
+    make_publisher: Callable[..., mqtt.Client],
     site: str,
 ) -> None:
     """The daemon checks the broker against the CA file and shows its own certificate."""
-    certs = make_certificates(broker_files)
-    broker = make_mosquitto(extra_config=[
-        f"cafile {certs.ca}", f"certfile {certs.server_cert}", f"keyfile {certs.server_key}",
-        "require_certificate true", "use_identity_as_username false",
-    ])
+    certs = certificates
+    broker = tls_mosquitto(certs, require_certificate=True)
     daemon = wattline_daemon([
         "--mqtt-url", f"mqtts://127.0.0.1:{broker.port}", "--client-id", f"wattline-{site}",
         "--mqtt-ca-file", str(certs.ca), "--mqtt-cert-file", str(certs.client_cert),
         "--mqtt-key-file", str(certs.client_key),
     ])
-    client = connect_client(broker.port, certificates=certs)
-    try:
-        assert_readings_flow(daemon, client, site)
-    finally:
-        close_client(client)
+    client = make_publisher(broker, certificates=certs)
+    assert_readings_flow(daemon, client, site)
 
 
 def test_a_tls_broker_that_requires_a_client_certificate_refuses_the_daemon_without_one(
-    make_mosquitto: Callable[..., Mosquitto],
+    tls_mosquitto: Callable[..., Mosquitto],
+    certificates: Certificates,
     wattline_daemon: Callable[..., Wattline],
-    broker_files: Path,
     site: str,
 ) -> None:
     """Without a client certificate the daemon never counts as connected, keeps running,
     and says in its log why it cannot connect."""
-    certs = make_certificates(broker_files)
-    broker = make_mosquitto(extra_config=[
-        f"cafile {certs.ca}", f"certfile {certs.server_cert}", f"keyfile {certs.server_key}",
-        "require_certificate true", "use_identity_as_username false",
-    ])
+    certs = certificates
+    broker = tls_mosquitto(certs, require_certificate=True)
     daemon = wattline_daemon([
         "--mqtt-url", f"mqtts://127.0.0.1:{broker.port}", "--client-id", f"wattline-{site}",
         "--mqtt-ca-file", str(certs.ca),
@@ -216,20 +114,17 @@ def test_a_tls_broker_that_requires_a_client_certificate_refuses_the_daemon_with
 
 
 def test_a_broker_certificate_from_another_ca_is_refused_once_in_the_log(
-    make_mosquitto: Callable[..., Mosquitto],
+    tls_mosquitto: Callable[..., Mosquitto],
+    certificates: Certificates,
+    make_certificates: Callable[[], Certificates],
     wattline_daemon: Callable[..., Wattline],
-    broker_files: Path,
     site: str,
 ) -> None:
     """A CA file that did not sign the broker's certificate: the verification error is
     logged once, not on every retry, and the daemon keeps trying."""
-    certs = make_certificates(broker_files)
-    other = broker_files / "other"
-    other.mkdir(mode=0o755)
-    stranger = make_certificates(other)
-    broker = make_mosquitto(extra_config=[
-        f"cafile {certs.ca}", f"certfile {certs.server_cert}", f"keyfile {certs.server_key}",
-    ])
+    certs = certificates
+    stranger = make_certificates()
+    broker = tls_mosquitto(certs, require_certificate=False)
     daemon = wattline_daemon([
         "--mqtt-url", f"mqtts://127.0.0.1:{broker.port}", "--client-id", f"wattline-{site}",
         "--mqtt-ca-file", str(stranger.ca),
@@ -243,40 +138,34 @@ def test_a_broker_certificate_from_another_ca_is_refused_once_in_the_log(
 
 
 def test_readings_arrive_with_a_password_read_from_a_file(
-    make_mosquitto: Callable[..., Mosquitto],
+    password_mosquitto: Callable[[str, str], Mosquitto],
     wattline_daemon: Callable[..., Wattline],
-    broker_files: Path,
+    make_publisher: Callable[..., mqtt.Client],
     tmp_path: Path,
     site: str,
 ) -> None:
     """The username comes from the URL, the password from ``--mqtt-password-file``."""
     password = f"pw-{uuid.uuid4().hex}"
-    passwords = make_password_file(broker_files, "gateway", password)
-    broker = make_mosquitto(allow_anonymous=False, extra_config=[f"password_file {passwords}"])
+    broker = password_mosquitto("gateway", password)
     secret = tmp_path / "mqtt-password"
     secret.write_text(password + "\n")
     daemon = wattline_daemon([
         "--mqtt-url", f"mqtt://gateway@127.0.0.1:{broker.port}",
         "--mqtt-password-file", str(secret), "--client-id", f"wattline-{site}",
     ])
-    client = connect_client(broker.port, credentials=("gateway", password))
-    try:
-        assert_readings_flow(daemon, client, site)
-    finally:
-        close_client(client)
+    client = make_publisher(broker, credentials=("gateway", password))
+    assert_readings_flow(daemon, client, site)
     assert password not in daemon.log_text()
 
 
 def test_a_wrong_password_is_refused_and_logged_without_the_password(
-    make_mosquitto: Callable[..., Mosquitto],
+    password_mosquitto: Callable[[str, str], Mosquitto],
     wattline_daemon: Callable[..., Wattline],
-    broker_files: Path,
     tmp_path: Path,
     site: str,
 ) -> None:
     """The broker's refusal shows in the log and on /metrics; the password never does."""
-    passwords = make_password_file(broker_files, "gateway", f"pw-{uuid.uuid4().hex}")
-    broker = make_mosquitto(allow_anonymous=False, extra_config=[f"password_file {passwords}"])
+    broker = password_mosquitto("gateway", f"pw-{uuid.uuid4().hex}")
     wrong = f"wrong-{uuid.uuid4().hex}"
     secret = tmp_path / "mqtt-password"
     secret.write_text(wrong + "\n")
@@ -306,11 +195,11 @@ def test_a_qos_2_subscription_receives_every_reading_exactly_once(
     broker = make_mosquitto(extra_config=["log_type subscribe", "max_inflight_messages 0"])
     daemon = wattline_daemon(["--mqtt-url", broker.url, "--client-id", f"wattline-{site}",
                               "--qos", "2"])
-    client = connect_client(broker.port)
+    client = connect_publisher(broker.port)
     try:
         assert_readings_flow(daemon, client, site, qos=2)
     finally:
-        close_client(client)
+        close_publisher(client)
     time.sleep(1.0)  # a duplicate would be counted by now
     assert daemon.metric_sum("wattline_readings_received_total") == READINGS
     assert f"wattline-{site} 2 factory/+/+/+/+" in broker.log_text()
@@ -333,7 +222,7 @@ def test_a_shared_subscription_splits_messages_between_two_daemons(
     def received(daemon: Wattline, kind: str) -> float:
         return daemon.metric_sum("wattline_messages_received_total", {"topic_kind": kind})
 
-    client = connect_client(broker.port)
+    client = connect_publisher(broker.port)
     try:
         # Until both have a message, one of them may not have subscribed yet.
         publish_meta_until(client, site, lambda: all(received(d, "meta") >= 1 for d in daemons))
@@ -342,7 +231,7 @@ def test_a_shared_subscription_splits_messages_between_two_daemons(
         wait_until(lambda: sum(received(d, "reading") for d in daemons) >= READINGS,
                    timeout_s=15, what=f"{READINGS} messages between the two daemons")
     finally:
-        close_client(client)
+        close_publisher(client)
     time.sleep(1.0)  # a message delivered to both would be counted by now
     split = [received(d, "reading") for d in daemons]
     assert sum(split) == READINGS

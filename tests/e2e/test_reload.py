@@ -45,14 +45,12 @@ def _publish_readings(url: str, site: str) -> None:
 
 @pytest.mark.e2e
 def test_sighup_applies_the_new_stale_limit_without_dropping_the_session(
-    mosquitto: Mosquitto, wattline_daemon: Callable[..., Wattline], site: str, tmp_path: Path,
+    mosquitto: Mosquitto, connected_daemon: Callable[..., Wattline], site: str, tmp_path: Path,
 ) -> None:
     config = tmp_path / "wattline.toml"
     config.write_text(f'mqtt_url = "{mosquitto.url}"\nclient_id = "wl-{site}"\n'
                       'windows = ["1m", "2m"]\nstale_after = "1h"\n')
-    daemon = wattline_daemon(["--config", str(config)])
-    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
-    time.sleep(0.5)
+    daemon = connected_daemon(["--config", str(config)])
     _publish_readings(mosquitto.url, site)
     wait_until(lambda: daemon.metric_sum("wattline_readings_received_total") >= 10,
                timeout_s=20)

@@ -11,19 +11,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.e2e.test_e2e_pipeline import (
-    close_publisher,
-    connect_publisher,
-    count_readings,
-    publish_all,
-    readings_messages,
-    recent_start_ms,
-    wait_until_subscribed,
-)
+from tests.e2e.eaf_stream import KERNEL_ARGS, count_readings, readings_messages, recent_start_ms
+from tests.e2e.gateway import close_publisher, connect_publisher, publish_all, wait_until_subscribed
 from tests.processes import Mosquitto, Wattline, wait_until
 from wattline.ingest.sinks.parquet_store import read_store
-
-DAEMON_ARGS = ["--emit-every", "10s", "--windows", "1m,2m", "--allowed-lateness", "5s"]
 
 
 def _feed(daemon: Wattline, client: mqtt.Client, site: str,
@@ -44,7 +35,7 @@ def _run(make_daemon: Callable[..., Wattline], broker: Mosquitto, site: str,
         for part in parts:
             extra = ["--state-dir", str(state_dir)] if state_dir else []
             daemon = make_daemon(["--mqtt-url", broker.url, "--store", str(store),
-                                  *DAEMON_ARGS, *extra])
+                                  *KERNEL_ARGS, *extra])
             _feed(daemon, client, site, part)
             assert daemon.stop() == 0, daemon.log_tail()
     finally:
@@ -100,7 +91,7 @@ def test_a_daemon_killed_mid_stream_and_restarted_writes_what_an_uninterrupted_o
     store = tmp_path / "killed"
     args = ["--mqtt-url", broker.url, "--store", str(store), "--state-dir",
             str(tmp_path / "state"), "--persistent-session", "--client-id", f"wl-{site}",
-            "--checkpoint-every", "1s", *DAEMON_ARGS]
+            "--checkpoint-every", "1s", *KERNEL_ARGS]
     client = connect_publisher(broker.port)
     try:
         first = wattline_daemon(args)

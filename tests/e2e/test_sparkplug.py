@@ -107,11 +107,10 @@ def test_a_payload_that_does_not_parse_is_a_payload_error(kind: str, payload: by
 
 @pytest.mark.e2e
 def test_the_daemon_asks_a_node_without_a_birth_for_one_and_counts_bad_payloads(
-    mosquitto: Mosquitto, wattline_daemon: Callable[..., Wattline], site: str,
+    mosquitto: Mosquitto, connected_daemon: Callable[..., Wattline], site: str,
 ) -> None:
-    daemon = wattline_daemon(["--mqtt-url", mosquitto.url, "--client-id", f"wl-{site}",
-                              "--sparkplug"])
-    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30)
+    daemon = connected_daemon(["--mqtt-url", mosquitto.url, "--client-id", f"wl-{site}",
+                               "--sparkplug"])
     commands: list[tuple[str, bytes]] = []
     host, port = mosquitto.url.removeprefix("mqtt://").split(":")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)

@@ -12,29 +12,21 @@ import pyarrow.ipc as ipc
 import pytest
 
 from tests.conftest import missing_component
-from tests.e2e.test_e2e_pipeline import (
+from tests.e2e.eaf_stream import (
     CHECKED_TICKS_MS,
+    KERNEL_ARGS,
     LINE,
     TICK_MS,
     WINDOWS_MS,
     assert_every_expected_point,
     count_readings,
-    publish_stream,
     readings_messages,
     recent_start_ms,
 )
-from tests.processes import (
-    ComponentMissing,
-    Mosquitto,
-    VictoriaMetrics,
-    Wattline,
-    small_filesystem,
-    wait_until,
-)
+from tests.e2e.gateway import publish_stream
+from tests.processes import ComponentMissing, Stack, VictoriaMetrics, small_filesystem, wait_until
 
-DAEMON_ARGS = ["--influx-org", "o", "--influx-bucket", "b", "--influx-token", "t",
-               "--emit-every", "10s", "--windows", "1m,2m", "--allowed-lateness", "5s",
-               "--batch-max-messages", "10", "--batch-max-wait", "50ms"]
+DAEMON_ARGS = [*KERNEL_ARGS, "--batch-max-messages", "10", "--batch-max-wait", "50ms"]
 
 
 def _rows_in_victoria(victoria: VictoriaMetrics, site: str) -> dict[str, dict[int, int]]:
@@ -49,18 +41,14 @@ def _rows_in_victoria(victoria: VictoriaMetrics, site: str) -> dict[str, dict[in
 
 @pytest.mark.e2e
 def test_a_full_spool_drops_its_oldest_batches_counted_and_delivers_the_rest(
-    make_mosquitto: Callable[..., Mosquitto],
-    make_victoria: Callable[[], VictoriaMetrics],
-    wattline_daemon: Callable[..., Wattline],
+    make_stack: Callable[..., Stack],
     site: str,
     tmp_path: Path,
 ) -> None:
-    broker = make_mosquitto()
-    victoria = make_victoria()
-    victoria.stop()  # down from the start: every batch goes to the spool
-    daemon = wattline_daemon(["--mqtt-url", broker.url, "--influx-url", victoria.url,
-                              "--state-dir", str(tmp_path / "state"),
-                              "--spool-max-bytes", "40000", *DAEMON_ARGS])
+    # The database is down from the start: every batch goes to the spool.
+    stack = make_stack(["--state-dir", str(tmp_path / "state"), "--spool-max-bytes", "40000",
+                        *DAEMON_ARGS], database_up=False)
+    broker, victoria, daemon = stack.broker, stack.victoria, stack.daemon
     start_ms = recent_start_ms()
     messages = readings_messages(site, start_ms)
     publish_stream(daemon, broker.port, site, messages)
@@ -98,9 +86,7 @@ def test_a_full_spool_drops_its_oldest_batches_counted_and_delivers_the_rest(
 
 @pytest.mark.e2e
 def test_a_full_spool_disk_holds_the_pipeline_back_and_loses_nothing(
-    make_mosquitto: Callable[..., Mosquitto],
-    make_victoria: Callable[[], VictoriaMetrics],
-    wattline_daemon: Callable[..., Wattline],
+    make_stack: Callable[..., Stack],
     site: str,
     tmp_path: Path,
 ) -> None:
@@ -110,11 +96,8 @@ def test_a_full_spool_disk_holds_the_pipeline_back_and_loses_nothing(
     except ComponentMissing as err:
         missing_component(err)
     try:
-        broker = make_mosquitto()
-        victoria = make_victoria()
-        victoria.stop()
-        daemon = wattline_daemon(["--mqtt-url", broker.url, "--influx-url", victoria.url,
-                                  "--spool-dir", str(spool_dir), *DAEMON_ARGS])
+        stack = make_stack(["--spool-dir", str(spool_dir), *DAEMON_ARGS], database_up=False)
+        broker, victoria, daemon = stack.broker, stack.victoria, stack.daemon
         start_ms = recent_start_ms()
         messages = readings_messages(site, start_ms)
         publish_stream(daemon, broker.port, site, messages)
@@ -138,57 +121,47 @@ def test_a_full_spool_disk_holds_the_pipeline_back_and_loses_nothing(
 
 @pytest.mark.e2e
 def test_a_batch_the_server_refuses_for_good_goes_to_the_dead_letters_and_the_rest_flows(
-    make_mosquitto: Callable[..., Mosquitto],
-    wattline_daemon: Callable[..., Wattline],
+    make_stack: Callable[..., Stack],
     site: str,
     tmp_path: Path,
 ) -> None:
     """A write path VictoriaMetrics does not serve answers HTTP 400 to every batch: each
     is kept in the dead-letter folder with the server's message, counted, not retried or
     spooled, and the Parquet store still gets every point."""
-    broker = make_mosquitto()
-    try:
-        victoria = VictoriaMetrics(tmp_path / "victoria")
-    except ComponentMissing as err:
-        missing_component(err)
-    victoria.start()
-    try:
-        daemon = wattline_daemon(["--mqtt-url", broker.url,
-                                  "--influx-url", f"{victoria.url}/no-such-path",
-                                  "--state-dir", str(tmp_path / "state"),
-                                  "--store", str(tmp_path / "store"), *DAEMON_ARGS])
-        start_ms = recent_start_ms()
-        messages = readings_messages(site, start_ms)
-        publish_stream(daemon, broker.port, site, messages)
+    stack = make_stack(["--state-dir", str(tmp_path / "state"),
+                        "--store", str(tmp_path / "store"), *DAEMON_ARGS],
+                       influx_path="/no-such-path")
+    broker, daemon = stack.broker, stack.daemon
+    start_ms = recent_start_ms()
+    messages = readings_messages(site, start_ms)
+    publish_stream(daemon, broker.port, site, messages)
 
-        def emitted() -> float:
-            return daemon.metric_sum("wattline_ticks_emitted_total") * len(WINDOWS_MS)
+    def emitted() -> float:
+        return daemon.metric_sum("wattline_ticks_emitted_total") * len(WINDOWS_MS)
 
-        dead = tmp_path / "state" / "dead-letter"
+    dead = tmp_path / "state" / "dead-letter"
 
-        def kept() -> int:  # intensity rows in the dead letters (alerts go there too)
-            return sum(ipc.open_file(str(p)).read_all().num_rows
-                       for p in dead.glob("dead-*-intensity.arrow"))
+    def kept() -> int:  # intensity rows in the dead letters (alerts go there too)
+        return sum(ipc.open_file(str(p)).read_all().num_rows
+                   for p in dead.glob("dead-*-intensity.arrow"))
 
-        sent = count_readings(messages)
-        wait_until(lambda: daemon.metric_sum("wattline_readings_received_total") >= sent,
-                   timeout_s=30, what="every reading received")
-        time.sleep(0.5)  # the last batch through the kernels and the sinks
-        wait_until(lambda: emitted() > 0 and kept() == emitted(), timeout_s=30,
-                   what="every point refused and dead-lettered")
-        wait_until(lambda: len(list(dead.glob("dead-*.arrow")))
-                   == len(list(dead.glob("dead-*.txt"))), timeout_s=10,
-                   what="a message beside every dead letter")
-        assert "unsupported path" in sorted(dead.glob("dead-*.txt"))[0].read_text()
-        wait_until(lambda: daemon.metric_sum("wattline_dead_letter_rows_total",
-                                             {"sink": "influxdb"}) >= emitted(), timeout_s=10,
-                   what="the dead-letter count")
-        assert daemon.metric_sum("wattline_sink_write_retries_total") == 0
-        assert daemon.metric_sum("wattline_spool_rows_total") == 0  # nothing spooled
-        wait_until(lambda: daemon.metric_sum("wattline_sink_points_written_total",
-                                             {"sink": "parquet"}) == emitted(), timeout_s=10,
-                   what="every point in the Parquet store")
-        assert daemon.running
-        assert daemon.log_text().count("refused") <= 2, "logged once, then counted"
-    finally:
-        victoria.stop()
+    sent = count_readings(messages)
+    wait_until(lambda: daemon.metric_sum("wattline_readings_received_total") >= sent,
+               timeout_s=30, what="every reading received")
+    time.sleep(0.5)  # the last batch through the kernels and the sinks
+    wait_until(lambda: emitted() > 0 and kept() == emitted(), timeout_s=30,
+               what="every point refused and dead-lettered")
+    wait_until(lambda: len(list(dead.glob("dead-*.arrow")))
+               == len(list(dead.glob("dead-*.txt"))), timeout_s=10,
+               what="a message beside every dead letter")
+    assert "unsupported path" in sorted(dead.glob("dead-*.txt"))[0].read_text()
+    wait_until(lambda: daemon.metric_sum("wattline_dead_letter_rows_total",
+                                         {"sink": "influxdb"}) >= emitted(), timeout_s=10,
+               what="the dead-letter count")
+    assert daemon.metric_sum("wattline_sink_write_retries_total") == 0
+    assert daemon.metric_sum("wattline_spool_rows_total") == 0  # nothing spooled
+    wait_until(lambda: daemon.metric_sum("wattline_sink_points_written_total",
+                                         {"sink": "parquet"}) == emitted(), timeout_s=10,
+               what="every point in the Parquet store")
+    assert daemon.running
+    assert daemon.log_text().count("refused") <= 2, "logged once, then counted"
