@@ -5,6 +5,9 @@ using their own site names. Tests that restart, kill or fill a component take a
 fresh one from ``make_mosquitto`` / ``make_victoria`` instead. A missing program
 skips the test with what to do, except in CI (``CI`` set), where it fails: CI
 must never go green by skipping the end-to-end tests.
+
+With ``NUMBA_DISABLE_JIT=1`` (``make test-nojit``) the kernels run as Python; see
+tests/no_jit.py.
 """
 
 from __future__ import annotations
@@ -17,9 +20,21 @@ from typing import Any, NoReturn
 
 import pytest
 
+from tests.no_jit import JIT_DISABLED, replace_prefetch_hints
 from tests.processes import ChildProcess, ComponentMissing, Mosquitto, VictoriaMetrics, Wattline
 
 _CHILDREN = pytest.StashKey[list[ChildProcess]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if JIT_DISABLED:
+        replace_prefetch_hints()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if JIT_DISABLED:
+        return "numba: JIT disabled (NUMBA_DISABLE_JIT), the kernels run as Python"
+    return None
 
 
 def in_ci() -> bool:
