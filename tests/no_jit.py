@@ -14,9 +14,6 @@ import importlib
 import pkgutil
 
 import numba
-from numba.core.extending import _Intrinsic
-
-import wattline.kernels
 
 JIT_DISABLED = bool(numba.config.DISABLE_JIT)
 
@@ -31,6 +28,10 @@ def replace_prefetch_hints() -> list[str]:
     With the JIT off a kernel is its Python function, which looks the hint up in its
     module at each call, so the swap takes effect whenever the module was imported.
     """
+    from numba.core.extending import _Intrinsic
+
+    import wattline.kernels
+
     replaced = []
     for info in pkgutil.iter_modules(wattline.kernels.__path__, "wattline.kernels."):
         module = importlib.import_module(info.name)
