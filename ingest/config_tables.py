@@ -1,0 +1,121 @@
+"""The config file's tables: ``[meters."site/line/kind/meter"]`` and ``[lines."site/line"]``.
+
+A meter table describes a meter the way a retained ``meta`` message would (the file
+wins over ``meta``); a line table names the line's product, for its national levels,
+and overrides the daemon-wide alert tuning for that line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, fields
+from typing import Any
+
+from wattline.contract.errors import ConfigError
+from wattline.ingest.config_schema import positive_number
+
+__all__ = ["LineSettings", "MeterSettings", "parse_lines", "parse_meters", "unknown_key"]
+
+
+@dataclass(frozen=True)
+class MeterSettings:
+    """A meter described in the config file: it overrides the meter's ``meta``."""
+
+    carrier: str | None = None
+    unit: str | None = None
+    mode: str | None = None
+    rollover: float | None = None
+
+
+@dataclass(frozen=True)
+class LineSettings:
+    """A line described in the config file: its product (national levels) and alert tuning.
+
+    ``None`` takes the daemon-wide setting of the same name.
+    """
+
+    product: str | None = None
+    alert_for: int | None = None
+    spike_ratio: float | None = None
+    spike_clear_ratio: float | None = None
+    surge_k: float | None = None
+
+
+_LINE_KEYS = tuple(f.name for f in fields(LineSettings))
+_METER_KEYS = tuple(f.name for f in fields(MeterSettings))
+
+
+def unknown_key(key: str, known: tuple[str, ...], where: str = "") -> ConfigError:
+    """A ``ConfigError`` for ``key``, suggesting the closest of ``known``."""
+    close = difflib.get_close_matches(key, known, n=1)
+    return ConfigError(
+        f"{where}{key}",
+        "unknown key",
+        suggestion=f"did you mean {close[0]!r}?" if close else None,
+    )
+
+
+def parse_lines(table: Any) -> dict[str, LineSettings]:
+    from wattline.contract.reference_data import load_reference
+
+    if not isinstance(table, dict):
+        raise ConfigError("lines", 'expected tables like [lines."site/line"]')
+    products = sorted(load_reference().levels)
+    out: dict[str, LineSettings] = {}
+    for name, spec in table.items():
+        where = f"lines.{name!r}"
+        if name.count("/") != 1 or not all(name.split("/")):
+            raise ConfigError(where, "a line is named site/line")
+        if not isinstance(spec, dict):
+            raise ConfigError(where, "expected a table with product and alert settings")
+        for k in spec:
+            if k not in _LINE_KEYS:
+                raise unknown_key(k, _LINE_KEYS, where=f"{where}.")
+        product = spec.get("product")
+        if product is not None and product not in products:
+            close = difflib.get_close_matches(str(product), products, n=1)
+            raise ConfigError(f"{where}.product", f"no national levels for {product!r}; the "
+                              f"reference data has {', '.join(products)}",
+                              suggestion=f"did you mean {close[0]!r}?" if close else None)
+        alert_for = spec.get("alert_for")
+        if alert_for is not None and (isinstance(alert_for, bool)
+                                      or not isinstance(alert_for, int) or alert_for < 1):
+            raise ConfigError(f"{where}.alert_for", f"must be a whole number of ticks >= 1, "
+                              f"got {alert_for!r}")
+        numbers = {k: positive_number(f"{where}.{k}", spec[k])
+                   for k in ("spike_ratio", "spike_clear_ratio", "surge_k") if k in spec}
+        out[name] = LineSettings(product=product, alert_for=alert_for, **numbers)
+    return out
+
+
+def parse_meters(table: Any) -> dict[str, MeterSettings]:
+    if not isinstance(table, dict):
+        raise ConfigError("meters", 'expected tables like [meters."site/line/energy/meter"]')
+    out: dict[str, MeterSettings] = {}
+    for name, spec in table.items():
+        where = f"meters.{name!r}"
+        if name.count("/") != 3:
+            raise ConfigError(where, "a meter is named site/line/kind/meter")
+        if not isinstance(spec, dict):
+            raise ConfigError(where, "expected a table with carrier, unit, mode, rollover")
+        for k in spec:
+            if k not in _METER_KEYS:
+                raise unknown_key(k, _METER_KEYS, where=f"{where}.")
+        mode = spec.get("mode")
+        if mode is not None and mode not in ("counter", "delta"):
+            raise ConfigError(f"{where}.mode", f"must be counter or delta, got {mode!r}")
+        rollover = spec.get("rollover")
+        if rollover is not None and (
+            isinstance(rollover, bool) or not isinstance(rollover, (int, float)) or rollover <= 0
+        ):
+            raise ConfigError(f"{where}.rollover", f"must be a positive number, got {rollover!r}")
+        for k in ("carrier", "unit"):
+            if spec.get(k) is not None and not isinstance(spec[k], str):
+                raise ConfigError(f"{where}.{k}", f"expected a string, got {spec[k]!r}")
+        out[name] = MeterSettings(
+            carrier=spec.get("carrier"),
+            unit=spec.get("unit"),
+            mode=mode,
+            rollover=float(rollover) if rollover is not None else None,
+        )
+    return out
