@@ -8,8 +8,10 @@ puts them together.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
+import sys
 from dataclasses import field
 from typing import Any
 
@@ -384,8 +386,13 @@ class PipelineSettings(Section):
 @with_ms_accessors
 @dataclasses.dataclass(frozen=True)
 class LoggingSettings(Section):
-    """The daemon's log."""
+    """The daemon's log: to stderr (journald under systemd), one line per record."""
 
     log_level: str = field(default="info", metadata=doc(
-        "Log verbosity.",
-        choices=("debug", "info", "warning", "error")))
+        "Log verbosity.", choices=("debug", "info", "warning", "error")))
+
+    def configure(self) -> None:
+        """Send this process's log to stderr at ``log_level``."""
+        logging.basicConfig(level=self.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            stream=sys.stderr)

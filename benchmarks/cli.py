@@ -1,0 +1,141 @@
+"""``wattline bench``: the benchmark commands, each a table and, with --json, one JSON line.
+
+The measuring is in ``kernels``, ``ingest`` and ``sink``; these commands only read the
+options, report progress on stderr and print the result.
+"""
+
+from __future__ import annotations
+
+import click
+
+from wattline.contract.errors import WattlineError
+
+__all__ = ["bench"]
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: each prints a table, and with --json ends with one JSON line.
+
+    Figures are ratios against a baseline measured in the same run, since
+    machines are shared and noisy.
+    """
+
+
+@bench.command("kernels")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON object on the last line.")
+@click.option("--readings", type=int, default=10_000_000, show_default=True)
+@click.option("--lines", type=int, default=1000, show_default=True)
+@click.option("--meters-per-line", type=int, default=10, show_default=True)
+@click.option("--reference-readings", type=int, default=200_000, show_default=True,
+              help="Readings given to the slow plain-Python reference.")
+def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int,
+                  reference_readings: int) -> None:
+    """The intensity kernels against a bare sliding sum, plain Python and NumPy."""
+    from wattline.benchmarks.kernels import run_kernel_bench
+    from wattline.benchmarks.report import print_report
+
+    def progress(text: str) -> None:
+        click.echo(text, err=True)
+
+    result = run_kernel_bench(readings=readings, lines=lines, meters_per_line=meters_per_line,
+                              reference_readings=reference_readings, progress=progress)
+    print_report("wattline bench kernels", result, as_json=as_json)
+
+
+@bench.command("ingest")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON object on the last line.")
+@click.option("--mqtt-url", default=None,
+              help="Use this broker instead of starting a Mosquitto on a free port; give a "
+                   "--topic-prefix no running daemon subscribes to.")
+@click.option("--messages", type=int, default=50_000, show_default=True,
+              help="Single-reading messages per run.")
+@click.option("--batch-messages", type=int, default=5_000, show_default=True,
+              help="100-reading columnar batch messages per run.")
+@click.option("--publishers", type=int, default=2, show_default=True,
+              help="Publisher processes sharing each load.")
+@click.option("--latency-seconds", type=float, default=2.0, show_default=True,
+              help="Length of each paced latency run on the collector.")
+@click.option("--topic-prefix", default="factory", show_default=True,
+              help="First topic level of the benchmark's readings.")
+@click.option("--shared-collectors", type=int, default=0, show_default=True, metavar="N",
+              help="Also measure N `wattline run` processes on one MQTT 5 shared "
+                   "subscription (each with its own interpreter), against the same bare "
+                   "subscriber.")
+@click.option("--rounds", type=int, default=3, show_default=True,
+              help="Floods per load for the bare subscriber and the collector, alternating; "
+                   "each reports its fastest (a flood of batches lasts a fraction of a second, "
+                   "so one is at the mercy of the machine's other work). The naive loop runs "
+                   "once.")
+def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messages: int,
+                 publishers: int, latency_seconds: float, topic_prefix: str,
+                 shared_collectors: int, rounds: int) -> None:
+    """The collector against a bare paho subscriber and a hand-written json + Point loop.
+
+    Single readings and 100-reading batches, at QoS 0 and QoS 1, published by
+    separate processes as fast as they can; then publish-to-output latency at
+    half the collector's rate, and messages lost.
+    """
+    from wattline.benchmarks.ingest import run_ingest_bench
+    from wattline.benchmarks.report import print_report
+
+    def progress(text: str) -> None:
+        click.echo(text, err=True)
+
+    try:
+        result = run_ingest_bench(mqtt_url=mqtt_url, messages=messages,
+                                  batch_messages=batch_messages, publishers=publishers,
+                                  latency_seconds=latency_seconds, topic_prefix=topic_prefix,
+                                  shared_collectors=shared_collectors, rounds=rounds,
+                                  progress=progress)
+    except (RuntimeError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    print_report("wattline bench ingest", result, as_json=as_json, subject="collector")
+
+
+@bench.command("sink")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON object on the last line.")
+@click.option("--influx-url", default=None,
+              help="Write to this InfluxDB (or /api/v2/write server) instead of starting a "
+                   "VictoriaMetrics on a free port; stored points are then not counted back.")
+@click.option("--influx-org", default="wattline", show_default=True,
+              help="Organisation, with --influx-url.")
+@click.option("--influx-bucket", default="wattline_bench", show_default=True,
+              help="Bucket the benchmark's points go to, with --influx-url.")
+@click.option("--influx-token", default="", envvar="WATTLINE_INFLUX_TOKEN", show_envvar=True,
+              help="API token, with --influx-url.")
+@click.option("--points", type=int, default=100_000, show_default=True,
+              help="Points per batched InfluxDB round.")
+@click.option("--batch-points", type=int, default=5_000, show_default=True,
+              help="Rows per batch, for InfluxDB writes and spool segments.")
+@click.option("--single-points", type=int, default=2_000, show_default=True,
+              help="Points per one-point-per-request baseline round.")
+@click.option("--spool-mb", type=float, default=64.0, show_default=True,
+              help="Megabytes (10^6 bytes) of segments per spool round.")
+@click.option("--spool-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder to spool in (a temporary folder is made inside it). "
+                   "[default: the system's temporary folder]")
+def bench_sink(as_json: bool, influx_url: str | None, influx_org: str, influx_bucket: str,
+               influx_token: str, points: int, batch_points: int, single_points: int,
+               spool_mb: float, spool_dir: str | None) -> None:
+    """The InfluxDB writer and the spool, each against a baseline.
+
+    Batched InfluxSink writes against one point per request; Spool.append
+    against plain write + fsync of the same bytes; spool drain (read + remove)
+    against plain read + unlink.
+    """
+    from wattline.benchmarks.report import print_report
+    from wattline.benchmarks.sink import run_sink_bench
+
+    def progress(text: str) -> None:
+        click.echo(text, err=True)
+
+    try:
+        result = run_sink_bench(influx_url=influx_url, influx_org=influx_org,
+                                influx_bucket=influx_bucket, influx_token=influx_token,
+                                points=points, batch_points=batch_points,
+                                single_points=single_points, spool_mb=spool_mb,
+                                spool_dir=spool_dir, progress=progress)
+    except (WattlineError, RuntimeError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    print_report("wattline bench sink", result, as_json=as_json, subject="row above")
