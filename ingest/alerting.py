@@ -142,7 +142,7 @@ class LineAlerts:
         names = list(zip(sites, lines, strict=True))
         if names == self._rule_lines:
             return self._rules
-        s = self.settings
+        s = self.settings.alerts
         n = len(names)
         rules = LineRules.uniform(n, s.alert_for, s.spike_ratio, s.spike_clear_ratio, s.surge_k)
         for i, (site, line) in enumerate(names):
@@ -186,12 +186,12 @@ class LineAlerts:
             if i in self._stale:
                 self._stale.discard(i)
                 rows.append((sites[i], lines[i], STALE, int(now_s * 1000), 0, None,
-                             self.settings.stale_after_ms / 1000.0))
+                             self.settings.alerts.stale_after.ms / 1000.0))
         return self._record(rows)
 
     def check_stale(self, now_s: float, sites: Sequence[str], lines: Sequence[str]) -> pa.Table:
         """Start a stale alert on every line quiet for ``stale_after``."""
-        limit_s = self.settings.stale_after_ms / 1000.0
+        limit_s = self.settings.alerts.stale_after.ms / 1000.0
         rows = []
         for i in range(len(sites)):
             heard = self._heard_s.setdefault(i, now_s)

@@ -58,8 +58,9 @@ class BatchDecoder:
         self.registry = registry
         self.metrics = metrics
         self._log_once = log_once
-        self.topics = TopicTemplate(settings.topic_template, prefix=settings.topic_prefix)
-        self.sparkplug = SparkplugDecoder() if settings.sparkplug else None
+        mqtt = settings.mqtt
+        self.topics = TopicTemplate(mqtt.topic_template, prefix=mqtt.topic_prefix)
+        self.sparkplug = SparkplugDecoder() if mqtt.sparkplug else None
         self.publish_command: Callable[[str, bytes], None] | None = None
         """Publishes a Sparkplug command (a rebirth request); set by the collector."""
         self._scanner = PayloadScanner()
@@ -83,7 +84,7 @@ class BatchDecoder:
         scanner (``payload_scan``), outside the interpreter lock; the few it hands back
         go through ``decode_readings`` one by one. Counters are summed over the batch.
         """
-        s = self.settings
+        s = self.settings.decode
         meter_of_topic = self._meter_of_topic
         sparkplug = self.sparkplug
         meters: list[int] = []  # per reading message: its meter, or -1 until registered
@@ -121,7 +122,7 @@ class BatchDecoder:
             payloads,
             # Each message is judged against its receipt, also on a replay.
             (np.array(received, dtype=np.float64) * 1000.0).astype(np.int64),
-            max_future_ms=s.max_future_ms, max_past_ms=s.max_past_ms,
+            max_future_ms=s.max_future.ms, max_past_ms=s.max_past.ms,
             max_bytes=s.max_payload_bytes,
         )
         kept = scanned.kept
@@ -138,7 +139,7 @@ class BatchDecoder:
             try:
                 decoded = decode_readings(
                     payloads[k], now_ms=int(received[k] * 1000),
-                    max_future_ms=s.max_future_ms, max_past_ms=s.max_past_ms,
+                    max_future_ms=s.max_future.ms, max_past_ms=s.max_past.ms,
                     max_bytes=s.max_payload_bytes)
             except PayloadError as exc:
                 self.reject(exc.reason, names[k], exc.detail)
@@ -192,7 +193,7 @@ class BatchDecoder:
         Each meter's readings count as one message of the contract (judged against the
         line's watermark before them), in the order of the metrics.
         """
-        s = self.settings
+        s = self.settings.decode
         assert self.sparkplug is not None
         self.metrics.messages_received.labels("sparkplug").inc()
         try:
@@ -219,8 +220,8 @@ class BatchDecoder:
             if not valid_name(r.meter):
                 self.reject("topic_name", msg.topic, f"metric meter {r.meter[:80]!r}")
                 continue
-            keep = ((r.ts_ms <= now_ms + s.max_future_ms)
-                    & (r.ts_ms >= now_ms - s.max_past_ms))
+            keep = ((r.ts_ms <= now_ms + s.max_future.ms)
+                    & (r.ts_ms >= now_ms - s.max_past.ms))
             if not keep.all():
                 dropped["ts_out_of_range"] = (dropped.get("ts_out_of_range", 0)
                                               + int((~keep).sum()))
