@@ -679,7 +679,7 @@ def run_ingest_bench(
 
 def warm_kernels(progress: Callable[[str], None]) -> None:
     """Load (or compile) the collector's kernels before any clock starts."""
-    from wattline.ingest.pipeline import warm_up_kernels
+    from wattline.ingest.warmup import warm_up_kernels
 
     progress("loading (or compiling) the kernels ...")
     progress(f"  ready in {warm_up_kernels():.1f} s")

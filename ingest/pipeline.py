@@ -3,16 +3,23 @@
     MQTT network thread            pipeline thread
     -------------------            -------------------------------------------
     submit(topic, payload) --> [bounded queue] --> take a batch (size / age bounds)
+                                                -> write-ahead log, broker acks
                                                 -> topics, payloads -> Readings
                                                 -> kernels.advance -> Ticks
-                                                -> results table -> every sink
+                                                -> results, alerts -> fan-out to sinks
                                                 -> metrics
+                                                -> checkpoint when due, stale lines
 
 Lifecycle: build a ``Pipeline``, ``start()`` it (the sinks are opened first, so
 downstream is ready before data flows), feed it with ``submit`` from any one
 thread, and ``stop()`` it: the queue is drained, the last batch written and the
 sinks closed. ``submit`` blocks while the queue is full, which holds back the
 MQTT client's network loop and so slows the broker down instead of dropping.
+
+The work around the batch lives in its own modules, which the loop calls at fixed
+points: ``durable.durability`` (log, acknowledgements, checkpoints, replay),
+``sinks.fanout`` (retries and counting per sink), ``staleness`` (the stale-line
+rule) and ``reload_apply`` (a reloaded configuration, between batches).
 """
 
 from __future__ import annotations
@@ -22,77 +29,32 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from wattline.contract.reference_data import load_reference
 from wattline.ingest.alerting import ALERT_SCHEMA, LineAlerts, kernel_windows
-from wattline.ingest.config import Settings, settings_from_mapping
+from wattline.ingest.config import Settings
 from wattline.ingest.decode.batch import BatchDecoder, Message
 from wattline.ingest.decode.registry import MeterRegistry
-from wattline.ingest.durable.checkpoint import load_checkpoint, save_checkpoint
-from wattline.ingest.durable.wal import WalRecord, WriteAheadLog, read_wal
+from wattline.ingest.durable.durability import Durability
+from wattline.ingest.log_limit import OncePerMinute
 from wattline.ingest.metrics import CollectorMetrics
+from wattline.ingest.reload_apply import PendingReload
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
-from wattline.ingest.sinks.base import IntensitySink, SinkError
+from wattline.ingest.sinks.base import IntensitySink
+from wattline.ingest.sinks.fanout import FanOut
 from wattline.ingest.sources.handoff import Handoff
+from wattline.ingest.staleness import StaleLineCheck
 from wattline.kernels import DROP_REASONS, KernelConfig, Readings, Ticks, advance, new_state
-from wattline.kernels.alerts import alert_state_arrays, alert_state_from_arrays
+from wattline.kernels.alerts import alert_state_arrays
 from wattline.kernels.state import grow_state
 
+__all__ = ["Message", "Pipeline"]
+
 log = logging.getLogger("wattline.pipeline")
-
-MAX_HELD_ACKS = 10_000
-"""Acknowledgements held (the log could not be written) before a checkpoint is forced."""
-
-
-class OncePerMinute:
-    """Lets a log line through once per key per minute; the key set is bounded."""
-
-    def __init__(self, period_s: float = 60.0, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._period = period_s
-        self._max = max_keys
-        self._last: dict[tuple[str, str], float] = {}
-        self._clock = clock
-
-    def __call__(self, reason: str, topic: str) -> bool:
-        now = self._clock()
-        key = (reason, topic)
-        last = self._last.get(key)
-        if last is not None and now - last < self._period:
-            return False
-        if len(self._last) >= self._max:
-            self._last = {k: t for k, t in self._last.items() if now - t < self._period}
-            if len(self._last) >= self._max:
-                return False
-        self._last[key] = now
-        return True
-
-
-def warm_up_kernels() -> float:
-    """Run the kernels once on a few minutes of a made-up line, in a throwaway pipeline;
-    returns the seconds it took.
-
-    Numba loads compiled kernels from its cache on first call, or compiles them when
-    the cache is cold (a fresh install, changed kernels), which takes seconds. The
-    collector does this before it subscribes, so the first real batch does not wait.
-    """
-    started = time.time()
-    base_ms = int(started * 1000) // 10_000 * 10_000 - 600_000
-    messages = [
-        Message(f"warmup/s/l/{kind}/m", orjson.dumps({"ts": base_ms + k * 10_000,
-                                                      "v": k * step}), started)
-        for k in range(60) for kind, step in (("energy", 5.0), ("production", 0.1))
-    ]
-    pipeline = Pipeline(settings_from_mapping({"topic_prefix": "warmup"}), [],
-                        CollectorMetrics())
-    pipeline.process(messages)
-    return time.time() - started
 
 
 class Pipeline:
@@ -121,30 +83,22 @@ class Pipeline:
         self.window_names = list(settings.windows)
         self.registry = MeterRegistry(load_reference(), settings.meters)
         self.alerts = LineAlerts(settings, self.kernel_config, load_reference(), self.metrics)
-        self.publish_alert_state: Callable[[str, bytes], None] | None = None
-        """Publishes a line's retained alert state (topic, payload); set by the collector."""
-        self._last_stale_check_s = 0.0
-        self._pending_settings: Settings | None = None
         self._log_once = OncePerMinute()
         self.decoder = BatchDecoder(settings, self.registry, self.metrics, self._log_once)
         self.topics = self.decoder.topics
         self.state = new_state(self.kernel_config, 0, 0)
-        self._generation = 0
-        self._checkpoint_every_s = settings.checkpoint_every_ms / 1000.0
-        self._last_checkpoint_s = time.monotonic()
-        self.ack: Callable[[Any], None] | None = None
-        """Acknowledges a message to the broker (the source's ``ack``); set by the collector
-        when acknowledgements wait for durability."""
-        self._held_acks: list[Any] = []
-        self._unsaved = False  # batches processed since the last checkpoint
-        self.wal: WriteAheadLog | None = None
-        self._replay: list[WalRecord] = []
-        if settings.state_dir:
-            self._resume(settings.state_dir)
-            self._replay = read_wal(self._wal_dir, self._generation)
-            self.wal = WriteAheadLog(self._wal_dir, self._generation)
+        self.durability = Durability(settings.state_dir, self.kernel_config, self.metrics,
+                                     checkpoint_every_s=settings.checkpoint_every_ms / 1000.0,
+                                     log_once=self._log_once)
+        resumed = self.durability.resume(self.registry, self.alerts)
+        if resumed is not None:
+            self.state = resumed
+        self._reload = PendingReload()
+        self._stale = StaleLineCheck(clock)
         self._queue: Handoff[Message] = Handoff(settings.queue_max_messages)
         self._stop = threading.Event()
+        self.fanout = FanOut(self.sinks, self.metrics, stopping=self._stop,
+                             on_wait=self._beat, log_once=self._log_once)
         self._thread: threading.Thread | None = None
         self.failed: BaseException | None = None
         self.heartbeat_s = time.monotonic()
@@ -152,15 +106,9 @@ class Pipeline:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    @property
-    def _wal_dir(self) -> Path:
-        return Path(self.settings.state_dir or ".") / "wal"
-
     def start(self) -> None:
-        for sink in self.sinks:
-            sink.open()
-        if self._replay:
-            self._replay_wal()
+        self.fanout.open()
+        self.durability.replay(self.process, self.settings.batch_max_messages)
         self._thread = threading.Thread(target=self._run, name="wattline-pipeline", daemon=True)
         self._thread.start()
 
@@ -172,13 +120,8 @@ class Pipeline:
             if self._thread.is_alive():
                 log.error("pipeline did not drain within %.0f s; %d messages left in the queue",
                           timeout_s, len(self._queue))
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:  # noqa: BLE001 - a failing close must not hide the others
-                log.error("closing sink %s failed: %s", sink.name, exc)
-        if self.wal is not None:
-            self.wal.close()
+        self.fanout.close()
+        self.durability.close()
 
     @property
     def alive(self) -> bool:
@@ -192,6 +135,9 @@ class Pipeline:
         """
         return self.alive and time.monotonic() - self.heartbeat_s < within_s
 
+    def _beat(self) -> None:
+        self.heartbeat_s = time.monotonic()
+
     def submit(self, topic: str, payload: bytes, ack: Any = None) -> None:
         """Queue one message; blocks while the queue is full (back-pressure).
 
@@ -204,149 +150,42 @@ class Pipeline:
                 self.metrics.readings_dropped.labels("shutdown").inc()
                 return
 
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def _resume(self, state_dir: str) -> None:
-        checkpoint = load_checkpoint(state_dir, self.kernel_config)
-        if checkpoint is None:
-            log.info("no checkpoint in %s yet: windows start empty", state_dir)
-            return
-        self.registry.restore(checkpoint.registry)
-        self.state = checkpoint.state
-        self._generation = checkpoint.generation
-        if checkpoint.alerts is not None:
-            self.alerts.state = alert_state_from_arrays(checkpoint.alerts)
-            sites, names = self.registry.line_sites, self.registry.line_names
-            self.alerts.rules_for(sites, names)
-            self.alerts.restore_active(sites, names)
-        log.info("resumed from checkpoint %d in %s: %d meters on %d lines", self._generation,
-                 state_dir, self.registry.n_meters, self.registry.n_lines)
-
     def checkpoint(self) -> bool:
-        """Write the kernel state and meter numbering to --state-dir (pipeline thread only).
-
-        A failure (disk full, read-only) is logged and counted, and the pipeline goes on.
-        """
+        """Write the kernel state, meter numbering and alert state to --state-dir (pipeline
+        thread only); ``False`` when none was written (no state directory, or a failure,
+        which is logged and counted while the pipeline goes on)."""
         if not self.settings.state_dir:
             return False
-        try:
-            save_checkpoint(self.settings.state_dir, self.state, self.registry.snapshot(),
-                            self.kernel_config, self._generation + 1,
-                            alerts=alert_state_arrays(self.alerts.state))
-        except OSError as exc:
-            self._last_checkpoint_s = time.monotonic()  # try again after another interval
-            self.metrics.checkpoint_errors.inc()
-            if self._log_once("checkpoint", self.settings.state_dir):
-                log.error("cannot write a checkpoint to %s: %s; the pipeline goes on, but a "
-                          "restart would begin with the last good checkpoint",
-                          self.settings.state_dir, exc)
-            return False
-        self._generation += 1
-        self._last_checkpoint_s = time.monotonic()
-        self._unsaved = False
-        self.metrics.checkpoints.inc()
-        if self.wal is not None:
-            try:
-                self.wal.rotate(self._generation)
-            except OSError as exc:
-                self.metrics.wal_errors.inc()
-                log.error("cannot start a new write-ahead log in %s: %s", self._wal_dir, exc)
-        self._ack_all(self._held_acks)  # everything so far is in the checkpoint
-        self._held_acks = []
-        return True
-
-    def _checkpoint_if_due(self) -> None:
-        due = time.monotonic() - self._last_checkpoint_s >= self._checkpoint_every_s
-        if self.settings.state_dir and (due or len(self._held_acks) > MAX_HELD_ACKS):
-            self.checkpoint()
-
-    # -- durability of received messages ------------------------------------------------------
-
-    def _make_durable(self, batch: Sequence[Message]) -> None:
-        """Put a batch in the write-ahead log, then acknowledge its messages to the broker.
-
-        When the log cannot be written (disk full, read-only) the acknowledgements are
-        held until the next checkpoint, which then holds the messages' effect; the broker
-        keeps them meanwhile and stops sending once its in-flight window is full.
-        """
-        acks = [m.ack for m in batch if m.ack is not None]
-        if self.wal is None:
-            self._ack_all(acks)
-            return
-        try:
-            self.wal.append([WalRecord(m.received_s, m.topic, m.payload) for m in batch])
-        except OSError as exc:
-            self.metrics.wal_errors.inc()
-            if self._log_once("wal", str(self._wal_dir)):
-                log.error("cannot write the write-ahead log in %s: %s; holding the broker's "
-                          "acknowledgements until the next checkpoint", self._wal_dir, exc)
-            self._held_acks.extend(acks)
-            return
-        self._ack_all(acks)
-
-    def _ack_all(self, acks: Sequence[Any]) -> None:
-        if self.ack is None:
-            return
-        for token in acks:
-            self.ack(token)
-
-    def _replay_wal(self) -> None:
-        """Run the messages received after the checkpoint we resumed from through again."""
-        records = self._replay
-        self._replay = []
-        log.info("replaying %d message(s) received after checkpoint %d from %s",
-                 len(records), self._generation, self._wal_dir)
-        step = max(1, self.settings.batch_max_messages)
-        for i in range(0, len(records), step):
-            self.process([Message(r.topic, r.payload, r.received_s)
-                          for r in records[i:i + step]])
-        self.metrics.wal_replayed.inc(len(records))
-
-    # -- reload ------------------------------------------------------------------------------
+        return self.durability.save(self.state, self.registry.snapshot(),
+                                    alert_state_arrays(self.alerts.state))
 
     def request_reload(self, settings: Settings) -> None:
         """Switch to ``settings`` at the next turn of the loop (any thread); only keys that
         ``wattline.ingest.app.reload.RELOADABLE`` names may differ from the current ones."""
-        self._pending_settings = settings
-
-    def _apply_reload(self) -> None:
-        settings, self._pending_settings = self._pending_settings, None
-        if settings is None:
-            return
-        state = self.alerts.state
-        self.settings = settings
-        self.decoder.settings = settings
-        self._checkpoint_every_s = settings.checkpoint_every_ms / 1000.0
-        alerts = LineAlerts(settings, self.kernel_config, load_reference(), self.metrics,
-                            state=state)
-        alerts.take_over(self.alerts)
-        self.alerts = alerts
-        for sink in self.sinks:
-            if hasattr(sink, "retention_days"):
-                sink.retention_days = settings.store_retention_days  # type: ignore[attr-defined]
-        log.info("reloaded the configuration")
+        self._reload.request(settings)
 
     # -- the pipeline thread -----------------------------------------------------------------
 
     def _run(self) -> None:
         max_n = self.settings.batch_max_messages
         max_wait = self.settings.batch_max_wait_ms / 1000.0
+        durability = self.durability
         try:
             while True:
                 self.heartbeat_s = time.monotonic()
-                self._apply_reload()
+                self._reload.apply_pending(self)
                 batch = self._take_batch(max_n, max_wait)
                 if batch:
-                    self._make_durable(batch)
+                    durability.hold(batch)
                     self.process(batch)
-                    self._unsaved = True
+                    durability.processed()
                 elif self._stop.is_set() and not len(self._queue):
                     self.checkpoint()  # drained: the state now holds everything received
                     return
                 # Also when idle: the batches since the last checkpoint get theirs on time.
-                if self._unsaved:
-                    self._checkpoint_if_due()
-                self._check_stale_lines()
+                if durability.checkpoint_due():
+                    self.checkpoint()
+                self.check_stale_lines()
         except BaseException as exc:
             self.failed = exc
             log.exception("pipeline stopped by an unexpected error")
@@ -356,7 +195,7 @@ class Pipeline:
         first (which is waited for up to 0.2 s, so the loop keeps turning)."""
         # With acknowledgements waiting for the log, the broker sends no more than its
         # in-flight window until we acknowledge: take what is queued and go.
-        if self.ack is not None:
+        if self.durability.acks_wait:
             max_wait = 0.0
         batch = self._queue.take(max_n, wait_s=0.2, fill_s=max_wait)
         if batch:
@@ -379,7 +218,7 @@ class Pipeline:
         if back.num_rows:
             alerts = pa.concat_tables([alerts, back])
         if table.num_rows:
-            self._write(table, "write")
+            self.fanout.write(table)
         if ticks is not None and len(ticks):
             self._publish_gauges(table, ticks.line)
         if alerts.num_rows:
@@ -394,33 +233,19 @@ class Pipeline:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return table
 
-    def _check_stale_lines(self) -> None:
-        """Once a second: start a stale alert on each line quiet for --stale-after."""
-        now = self._clock()
-        if now - self._last_stale_check_s < 1.0:
-            return
-        self._last_stale_check_s = now
-        alerts = self.alerts.check_stale(now, self.registry.line_sites,
-                                         self.registry.line_names)
-        if alerts.num_rows:
-            self._emit_alerts(alerts)
+    def check_stale_lines(self) -> None:
+        """Start a stale alert on each line quiet for --stale-after (checked once a second)."""
+        started = self._stale(self.alerts, self.registry)
+        if started is not None:
+            self._emit_alerts(started)
 
     def _emit_alerts(self, alerts: pa.Table) -> None:
-        """Alert starts and ends to the sinks that store them and the retained topic."""
+        """Alert starts and ends to the log and to every sink that takes alerts."""
         for row in alerts.select(["site", "line", "rule", "state", "message"]).to_pylist():
             log.warning("alert %s %s on %s/%s: %s", row["rule"],
                         "started" if row["state"] else "ended", row["site"], row["line"],
                         row["message"])
-        self._write(alerts, "write_alerts")
-        self.republish_alerts(alerts)
-
-    def republish_alerts(self, only: pa.Table | None = None) -> None:
-        """Publish the retained alert state of the lines in ``only`` (all when None)."""
-        publish = self.publish_alert_state
-        if publish is None or not self.settings.alert_topic:
-            return
-        for site, line, payload in self.alerts.retained_payloads(only):
-            publish(self.topics.alerts_topic(site, line), payload)
+        self.fanout.write_alerts(alerts)
 
     def _run_kernels(self, readings: Readings) -> tuple[Ticks | None, list[int]]:
         table = self.registry.table()
@@ -449,38 +274,6 @@ class Pipeline:
                 self.registry.line_sites[line_idx], self.registry.line_names[line_idx]
             ).set(newest[line_idx] / 1000.0)
         return ticks, heard
-
-    def _write(self, table: pa.Table, method: str) -> None:
-        """Hand ``table`` to ``sink.<method>`` of every sink that has it, with retries."""
-        for sink in self.sinks:
-            write = getattr(sink, method, None)
-            if write is None:
-                continue
-            delay = 0.5
-            while True:
-                try:
-                    write(table)
-                    self.metrics.sink_points.labels(sink.name).inc(table.num_rows)
-                    break
-                except SinkError as exc:
-                    self.metrics.sink_errors.labels(sink.name).inc()
-                    if not exc.retryable:
-                        log.error("sink %s refused a batch of %d points for good: %s; the batch "
-                                  "is dropped for this sink", sink.name, table.num_rows, exc)
-                        self.metrics.readings_dropped.labels("sink_rejected").inc(table.num_rows)
-                        break
-                    if self._log_once("sink_retry", sink.name):
-                        log.warning("sink %s failed (%s); retrying with backoff, holding the "
-                                    "pipeline (and so the broker) back meanwhile", sink.name, exc)
-                    self.metrics.sink_retries.labels(sink.name).inc()
-                    self.heartbeat_s = time.monotonic()  # waiting on a sink is not a hang
-                    if exc.retry_after_s is not None:
-                        delay = min(max(delay, exc.retry_after_s), 30.0)
-                    if self._stop.wait(delay) and delay >= 8:
-                        log.error("shutting down with sink %s still failing; %d points not "
-                                  "written to it", sink.name, table.num_rows)
-                        break
-                    delay = min(delay * 2, 30.0)
 
     def _publish_gauges(self, table: pa.Table, tick_lines: np.ndarray) -> None:
         """Set each line's intensity gauges to its newest tick of the batch.

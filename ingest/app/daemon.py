@@ -12,46 +12,27 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from wattline.contract.topics import subscriptions
+from wattline.contract.topics import TopicTemplate, subscriptions
 from wattline.ingest.config import Settings, parse_mqtt_url
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.pipeline import Pipeline
-from wattline.ingest.sinks.base import IntensitySink
+from wattline.ingest.sinks.base import HealthCheck, IntensitySink, SinkHealth
+from wattline.ingest.sinks.build import build_sinks
+from wattline.ingest.sinks.mqtt_alerts import MqttAlertSink
 from wattline.ingest.sources.mqtt import MqttSource
+from wattline.ingest.warmup import warm_up_kernels
+
+__all__ = ["Collector", "build_sinks"]
 
 log = logging.getLogger("wattline.collector")
 
 
-def build_sinks(settings: Settings, metrics: CollectorMetrics) -> list[IntensitySink]:
-    """The sinks the settings ask for: InfluxDB (behind the spool when there is a spool
-    folder) and/or the local Parquet store."""
-    sinks: list[IntensitySink] = []
-    if settings.influx_url:
-        from wattline.ingest.sinks.influx import InfluxSink
-
-        influx: IntensitySink = InfluxSink(
-            settings.influx_url,
-            settings.influx_org or "",
-            settings.influx_bucket or "",
-            settings.resolved_influx_token() or "",
-        )
-        spool_dir = settings.resolved_spool_dir
-        if spool_dir:
-            from wattline.ingest.durable.spool import Spool
-            from wattline.ingest.sinks.spooled import SpooledSink
-
-            influx = SpooledSink(influx, Spool(spool_dir, settings.spool_max_bytes), metrics,
-                                 dead_letter_dir=settings.resolved_dead_letter_dir)
-        sinks.append(influx)
-    if settings.store:
-        from wattline.ingest.sinks.parquet_store import ParquetStore
-
-        sinks.append(ParquetStore(settings.store, retention_days=settings.store_retention_days))
-    return sinks
-
-
 class Collector:
-    """A running collector; ``stop()`` drains and closes it."""
+    """A running collector; ``stop()`` drains and closes it.
+
+    ``sinks``: where results go; built from ``settings`` (with their health checks)
+    when not given. The retained MQTT alert topic is added after them in any case.
+    """
 
     def __init__(
         self,
@@ -62,11 +43,23 @@ class Collector:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or CollectorMetrics()
-        self.sinks = build_sinks(settings, self.metrics) if sinks is None else sinks
+        self.health_checks: dict[str, HealthCheck] = {}
+        """Each built sink's health check, by sink name (none for sinks passed in)."""
+        if sinks is None:
+            built = build_sinks(settings, self.metrics)
+            self.sinks = [b.sink for b in built]
+            self.health_checks = {b.sink.name: b.health for b in built}
+        else:
+            self.sinks = sinks
         if not self.sinks:
             log.warning("no sink configured (give --influx-url or --store): results are only "
                         "visible as gauges on /metrics")
-        self.pipeline = Pipeline(settings, self.sinks, self.metrics, on_results=on_results)
+        self.alert_topic = MqttAlertSink(
+            self._publish_retained,
+            TopicTemplate(settings.topic_template, prefix=settings.topic_prefix),
+            self._retained_alerts, enabled=settings.alert_topic)
+        self.pipeline = Pipeline(settings, [*self.sinks, self.alert_topic], self.metrics,
+                                 on_results=on_results)
         # With a state directory, a QoS 1/2 message is acknowledged to the broker only once
         # it is in the write-ahead log, so a crash cannot lose what the broker let go of.
         self.durable_acks = bool(settings.state_dir) and settings.qos > 0
@@ -94,12 +87,19 @@ class Collector:
             manual_ack=self.durable_acks,
         )
         if self.durable_acks:
-            self.pipeline.ack = self.source.ack
-        self.pipeline.publish_alert_state = self._publish_retained
+            self.pipeline.durability.ack = self.source.ack
         self.pipeline.decoder.publish_command = self._publish_command
         # After a reconnect, say again what is active (the broker may have restarted empty).
-        self.source.on_connect.append(self.pipeline.republish_alerts)
+        self.source.on_connect.append(self.alert_topic.republish)
         self._server: object | None = None
+
+    def sink_health(self) -> dict[str, SinkHealth]:
+        """What each built sink's health check says now, by sink name (any thread; the
+        InfluxDB check without a spool makes one request)."""
+        return {name: check() for name, check in self.health_checks.items()}
+
+    def _retained_alerts(self, only: pa.Table | None) -> list[tuple[str, str, bytes]]:
+        return self.pipeline.alerts.retained_payloads(only)
 
     def _publish_command(self, topic: str, payload: bytes) -> None:
         self.source.publish(topic, payload, qos=0, retain=False)
@@ -108,8 +108,6 @@ class Collector:
         self.source.publish(topic, payload, qos=1, retain=True)
 
     def start(self) -> None:
-        from wattline.ingest.pipeline import warm_up_kernels
-
         log.info("kernels ready in %.1f s", warm_up_kernels())
         self.pipeline.start()
         if self.settings.metrics_port is not None:

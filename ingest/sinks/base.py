@@ -1,36 +1,50 @@
-"""The one interface every sink implements, and the error it raises.
+"""The interface every sink implements, the error it raises, and its health report.
 
-Lifecycle, driven by the pipeline (``wattline.ingest.pipeline``), which starts
-sinks before the MQTT session so downstream is ready before readings flow:
+Lifecycle, driven by the pipeline (``wattline.ingest.pipeline``) through the
+fan-out (``wattline.ingest.sinks.fanout``), which opens sinks before the MQTT
+session starts so downstream is ready before readings flow:
 
 1. ``open()`` once, before the first batch. It may check that the destination
    is there and log what it finds, but a destination that is merely down must
-   not make it fail: the pipeline retries writes, so the daemon can start before
-   its database. It raises ``SinkError`` only for what no retry can mend (a store
+   not make it fail: writes are retried, so the daemon can start before its
+   database. It raises ``SinkError`` only for what no retry can mend (a store
    folder that cannot be created).
-2. ``write(table)`` for each results batch, always from the pipeline thread, so
-   calls never overlap. It writes the whole batch or raises ``SinkError``;
-   ``retryable`` says whether the same batch may succeed later (server down or
-   overloaded, disk full) or never will (the server refuses the data). A batch
-   may be written twice after a retry or a restart; the contract makes a
-   rewritten point carry the same values, so sinks need not guard against it.
-   A sink that also stores alerts has ``write_alerts(table)`` with the same
-   contract, for ``wattline.contract.schemas.ALERT_SCHEMA`` batches (the InfluxDB
-   sink writes them as ``energy_alert`` points; the Parquet store has none).
+2. ``write(table)`` for each results batch
+   (``wattline.contract.schemas.INTENSITY_SCHEMA``) and ``write_alerts(table)``
+   for each batch of alert starts and ends (``ALERT_SCHEMA``), always from the
+   pipeline thread, so calls never overlap. Each writes the whole batch or
+   raises ``SinkError``; ``retryable`` says whether the same batch may succeed
+   later (server down or overloaded, disk full) or never will (the server
+   refuses the data). A batch may be written twice after a retry or a restart;
+   the contract makes a rewritten point carry the same values, so sinks need
+   not guard against it. A sink that keeps no alerts (the Parquet store) has no
+   ``write_alerts`` and is an ``IntensitySink`` only; the InfluxDB sink writes
+   them as ``energy_alert`` points, the MQTT alert sink publishes each line's
+   active set.
 3. ``close()`` once, after the last batch (and after ``open()`` only); it
    releases connections and files.
 
 Sinks count nothing themselves: points written, errors and retries are counted
-once, per sink name, by the pipeline.
+once, per sink name, by the fan-out. An output whose deliveries are not stored
+points (the retained alert topic) sets ``counted = False``: the fan-out then
+calls it without counting or retrying, so it must not raise ``SinkError``.
+
+Health: building a sink (``wattline.ingest.sinks.build``) returns it with a
+``HealthCheck``, a callable any thread may call at any time that returns a
+``SinkHealth`` without writing anything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from wattline.contract.errors import WattlineError
+
+__all__ = ["HealthCheck", "IntensitySink", "Sink", "SinkError", "SinkHealth"]
 
 
 class SinkError(WattlineError):
@@ -68,3 +82,31 @@ class IntensitySink(Protocol):
     def close(self) -> None:
         """Release connections and files; no ``write`` follows."""
         ...
+
+
+@runtime_checkable
+class Sink(IntensitySink, Protocol):
+    """A sink that takes alert batches as well as results batches."""
+
+    def write_alerts(self, table: pa.Table) -> None:
+        """Write every alert start and end of one batch (``ALERT_SCHEMA``), or raise
+        ``SinkError``; same contract as ``write``."""
+        ...
+
+
+@dataclass(frozen=True)
+class SinkHealth:
+    """What a sink's health check found.
+
+    ``healthy``: the destination took (or answered) the latest attempt. ``backlog``:
+    batches held for it and not yet delivered (the spool's, 0 for a sink without one).
+    ``last_error``: the latest failure, while it has not been followed by a success.
+    """
+
+    healthy: bool
+    backlog: int = 0
+    last_error: str | None = None
+
+
+HealthCheck = Callable[[], SinkHealth]
+"""A sink's health check; see ``SinkHealth``."""

@@ -37,7 +37,7 @@ import pyarrow as pa
 from wattline.ingest.durable.files import write_arrow_atomically, write_atomically
 from wattline.ingest.durable.spool import Segment, Spool, SpoolError
 from wattline.ingest.metrics import CollectorMetrics
-from wattline.ingest.sinks.base import IntensitySink, SinkError
+from wattline.ingest.sinks.base import IntensitySink, SinkError, SinkHealth
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class SpooledSink:
         self._dropped_seen = dict(spool.dropped_rows)
         self._dead_logged_s = -math.inf
         self._dead_since_log = 0
+        self._last_error: str | None = None  # the latest failure not followed by a delivery
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -102,6 +103,14 @@ class SpooledSink:
         with self._lock:
             return len(self.spool)
 
+    def health(self) -> SinkHealth:
+        """The spool's backlog and the latest failure to deliver (direct or from the spool),
+        cleared by the next delivery; healthy while that is none. Any thread."""
+        with self._lock:
+            backlog = len(self.spool)
+        error = self._last_error
+        return SinkHealth(healthy=error is None, backlog=backlog, last_error=error)
+
     # -- the pipeline side -------------------------------------------------------------------
 
     def write(self, table: pa.Table) -> None:
@@ -119,8 +128,10 @@ class SpooledSink:
         if direct:
             try:
                 self._deliver(table, kind)
+                self._last_error = None
                 return
             except SinkError as exc:
+                self._last_error = str(exc)
                 self.metrics.sink_errors.labels(self.name).inc()
                 self._warn_once("down", "%s failed (%s); spooling to %s and delivering in order "
                                 "once it is back", self.name, exc, self.spool.directory)
@@ -128,6 +139,7 @@ class SpooledSink:
             try:
                 self.spool.append(table, kind)
             except SpoolError as exc:
+                self._last_error = str(exc)
                 self.metrics.spool_errors.inc()
                 self._warn_once("spool", "%s; holding the pipeline back instead (nothing is "
                                 "dropped, the broker is slowed down)", exc)
@@ -170,6 +182,7 @@ class SpooledSink:
             try:
                 self._deliver(table, segment.kind)
             except SinkError as exc:
+                self._last_error = str(exc)
                 self.metrics.sink_errors.labels(self.name).inc()
                 self.metrics.sink_retries.labels(self.name).inc()
                 self._warn_once("down", "%s failed (%s); %d batch(es) spooled, retrying with "
@@ -180,6 +193,7 @@ class SpooledSink:
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             delay = self.retry_min_s
+            self._last_error = None
             with self._lock:
                 self.spool.remove(segment)
                 self.metrics.spool_rows.labels(segment.kind, "delivered").inc(table.num_rows)

@@ -10,10 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from wattline.contract.schemas import ALERT_SCHEMA
+from wattline.contract.topics import TopicTemplate
 from wattline.ingest.config import settings_from_mapping
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.pipeline import Message, Pipeline
 from wattline.ingest.sinks.line_protocol import encode_alerts
+from wattline.ingest.sinks.mqtt_alerts import MqttAlertSink
 
 T0 = 1_732_406_400_000
 SITE = "s1"
@@ -63,14 +65,19 @@ def spike_profile(k: int) -> float:
 
 
 def _pipeline(tmp_path: Path, sink: AlertRecorder, published: list, clock=None) -> Pipeline:
+    """A pipeline writing alerts to ``sink`` and, through an MQTT alert sink, publishing
+    the retained payloads to ``published`` (the alert sink is ``pipeline.sinks[-1]``)."""
     settings = settings_from_mapping({
         "max_past": "100000d", "windows": "1m,10m", "state_dir": str(tmp_path / "state"),
         "surge_window": "1m", "surge_k": 1000.0,  # keep this test to the spike rule
         "lines": {f"{SITE}/{LINE}": {"spike_ratio": 1.4, "alert_for": 2}},
     })
-    pipeline = Pipeline(settings, [sink], CollectorMetrics(),
+    alert_topic = MqttAlertSink(lambda topic, payload: published.append((topic, payload)),
+                                TopicTemplate(settings.topic_template,
+                                              prefix=settings.topic_prefix),
+                                lambda only: pipeline.alerts.retained_payloads(only))
+    pipeline = Pipeline(settings, [sink, alert_topic], CollectorMetrics(),
                         clock=clock or (lambda: T0 / 1000 + 7200))
-    pipeline.publish_alert_state = lambda topic, payload: published.append((topic, payload))
     return pipeline
 
 
@@ -104,7 +111,7 @@ def test_an_alert_active_at_a_checkpoint_stays_active_after_a_restart(tmp_path):
 
     sink2, published2 = AlertRecorder(), []
     second = _pipeline(tmp_path, sink2, published2)
-    second.republish_alerts()  # what a reconnect does
+    second.sinks[-1].republish()  # what a reconnect does
     assert [a["rule"] for a in json.loads(published2[0][1])["active"]] == ["spike"]
     second.process(_messages(150, 150, spike_profile))
     # No second start after the restart, and the end still comes.
@@ -116,14 +123,14 @@ def test_a_quiet_line_goes_stale_and_a_reading_ends_it(tmp_path):
     sink, published = AlertRecorder(), []
     pipeline = _pipeline(tmp_path, sink, published, clock=lambda: now[0])
     pipeline.process(_messages(0, 10, spike_profile))
-    pipeline._check_stale_lines()
+    pipeline.check_stale_lines()
     now[0] += 299
-    pipeline._check_stale_lines()
+    pipeline.check_stale_lines()
     assert [r for r in sink.rows() if r["rule"] == "stale"] == []
     now[0] += 2
-    pipeline._check_stale_lines()
+    pipeline.check_stale_lines()
     now[0] += 30
-    pipeline._check_stale_lines()  # still stale: no second start
+    pipeline.check_stale_lines()  # still stale: no second start
     pipeline.process(_messages(10, 1, spike_profile))
     stale = [r for r in sink.rows() if r["rule"] == "stale"]
     assert [r["state"] for r in stale] == [1, 0]

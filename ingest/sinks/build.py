@@ -1,0 +1,83 @@
+"""The sinks the settings ask for, each built together with its health check.
+
+``build_sinks`` returns one ``BuiltSink`` per destination, in the order the
+pipeline writes to them: InfluxDB (behind the spool when there is a spool folder),
+then the local Parquet store. The retained MQTT alert topic is not built here: it
+publishes on the MQTT session, which the collector owns
+(``wattline.ingest.app.daemon``).
+
+Health checks (``wattline.ingest.sinks.base.SinkHealth``), safe from any thread:
+
+- InfluxDB behind the spool: the spool's backlog and the latest failure to deliver
+  (no request is made);
+- InfluxDB without a spool: whether the server answers ``/ping`` (one request,
+  bounded by the sink's timeout);
+- Parquet store: whether its folder exists and may be written to.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, NamedTuple
+
+from wattline.ingest.config import Settings
+from wattline.ingest.metrics import CollectorMetrics
+from wattline.ingest.sinks.base import HealthCheck, IntensitySink, SinkError, SinkHealth
+
+if TYPE_CHECKING:
+    from wattline.ingest.sinks.influx import InfluxSink
+
+__all__ = ["BuiltSink", "build_sinks"]
+
+
+class BuiltSink(NamedTuple):
+    sink: IntensitySink
+    health: HealthCheck
+
+
+def build_sinks(settings: Settings, metrics: CollectorMetrics) -> list[BuiltSink]:
+    """The sinks ``settings`` ask for, with their health checks; see the module doc."""
+    built: list[BuiltSink] = []
+    if settings.influx_url:
+        built.append(_influx(settings, metrics))
+    if settings.store:
+        from wattline.ingest.sinks.parquet_store import ParquetStore
+
+        store = ParquetStore(settings.store, retention_days=settings.store_retention_days)
+        built.append(BuiltSink(store, lambda: _folder_health(store.directory)))
+    return built
+
+
+def _influx(settings: Settings, metrics: CollectorMetrics) -> BuiltSink:
+    from wattline.ingest.sinks.influx import InfluxSink
+
+    influx = InfluxSink(
+        settings.influx_url or "",
+        settings.influx_org or "",
+        settings.influx_bucket or "",
+        settings.resolved_influx_token() or "",
+    )
+    spool_dir = settings.resolved_spool_dir
+    if not spool_dir:
+        return BuiltSink(influx, lambda: _ping_health(influx))
+    from wattline.ingest.durable.spool import Spool
+    from wattline.ingest.sinks.spooled import SpooledSink
+
+    spooled = SpooledSink(influx, Spool(spool_dir, settings.spool_max_bytes), metrics,
+                          dead_letter_dir=settings.resolved_dead_letter_dir)
+    return BuiltSink(spooled, spooled.health)
+
+
+def _ping_health(influx: InfluxSink) -> SinkHealth:
+    try:
+        influx.check()
+    except SinkError as exc:
+        return SinkHealth(healthy=False, last_error=str(exc))
+    return SinkHealth(healthy=True)
+
+
+def _folder_health(directory: os.PathLike[str]) -> SinkHealth:
+    if os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK):
+        return SinkHealth(healthy=True)
+    return SinkHealth(healthy=False, last_error=f"{os.fspath(directory)} is not a writable "
+                                                "folder")

@@ -1,0 +1,121 @@
+"""``FanOut``: every sink behind one call, with the retries and counting they share.
+
+The pipeline hands each results batch to ``write`` and each batch of alert starts
+and ends to ``write_alerts``, once; the fan-out passes it to every sink in order
+(results to all, alerts to those that have ``write_alerts``) and, per sink name:
+
+- counts the points taken (``wattline_sink_points_written_total``) and the failed
+  writes (``wattline_sink_write_errors_total``);
+- on a retryable ``SinkError``, retries the same batch with exponential backoff
+  (0.5 s doubling to 30 s, at least the server's ``Retry-After``), counting each
+  retry and logging once a minute. This holds the pipeline, and through its bounded
+  queue the broker, back: nothing is dropped while a sink is down. ``on_wait`` is
+  called before each wait, so a pipeline waiting on a sink is not taken for hung;
+- on a sink's refusal for good, drops the batch for that sink alone and counts its
+  rows as ``wattline_readings_dropped_total{reason="sink_rejected"}``;
+- once ``stopping`` is set, gives up a sink after a wait of 8 s or more, logging
+  how many points it did not get.
+
+Sinks with ``counted = False`` (see ``wattline.ingest.sinks.base``) are called
+without any of this. Only the pipeline thread calls ``write``/``write_alerts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+import pyarrow as pa
+
+from wattline.ingest.log_limit import OncePerMinute
+from wattline.ingest.metrics import CollectorMetrics
+from wattline.ingest.sinks.base import IntensitySink, SinkError
+
+__all__ = ["FanOut"]
+
+log = logging.getLogger("wattline.pipeline")
+
+Write = Callable[[pa.Table], None]
+
+
+class FanOut:
+    """``sinks`` as one; see the module doc."""
+
+    def __init__(
+        self,
+        sinks: Sequence[IntensitySink],
+        metrics: CollectorMetrics,
+        *,
+        stopping: threading.Event | None = None,
+        on_wait: Callable[[], None] | None = None,
+        log_once: OncePerMinute | None = None,
+    ) -> None:
+        self.sinks = list(sinks)
+        self.metrics = metrics
+        self._stopping = stopping or threading.Event()
+        self._on_wait = on_wait
+        self._log_once = log_once or OncePerMinute()
+        # Resolved once, so a batch costs one call per sink and nothing more.
+        self._results = [(sink, sink.write, getattr(sink, "counted", True))
+                         for sink in self.sinks]
+        self._alerts: list[tuple[IntensitySink, Write, bool]] = [
+            (sink, sink.write_alerts, getattr(sink, "counted", True))  # type: ignore[attr-defined]
+            for sink in self.sinks if hasattr(sink, "write_alerts")
+        ]
+
+    def open(self) -> None:
+        """Open every sink, in order."""
+        for sink in self.sinks:
+            sink.open()
+
+    def close(self) -> None:
+        """Close every sink; a failing close is logged and does not keep the others open."""
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - a failing close must not hide the others
+                log.error("closing sink %s failed: %s", sink.name, exc)
+
+    def write(self, table: pa.Table) -> None:
+        """One results batch to every sink."""
+        self._to_each(self._results, table)
+
+    def write_alerts(self, table: pa.Table) -> None:
+        """One batch of alert starts and ends to every sink that takes alerts."""
+        self._to_each(self._alerts, table)
+
+    def _to_each(self, writes: list[tuple[IntensitySink, Write, bool]], table: pa.Table) -> None:
+        for sink, write, counted in writes:
+            if counted:
+                self._write_retrying(sink.name, write, table)
+            else:
+                write(table)
+
+    def _write_retrying(self, name: str, write: Write, table: pa.Table) -> None:
+        delay = 0.5
+        while True:
+            try:
+                write(table)
+                self.metrics.sink_points.labels(name).inc(table.num_rows)
+                return
+            except SinkError as exc:
+                self.metrics.sink_errors.labels(name).inc()
+                if not exc.retryable:
+                    log.error("sink %s refused a batch of %d points for good: %s; the batch "
+                              "is dropped for this sink", name, table.num_rows, exc)
+                    self.metrics.readings_dropped.labels("sink_rejected").inc(table.num_rows)
+                    return
+                if self._log_once("sink_retry", name):
+                    log.warning("sink %s failed (%s); retrying with backoff, holding the "
+                                "pipeline (and so the broker) back meanwhile", name, exc)
+                self.metrics.sink_retries.labels(name).inc()
+                if self._on_wait is not None:
+                    self._on_wait()  # waiting on a sink is not a hang
+                if exc.retry_after_s is not None:
+                    delay = min(max(delay, exc.retry_after_s), 30.0)
+                if self._stopping.wait(delay) and delay >= 8:
+                    log.error("shutting down with sink %s still failing; %d points not "
+                              "written to it", name, table.num_rows)
+                    return
+                delay = min(delay * 2, 30.0)
