@@ -5,7 +5,7 @@ keeps reconnecting with capped exponential backoff and jitter, 1 to 30 s), then
 ``stop()``. Messages reach ``on_message(topic, payload)`` on paho's network
 thread, one at a time; that callback may block (the pipeline's queue is
 bounded), which holds back reading from the socket and so slows the broker down
-rather than dropping.
+rather than dropping. It is a ``wattline.ingest.sources.base.Source``.
 """
 
 from __future__ import annotations
