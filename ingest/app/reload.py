@@ -3,8 +3,9 @@
 ``wattline run`` re-reads its config file on SIGHUP (flags and environment stay as
 they were at start-up) and validates it. A file that does not validate changes
 nothing: the error is logged and the daemon goes on as it was. Otherwise the settings
-in ``RELOADABLE`` take effect at the pipeline's next turn: alert tuning, per-line
-tables, the stale limit, log level, checkpoint interval, store retention. Settings
+in ``RELOADABLE`` take effect at the pipeline's next turn (applied there by
+``wattline.ingest.reload_apply``): alert tuning, per-line tables, the stale limit,
+log level, checkpoint interval, store retention, the retained alert topic. Settings
 that the kernel state, the MQTT session or the sinks were built from
 (everything else: windows, tick, broker, database, spool...) keep their old values,
 and the log names each one that changed, saying a restart applies it. The MQTT
