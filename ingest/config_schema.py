@@ -24,11 +24,20 @@ from urllib.parse import unquote, urlsplit
 from wattline.contract.durations import parse_duration_ms
 from wattline.contract.errors import ConfigError
 
-__all__ = ["Duration", "MqttUrl", "SettingSpec", "boolean", "check_type", "doc", "durations",
+__all__ = ["NO_EXAMPLE", "Duration", "MqttUrl", "SettingSpec", "boolean", "check_type", "doc", "durations",
            "number", "parse_mqtt_url", "positive_number", "specs", "with_ms_accessors"]
 
 T = TypeVar("T")
 _META = "wattline.setting"
+
+
+class _NoExample:
+    def __repr__(self) -> str:
+        return "NO_EXAMPLE"
+
+
+NO_EXAMPLE: Any = _NoExample()
+"""``doc(example=...)`` not given: the example config shows the default."""
 
 
 class Duration(str):
@@ -97,19 +106,25 @@ class _Doc:
     positive: bool
     off_flag: str | None
     parse: Callable[[Any], Any] | None
+    example: Any
+    hint: Any
 
 
 def doc(help: str, *, default_help: str | None = None, choices: tuple[Any, ...] = (),
         positive: bool = False, off_flag: str | None = None,
-        parse: Callable[[Any], Any] | None = None) -> dict[str, _Doc]:
+        parse: Callable[[Any], Any] | None = None,
+        example: Any = NO_EXAMPLE, hint: Any = NO_EXAMPLE) -> dict[str, _Doc]:
     """A setting's field metadata: ``field(default=..., metadata=doc("Help text."))``.
 
     ``default_help`` replaces the ``[default: ...]`` shown when the default needs words;
     ``choices`` and ``positive`` are checked at load; ``off_flag`` names the flag that
     turns a boolean off (``--no-<flag>`` otherwise); ``parse`` reads a table of the
-    config file (``[meters."..."]``), which has no flag.
+    config file (``[meters."..."]``), which has no flag. ``example`` is the value the
+    example config (``config_example``) sets instead of the default; ``hint`` is a value
+    it shows commented out, for a setting best left unset.
     """
-    return {_META: _Doc(help, default_help, choices, positive, off_flag, parse)}
+    return {_META: _Doc(help, default_help, choices, positive, off_flag, parse, example,
+                        hint)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +142,8 @@ class SettingSpec:
     positive: bool
     off_flag: str | None
     parse: Callable[[Any], Any] | None
+    example: Any = NO_EXAMPLE
+    hint: Any = NO_EXAMPLE
 
     @property
     def is_table(self) -> bool:
@@ -196,7 +213,8 @@ def specs(section: type, name: str) -> Iterator[SettingSpec]:
         kind, optional = _kind(hints[f.name])
         default = {} if f.default is dataclasses.MISSING else f.default
         yield SettingSpec(f.name, name, kind, optional, default, doc.help, doc.default_help,
-                          doc.choices, doc.positive, doc.off_flag, doc.parse)
+                          doc.choices, doc.positive, doc.off_flag, doc.parse, doc.example,
+                          doc.hint)
 
 
 def with_ms_accessors(cls: type[T]) -> type[T]:

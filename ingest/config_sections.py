@@ -69,7 +69,9 @@ class MqttSettings(Section):
     """The broker, the topics subscribed to and the session: the MQTT source."""
 
     mqtt_url: str = field(default="mqtt://127.0.0.1:1883", metadata=doc(
-        "Broker to subscribe to: mqtt://[user:pass@]host:port (mqtts:// for TLS)."))
+        "Broker to subscribe to: mqtt://[user:pass@]host:port (mqtts:// for TLS). Keep a "
+        "password out of files and process lists: WATTLINE_MQTT_URL or "
+        "--mqtt-password-file."))
     topic_prefix: str = field(default="factory", metadata=doc(
         "First level of the reading topics {prefix}/{site}/{line}/{kind}/{meter}."))
     topic_template: str = field(default="{prefix}/{site}/{line}/{kind}/{meter}", metadata=doc(
@@ -93,16 +95,21 @@ class MqttSettings(Section):
         "MQTT 5: how long the broker keeps a persistent session after a "
         "disconnect."))
     mqtt_password_file: str | None = field(default=None, metadata=doc(
-        "File holding the broker password (the user name goes in --mqtt-url)."))
+        "File holding the broker password (the user name goes in --mqtt-url).",
+        hint="/etc/wattline/mqtt.password"))
     mqtt_ca_file: str | None = field(default=None, metadata=doc(
-        "CA certificate(s) to verify the broker with (mqtts://)."))
+        "CA certificate(s) to verify the broker with (mqtts://).",
+        hint="/etc/wattline/ca.pem"))
     mqtt_cert_file: str | None = field(default=None, metadata=doc(
-        "Client certificate for TLS client authentication."))
+        "Client certificate for TLS client authentication.",
+        hint="/etc/wattline/client.pem"))
     mqtt_key_file: str | None = field(default=None, metadata=doc(
-        "Private key of --mqtt-cert-file."))
+        "Private key of --mqtt-cert-file.",
+        hint="/etc/wattline/client.key"))
     mqtt_share_group: str | None = field(default=None, metadata=doc(
         "Subscribe as $share/GROUP/... so that several collectors split the load "
-        "(MQTT 5 shared subscriptions)."))
+        "(MQTT 5 shared subscriptions).",
+        hint="wattline"))
     sparkplug: bool = field(default=False, metadata=doc(
         "Also take Sparkplug B (spBv1.0/{group}/...): group = site, edge node = line, "
         "metrics named energy/<meter> or production/<meter>; asks nodes for a rebirth on a "
@@ -148,8 +155,19 @@ class DecodeSettings(Section):
         positive=True))
     meters: dict[str, MeterSettings] = field(default_factory=dict, metadata=doc(
         'Meters described like a retained meta message, in '
-        '[meters."site/line/kind/meter"] tables; the file wins over meta.',
-        parse=parse_meters))
+        '[meters."site/line/kind/meter"] tables; the file wins over meta. Keys: carrier '
+        '(one of the reference data\'s carriers: electricity, natural_gas, raw_coal, coke, '
+        'heat, steam, ...), unit (the carrier\'s unit or a multiple: kWh, MWh, m3, kg, t, '
+        'MJ, GJ), mode (counter, a cumulative register, or delta) and rollover (the '
+        'register\'s wrap value).',
+        parse=parse_meters,
+        example={
+            "plant-a/eaf-1/energy/main-incomer": {
+                "carrier": "electricity", "unit": "kWh", "mode": "counter",
+                "rollover": 42949672.95},
+            "plant-a/eaf-1/energy/burner-gas": {"carrier": "natural_gas", "unit": "m3"},
+            "plant-a/eaf-1/production/tapped-steel": {"unit": "t"},
+        }))
 
 
 @with_ms_accessors
@@ -166,7 +184,8 @@ class SemanticsSettings(Section):
         "How far behind a line's newest reading a reading may still arrive."))
     min_production_t: float | None = field(default=None, metadata=doc(
         "Production (t) a window needs to have an intensity.",
-        default_help="more than 0"))
+        default_help="more than 0",
+        hint=0.5))
 
     def check(self) -> None:
         if self.min_production_t is not None and self.min_production_t < 0:
@@ -202,28 +221,36 @@ class AlertSettings(Section):
         positive=True))
     spike_short_window: str | None = field(default=None, metadata=doc(
         "Window the spike rule watches.",
-        default_help="the shortest of --windows"))
+        default_help="the shortest of --windows",
+        hint="15m"))
     spike_long_window: str | None = field(default=None, metadata=doc(
         "Window the spike rule compares it with.",
-        default_help="the longest of --windows"))
+        default_help="the longest of --windows",
+        hint="24h"))
     surge_window: Duration | None = field(default=None, metadata=doc(
         "Window of the energy rate (kgce/h) the power-surge rule watches; kept "
         "internally when it is not one of --windows.",
-        default_help="1m"))
+        default_help="1m",
+        hint="1m"))
     surge_k: float = field(default=4.0, metadata=doc(
         "Power surge: the rate above its rolling mean plus this many mean absolute "
         "deviations.",
         positive=True))
     level_window: str | None = field(default=None, metadata=doc(
         "Window compared with the product's national levels.",
-        default_help="24h, else the longest window"))
+        default_help="24h, else the longest window",
+        hint="24h"))
     stale_after: Duration = field(default=Duration("5m"), metadata=doc(
         "Stale-line alert: no reading from a line for this long (wall clock)."))
     alert_topic: bool = field(default=True, metadata=doc(
         "Publish each line's active alerts, retained, to {prefix}/{site}/{line}/alerts."))
     lines: dict[str, LineSettings] = field(default_factory=dict, metadata=doc(
-        'Per-line product and alert tuning, in [lines."site/line"] tables.',
-        parse=parse_lines))
+        'Per-line settings, in [lines."site/line"] tables: product (whose national levels '
+        'the line is compared with: eaf_steel, cement_clinker, aluminium_liquid, ... as in '
+        'the reference data), and alert_for, spike_ratio, spike_clear_ratio and surge_k to '
+        'override the daemon-wide settings for that line.',
+        parse=parse_lines,
+        example={"plant-a/eaf-1": {"product": "eaf_steel", "spike_ratio": 1.6}}))
 
     def check(self) -> None:
         if self.alert_for < 1:
@@ -252,16 +279,21 @@ class InfluxSettings(Section):
 
     influx_url: str | None = field(default=None, metadata=doc(
         "InfluxDB 2/3 (or any /api/v2/write server) to write energy_intensity points to, "
-        "e.g. http://127.0.0.1:8086."))
+        "e.g. http://127.0.0.1:8086.",
+        hint="http://127.0.0.1:8086"))
     influx_org: str | None = field(default=None, metadata=doc(
-        "InfluxDB organisation."))
+        "InfluxDB organisation.",
+        hint="plant"))
     influx_bucket: str | None = field(default=None, metadata=doc(
-        "InfluxDB bucket (required with --influx-url)."))
+        "InfluxDB bucket (required with --influx-url).",
+        hint="energy"))
     influx_token: str | None = field(default=None, repr=False, metadata=doc(
         "InfluxDB API token. Prefer --influx-token-file or the WATTLINE_INFLUX_TOKEN "
-        "environment variable: flags show up in process lists."))
+        "environment variable: flags show up in process lists.",
+        hint="..."))
     influx_token_file: str | None = field(default=None, metadata=doc(
-        "File holding the InfluxDB API token."))
+        "File holding the InfluxDB API token.",
+        hint="/etc/wattline/influx.token"))
 
     def resolved_influx_token(self) -> str | None:
         """The token itself, read from ``influx_token_file`` when that is given."""
@@ -288,11 +320,13 @@ class StoreSettings(Section):
     """The local Parquet store."""
 
     store: str | None = field(default=None, metadata=doc(
-        "Directory of the local Parquet store (partitioned by date and line)."))
+        "Directory of the local Parquet store (partitioned by date and line).",
+        example="/var/lib/wattline/store"))
     store_retention: Duration | None = field(default=None, metadata=doc(
         "Delete the store's days older than this, in whole days (e.g. 90d); past days "
         "are also compacted to one file per line.",
-        default_help="keep everything"))
+        default_help="keep everything",
+        example="400d"))
 
     @property
     def store_retention_days(self) -> int | None:
@@ -314,7 +348,8 @@ class DurabilitySettings(Section):
     state_dir: str | None = field(default=None, metadata=doc(
         "Directory for kernel checkpoints (meter numbering, per-meter last readings, "
         "window contents, watermarks): a restarted daemon resumes its windows exactly.",
-        default_help="none, windows restart empty"))
+        default_help="none, windows restart empty",
+        example="/var/lib/wattline/state"))
     checkpoint_every: Duration = field(default=Duration("60s"), metadata=doc(
         "How often to write a checkpoint to --state-dir, and always at "
         "shutdown."))
@@ -322,7 +357,8 @@ class DurabilitySettings(Section):
         "Folder where InfluxDB batches wait, as Arrow files, while the server is down; "
         "they are delivered in order once it is back.",
         default_help="STATE_DIR/spool; none without --state-dir: the pipeline then holds "
-        "back instead"))
+        "back instead",
+        hint="/var/lib/wattline/spool"))
     spool_max_bytes: int = field(default=1 << 30, metadata=doc(
         "Size cap of the spool; past it the oldest batch is dropped, counted and "
         "logged.",
@@ -330,7 +366,8 @@ class DurabilitySettings(Section):
         positive=True))
     dead_letter_dir: str | None = field(default=None, metadata=doc(
         "Folder for batches the server refuses for good (HTTP 4xx), with its message.",
-        default_help="STATE_DIR/dead-letter"))
+        default_help="STATE_DIR/dead-letter",
+        hint="/var/lib/wattline/dead-letter"))
 
     @property
     def resolved_spool_dir(self) -> str | None:

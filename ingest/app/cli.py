@@ -246,9 +246,24 @@ def _reload(ctx: click.Context, config_file: str | None, flags: dict[str, Any],
 
 
 @main.command("check-config")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def check_config(file: str) -> None:
-    """Validate a TOML config FILE and say what is wrong, with its line."""
+@click.argument("file", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--example", is_flag=True,
+              help="Print an example config instead: every setting with its help, default "
+              "or a typical value (the text of deploy/wattline.example.toml).")
+def check_config(file: str | None, example: bool) -> None:
+    """Validate a TOML config FILE and say what is wrong, with its line.
+
+    \b
+    wattline check-config /etc/wattline/wattline.toml
+    wattline check-config --example > wattline.toml     a config to start from
+    """
+    if example:
+        from wattline.ingest.config_example import example_config
+
+        click.echo(example_config(), nl=False)
+        return
+    if file is None:
+        raise click.UsageError("give a config FILE to check, or --example to print one")
     try:
         settings = check_config_file(file)
         from wattline.contract.reference_data import load_reference

@@ -188,3 +188,21 @@ def test_values_from_flags_and_the_environment_arrive_as_strings() -> None:
                                "windows": "1m, 5m", "min_production_t": "0.5"})
     assert (s.qos, s.spike_ratio, s.alert_topic, s.windows, s.min_production_t) == (
         0, 2.5, False, ("1m", "5m"), 0.5)
+
+
+def test_the_example_config_is_the_one_the_schema_writes() -> None:
+    from wattline.ingest.config_example import example_config
+
+    assert EXAMPLE.read_text(encoding="utf-8") == example_config(), (
+        "deploy/wattline.example.toml is out of date: regenerate it with "
+        "`wattline check-config --example > deploy/wattline.example.toml`")
+
+
+def test_the_example_config_shows_a_setting_best_left_unset_commented_out() -> None:
+    from wattline.ingest.config_example import example_config
+
+    text = example_config()
+    assert '\n# influx_url = "http://127.0.0.1:8086"\n' in text
+    assert '\nstate_dir = "/var/lib/wattline/state"\n' in text
+    assert "# Default: none, windows restart empty.\n" in text
+    assert tomllib.loads(text)["meters"]  # the tables parse as TOML tables
