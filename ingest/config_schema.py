@@ -24,8 +24,8 @@ from urllib.parse import unquote, urlsplit
 from wattline.contract.durations import parse_duration_ms
 from wattline.contract.errors import ConfigError
 
-__all__ = ["NO_EXAMPLE", "Duration", "MqttUrl", "SettingSpec", "boolean", "check_type", "doc", "durations",
-           "number", "parse_mqtt_url", "positive_number", "specs", "with_ms_accessors"]
+__all__ = ["NO_EXAMPLE", "Duration", "MqttUrl", "SettingSpec", "boolean", "check_type", "doc",
+           "durations", "number", "parse_mqtt_url", "positive_number", "specs", "with_ms_accessors"]
 
 T = TypeVar("T")
 _META = "wattline.setting"
