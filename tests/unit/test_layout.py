@@ -65,3 +65,10 @@ def test_the_daemon_imports_simulators_and_benchmarks_only_from_its_app_shell() 
         assert not any(n.startswith(("wattline.simulators", "wattline.benchmarks"))
                        for n in names), path
 
+
+
+def test_no_module_of_the_daemon_is_over_400_lines() -> None:
+    # One module, one job: past about 400 lines a module usually does two.
+    long = {str(path.relative_to(REPO)): n for path in sorted((REPO / "ingest").rglob("*.py"))
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400}
+    assert not long, f"split these modules by job: {long}"
