@@ -21,19 +21,21 @@ from typing import Any, Generic, TypeVar, overload
 from wattline.contract.durations import parse_duration_ms
 from wattline.contract.errors import ConfigError
 from wattline.ingest.config_file import line_of, load_toml, point_at_file
-from wattline.ingest.config_schema import Duration, MqttUrl, SettingSpec, parse_mqtt_url, specs
-from wattline.ingest.config_sections import (
-    AlertSettings,
-    DecodeSettings,
+from wattline.ingest.config_outputs import (
     DurabilitySettings,
     InfluxSettings,
     LoggingSettings,
     MetricsSettings,
-    MqttSettings,
     PipelineSettings,
+    StoreSettings,
+)
+from wattline.ingest.config_schema import Duration, MqttUrl, SettingSpec, parse_mqtt_url, specs
+from wattline.ingest.config_sections import (
+    AlertSettings,
+    DecodeSettings,
+    MqttSettings,
     Section,
     SemanticsSettings,
-    StoreSettings,
 )
 from wattline.ingest.config_tables import LineSettings, MeterSettings, unknown_key
 

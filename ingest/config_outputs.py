@@ -1,0 +1,182 @@
+"""The settings of the outputs and of the process: InfluxDB, the Parquet store,
+checkpoints and spool, /metrics, the pipeline's batches and the log. Declared like
+the sections of ``config_sections``, which holds the input's and the computation's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from dataclasses import field
+
+from wattline.contract.errors import ConfigError
+from wattline.ingest.config_schema import Duration, doc, with_ms_accessors
+from wattline.ingest.config_sections import Section, must_exist, read_secret
+
+__all__ = ["DurabilitySettings", "InfluxSettings", "LoggingSettings", "MetricsSettings",
+           "PipelineSettings", "StoreSettings"]
+
+
+@with_ms_accessors
+@dataclasses.dataclass(frozen=True)
+class InfluxSettings(Section):
+    """Where intensity points and alerts are written: the InfluxDB sink."""
+
+    influx_url: str | None = field(default=None, metadata=doc(
+        "InfluxDB 2/3 (or any /api/v2/write server) to write energy_intensity points to, "
+        "e.g. http://127.0.0.1:8086.",
+        hint="http://127.0.0.1:8086"))
+    influx_org: str | None = field(default=None, metadata=doc(
+        "InfluxDB organisation.",
+        hint="plant"))
+    influx_bucket: str | None = field(default=None, metadata=doc(
+        "InfluxDB bucket (required with --influx-url).",
+        hint="energy"))
+    influx_token: str | None = field(default=None, repr=False, metadata=doc(
+        "InfluxDB API token. Prefer --influx-token-file or the WATTLINE_INFLUX_TOKEN "
+        "environment variable: flags show up in process lists.",
+        hint="..."))
+    influx_token_file: str | None = field(default=None, metadata=doc(
+        "File holding the InfluxDB API token.",
+        hint="/etc/wattline/influx.token"))
+
+    def resolved_influx_token(self) -> str | None:
+        """The token itself, read from ``influx_token_file`` when that is given."""
+        if self.influx_token_file:
+            return read_secret(self.influx_token_file)
+        return self.influx_token
+
+    def check(self) -> None:
+        if bool(self.influx_url) != bool(self.influx_bucket):
+            raise ConfigError(
+                "influx_url" if not self.influx_url else "influx_bucket",
+                "influx_url and influx_bucket go together",
+                suggestion="give both, or neither to write only the local store",
+            )
+        if self.influx_token and self.influx_token_file:
+            raise ConfigError("influx_token_file",
+                              "give influx_token or influx_token_file, not both")
+        must_exist(self, "influx_token_file")
+
+
+@with_ms_accessors
+@dataclasses.dataclass(frozen=True)
+class StoreSettings(Section):
+    """The local Parquet store."""
+
+    store: str | None = field(default=None, metadata=doc(
+        "Directory of the local Parquet store (partitioned by date and line).",
+        example="/var/lib/wattline/store"))
+    store_retention: Duration | None = field(default=None, metadata=doc(
+        "Delete the store's days older than this, in whole days (e.g. 90d); past days "
+        "are also compacted to one file per line.",
+        default_help="keep everything",
+        example="400d"))
+
+    @property
+    def store_retention_days(self) -> int | None:
+        """Whole days the Parquet store keeps; None keeps everything."""
+        return None if self.store_retention is None else self.store_retention.ms // 86_400_000
+
+    def check(self) -> None:
+        if self.store_retention is not None:
+            days = self.store_retention.ms / 86_400_000
+            if days < 1 or days != int(days):
+                raise ConfigError("store_retention", "give whole days, e.g. 90d (at least 1d)")
+
+
+@with_ms_accessors
+@dataclasses.dataclass(frozen=True)
+class DurabilitySettings(Section):
+    """Checkpoints, the spool and dead letters: what survives a restart or an outage."""
+
+    state_dir: str | None = field(default=None, metadata=doc(
+        "Directory for kernel checkpoints (meter numbering, per-meter last readings, "
+        "window contents, watermarks): a restarted daemon resumes its windows exactly.",
+        default_help="none, windows restart empty",
+        example="/var/lib/wattline/state"))
+    checkpoint_every: Duration = field(default=Duration("60s"), metadata=doc(
+        "How often to write a checkpoint to --state-dir, and always at "
+        "shutdown."))
+    spool_dir: str | None = field(default=None, metadata=doc(
+        "Folder where InfluxDB batches wait, as Arrow files, while the server is down; "
+        "they are delivered in order once it is back.",
+        default_help="STATE_DIR/spool; none without --state-dir: the pipeline then holds "
+        "back instead",
+        hint="/var/lib/wattline/spool"))
+    spool_max_bytes: int = field(default=1 << 30, metadata=doc(
+        "Size cap of the spool; past it the oldest batch is dropped, counted and "
+        "logged.",
+        default_help="1073741824 (1 GiB)",
+        positive=True))
+    dead_letter_dir: str | None = field(default=None, metadata=doc(
+        "Folder for batches the server refuses for good (HTTP 4xx), with its message.",
+        default_help="STATE_DIR/dead-letter",
+        hint="/var/lib/wattline/dead-letter"))
+
+    @property
+    def resolved_spool_dir(self) -> str | None:
+        """Where undeliverable InfluxDB batches wait: spool_dir, else STATE_DIR/spool."""
+        if self.spool_dir:
+            return self.spool_dir
+        return os.path.join(self.state_dir, "spool") if self.state_dir else None
+
+    @property
+    def resolved_dead_letter_dir(self) -> str | None:
+        """Where batches the server refuses for good go: dead_letter_dir, else
+        STATE_DIR/dead-letter."""
+        if self.dead_letter_dir:
+            return self.dead_letter_dir
+        return os.path.join(self.state_dir, "dead-letter") if self.state_dir else None
+
+
+@with_ms_accessors
+@dataclasses.dataclass(frozen=True)
+class MetricsSettings(Section):
+    """The Prometheus endpoint."""
+
+    metrics_port: int | None = field(default=9464, metadata=doc(
+        "Port for Prometheus /metrics; 0 picks a free one."))
+    metrics_host: str = field(default="127.0.0.1", metadata=doc(
+        "Address /metrics listens on."))
+
+    def check(self) -> None:
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(
+                "metrics_port", f"must be a TCP port (0-65535), got {self.metrics_port}"
+            )
+
+
+@with_ms_accessors
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings(Section):
+    """Batches and the queue between the MQTT client and the kernels."""
+
+    batch_max_messages: int = field(default=1000, metadata=doc(
+        "Messages per batch handed to the kernels, at most. A batch holds Python's lock "
+        "while it is worked on, which delays the MQTT thread's QoS 1 acknowledgements; keep "
+        "it modest.",
+        positive=True))
+    batch_max_wait: Duration = field(default=Duration("200ms"), metadata=doc(
+        "How long a batch may wait to fill before it goes to the kernels."))
+    queue_max_messages: int = field(default=100_000, metadata=doc(
+        "Messages queued between the MQTT client and the pipeline; when full, the "
+        "collector stops reading from the broker (back-pressure).",
+        positive=True))
+
+
+@with_ms_accessors
+@dataclasses.dataclass(frozen=True)
+class LoggingSettings(Section):
+    """The daemon's log: to stderr (journald under systemd), one line per record."""
+
+    log_level: str = field(default="info", metadata=doc(
+        "Log verbosity.", choices=("debug", "info", "warning", "error")))
+
+    def configure(self) -> None:
+        """Send this process's log to stderr at ``log_level``."""
+        logging.basicConfig(level=self.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            stream=sys.stderr)
