@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from wattline.contract.errors import ConfigError
-from wattline.ingest.durable.files import write_atomically
+from wattline.ingest.durable.files import private_dir, write_atomically
 from wattline.kernels import KernelConfig, StreamState, state_arrays, state_from_arrays
 
 CHECKPOINT_FILE = "checkpoint.json"
@@ -61,8 +61,7 @@ def save_checkpoint(directory: str | os.PathLike[str], state: StreamState,
                     registry: dict[str, Any], config: KernelConfig, generation: int,
                     alerts: dict[str, np.ndarray] | None = None) -> None:
     """Write generation ``generation``; older state files are removed afterwards."""
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(directory)
     state_name = f"state-{generation:012d}.npz"
     save_state(state, folder / state_name)
     meta = {"format": FORMAT, "generation": generation, "state": state_name,

@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from wattline.ingest.durable.files import fsync_dir, write_arrow_atomically
+from wattline.ingest.durable.files import fsync_dir, private_dir, write_arrow_atomically
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.dropped_rows = dict.fromkeys(KINDS, 0)
         self.dropped_segments = 0
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         for leftover in self.directory.glob(".seg-*"):
             leftover.unlink(missing_ok=True)
         self._segments = self._scan()

@@ -7,7 +7,9 @@ then on disk. After a crash (SIGKILL, power loss) the daemon loads kernel checkp
 checkpoint. Generation 0 means "no checkpoint yet".
 
 Files: the log that follows checkpoint ``N`` is ``wal-<N:012d>.log`` in the WAL
-directory. It is a plain sequence of records, with no file header.
+directory. It is a plain sequence of records, with no file header. It holds raw
+payloads, so it is readable by the daemon's user only (mode 0600, in a 0700 folder when
+the daemon makes it).
 
 Record format (little-endian)::
 
@@ -55,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from wattline.ingest.durable.files import fsync_dir
+from wattline.ingest.durable.files import fsync_dir, private_dir, private_file
 
 HEADER = struct.Struct("<IIdI")
 """Record header: body length, CRC, received_s, topic length."""
@@ -174,12 +176,15 @@ def _open_for_append(path: Path) -> tuple[BinaryIO, int]:
 
     An existing log is first cut back to its sound records, so appends follow them
     rather than a torn tail. The file and its directory are then fsynced, so the file
-    and its name survive a crash. Returns the open file (unbuffered, so a failed write
-    leaves nothing waiting to be written later) and its length in bytes.
+    and its name survive a crash. The file, and a folder made for it, are private to
+    the daemon's user (``files.private_file``, ``files.private_dir``). Returns the open
+    file (unbuffered, so a failed write leaves nothing waiting to be written later) and
+    its length in bytes.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     length = _sound_length(path) if path.exists() else 0
-    file = open(path, "ab", buffering=0)  # noqa: SIM115 - returned open to the caller
+    fd = private_file(path, os.O_WRONLY | os.O_APPEND)
+    file = open(fd, "ab", buffering=0)  # noqa: SIM115 - returned open to the caller
     try:
         if os.fstat(file.fileno()).st_size != length:
             file.truncate(length)

@@ -39,7 +39,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from wattline.contract.schemas import INTENSITY_SCHEMA
-from wattline.ingest.durable.files import fsync_dir, write_atomically
+from wattline.ingest.durable.files import fsync_dir, private_dir, write_atomically
 from wattline.ingest.sinks.base import SinkError
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class ParquetStore:
     def open(self) -> None:
         """Create the store's folder and clear what a crash mid-write or mid-prune left."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
             for stale in self.directory.glob(f"{_TRASH_PREFIX}*"):
                 shutil.rmtree(stale)
             for stale in self.directory.rglob(".*.tmp"):
@@ -216,7 +216,7 @@ class ParquetStore:
             while not parent.exists():
                 created.append(parent)
                 parent = parent.parent
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
             for path in created:
                 fsync_dir(path.parent)
         return folder
