@@ -6,14 +6,13 @@ the sections of ``config_sections``, which holds the input's and the computation
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
-import sys
 from dataclasses import field
 
 from wattline.contract.errors import ConfigError
 from wattline.ingest.config_schema import Duration, doc, with_ms_accessors
 from wattline.ingest.config_sections import Section, must_exist, read_secret
+from wattline.ingest.redact import configure_logging
 
 __all__ = ["DurabilitySettings", "InfluxSettings", "LoggingSettings", "MetricsSettings",
            "PipelineSettings", "StoreSettings"]
@@ -176,7 +175,6 @@ class LoggingSettings(Section):
         "Log verbosity.", choices=("debug", "info", "warning", "error")))
 
     def configure(self) -> None:
-        """Send this process's log to stderr at ``log_level``."""
-        logging.basicConfig(level=self.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                            stream=sys.stderr)
+        """Send this process's log to stderr at ``log_level``, with credentials (a URL's
+        password, a token) replaced by ``***`` in every line."""
+        configure_logging(self.log_level)

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from wattline.contract.durations import parse_duration_ms
 from wattline.contract.errors import ConfigError
+from wattline.ingest.redact import redact_url
 
 __all__ = ["NO_EXAMPLE", "Duration", "MqttUrl", "SettingSpec", "boolean", "check_type", "doc",
            "durations", "number", "parse_mqtt_url", "positive_number", "specs", "with_ms_accessors"]
@@ -78,17 +79,23 @@ class MqttUrl:
 
 
 def parse_mqtt_url(url: str, key: str = "mqtt_url") -> MqttUrl:
-    """``mqtt://[user:pass@]host:port``; ``mqtts://`` for TLS (port 8883 by default)."""
+    """``mqtt://[user:pass@]host:port``; ``mqtts://`` for TLS (port 8883 by default).
+
+    An error shows the URL without its password."""
+    shown = redact_url(url)
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(key, f"expected mqtt://host:port or mqtts://host:port, got {url!r}")
+        raise ConfigError(key, f"expected mqtt://host:port or mqtts://host:port, got {shown!r}")
     tls = parts.scheme in ("mqtts", "ssl")
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError as exc:
-        raise ConfigError(key, f"bad port in {url!r}: {exc}") from None
+        if "@" in url:  # the "port" may be part of a password holding a bare / or @
+            raise ConfigError(key, f"bad port in {shown!r}", suggestion="write a / or @ in "
+                              "the user or password as %2F or %40") from None
+        raise ConfigError(key, f"bad port in {shown!r}: {exc}") from None
     if not parts.hostname:
-        raise ConfigError(key, f"no host in {url!r}; expected mqtt://host:port")
+        raise ConfigError(key, f"no host in {shown!r}; expected mqtt://host:port")
     return MqttUrl(
         host=parts.hostname,
         port=port,

@@ -5,6 +5,9 @@ abstract socket when it starts with ``@``) and, with ``WatchdogSec=``, the
 interval ``WATCHDOG_USEC`` within which the service must send ``WATCHDOG=1``
 or be restarted. Outside systemd the variables are unset and every call here
 does nothing, so the daemon runs the same from a shell.
+
+What is sent goes through ``redact_text`` first: a status naming the broker never
+carries its password (``systemctl status`` shows it to every user).
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import os
 import socket
 from collections.abc import Mapping
 
+from wattline.ingest.redact import redact_text
+
 
 def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
     """Send ``state`` (``READY=1``, ``WATCHDOG=1``, ``STATUS=...``, one per line) to systemd.
 
+    Credentials in ``state`` (a URL's password, a token) are replaced by ``***``.
     Returns False when not running under a notify-aware service manager or when
     the socket cannot be reached; notification is best effort and never raises.
     """
@@ -29,7 +35,7 @@ def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(address)
-            sock.sendall(state.encode())
+            sock.sendall(redact_text(state).encode())
     except OSError:
         return False
     return True
