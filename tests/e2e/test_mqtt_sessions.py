@@ -1,5 +1,7 @@
 """The daemon's MQTT session options against a real Mosquitto: TLS with client
-certificates, a password read from a file, QoS 2 and MQTT 5 shared subscriptions.
+certificates, a password read from a file or given in the URL (and never shown: not in
+the log, /metrics, the systemd status or an error), QoS 2 and MQTT 5 shared
+subscriptions.
 
 Each test publishes known readings and checks that the daemon counted every one
 of them, so a session option that is parsed but not passed on to paho fails here.
@@ -10,9 +12,15 @@ Certificates and password files come from the fixtures of tests/e2e/conftest.py
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -21,7 +29,7 @@ import pytest
 from tests.e2e.credentials import Certificates
 from tests.e2e.eaf_stream import recent_start_ms
 from tests.e2e.gateway import close_publisher, connect_publisher
-from tests.processes import Mosquitto, Wattline, wait_until
+from tests.processes import Mosquitto, Wattline, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -180,6 +188,120 @@ def test_a_wrong_password_is_refused_and_logged_without_the_password(
     assert daemon.metric("wattline_mqtt_connected") == 0.0
     assert wrong not in daemon.log_text()
     assert wrong not in daemon.scrape()
+
+
+@pytest.fixture()
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET (in a short folder: a
+    socket path has at most 107 bytes)."""
+    folder = tempfile.mkdtemp(prefix="wl-notify-")
+    path = os.path.join(folder, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    yield sock, path
+    sock.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def notifications(sock: socket.socket) -> list[str]:
+    """Every notification waiting on ``sock``."""
+    seen = []
+    while True:
+        try:
+            seen.append(sock.recv(65536).decode())
+        except TimeoutError:
+            return seen
+
+
+def files_holding(folder: Path, secret: str) -> list[Path]:
+    """The files under ``folder`` whose bytes contain ``secret``."""
+    return [p for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_passwords_in_the_urls_never_show_in_the_log_metrics_status_or_state(
+    password_mosquitto: Callable[[str, str], Mosquitto],
+    wattline_daemon: Callable[..., Wattline],
+    make_publisher: Callable[..., mqtt.Client],
+    notify_socket: tuple[socket.socket, str],
+    tmp_path: Path,
+    site: str,
+) -> None:
+    """The broker password in WATTLINE_MQTT_URL, an InfluxDB URL with user information
+    (a server that is down, so the log names it on every failure) and a token: the daemon
+    connects and counts every reading, names both URLs with *** for the password, and
+    none of the secrets is in its log, on /metrics, in a systemd notification or in a file
+    it wrote."""
+    password = f"pw-{uuid.uuid4().hex}"
+    influx_password = f"ipw-{uuid.uuid4().hex}"
+    token = f"tok-{uuid.uuid4().hex}"
+    broker = password_mosquitto("gateway", password)
+    sock, path = notify_socket
+    daemon = wattline_daemon(
+        ["--client-id", f"wattline-{site}", "--state-dir", str(tmp_path / "state"),
+         "--store", str(tmp_path / "store"), "--influx-org", "o", "--influx-bucket", "b"],
+        env={"NOTIFY_SOCKET": path,
+             "WATTLINE_MQTT_URL": f"mqtt://gateway:{password}@127.0.0.1:{broker.port}",
+             "WATTLINE_INFLUX_URL": f"http://writer:{influx_password}@127.0.0.1:{free_port()}",
+             "WATTLINE_INFLUX_TOKEN": token})
+    client = make_publisher(broker, credentials=("gateway", password))
+    assert_readings_flow(daemon, client, site)
+    wait_until(lambda: "http://writer:***@127.0.0.1" in daemon.log_text(), timeout_s=30,
+               what="the daemon naming the InfluxDB server it cannot reach")
+    scraped = daemon.scrape()
+    assert daemon.stop() == 0
+    status = notifications(sock)
+    assert any(f"STATUS=collecting from mqtt://gateway:***@127.0.0.1:{broker.port}" in n
+               for n in status), status
+    shown = "\n".join([daemon.log_text(), scraped, *status])
+    for secret in (password, influx_password, token):
+        assert secret not in shown
+        assert files_holding(tmp_path, secret) == []
+
+
+def test_a_wrong_password_in_the_url_is_refused_and_never_shown(
+    password_mosquitto: Callable[[str, str], Mosquitto],
+    wattline_daemon: Callable[..., Wattline],
+    notify_socket: tuple[socket.socket, str],
+    site: str,
+) -> None:
+    """The broker refuses the login: the log says so and the daemon keeps trying, and the
+    wrong password is in neither the log, /metrics nor the systemd status."""
+    broker = password_mosquitto("gateway", f"pw-{uuid.uuid4().hex}")
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    sock, path = notify_socket
+    daemon = wattline_daemon(
+        ["--client-id", f"wattline-{site}"],
+        env={"NOTIFY_SOCKET": path,
+             "WATTLINE_MQTT_URL": f"mqtt://gateway:{wrong}@127.0.0.1:{broker.port}"})
+    wait_until(lambda: "refused the connection" in daemon.log_text(), timeout_s=15,
+               what="the daemon logging the refusal")
+    assert "not authori" in daemon.log_text().lower()
+    assert daemon.running and daemon.metric("wattline_mqtt_connected") == 0.0
+    scraped = daemon.scrape()
+    daemon.stop()
+    status = notifications(sock)
+    assert any("STATUS=collecting from mqtt://gateway:***@" in n for n in status), status
+    assert wrong not in "\n".join([daemon.log_text(), scraped, *status])
+
+
+@pytest.mark.parametrize("url", [
+    "mqtt://gateway:{pw}@127.0.0.1:99999",       # port out of range
+    "mqtt://gateway:{pw}/x@127.0.0.1:1883",      # a bare / in the password
+    "http://gateway:{pw}@127.0.0.1:1883",        # not an MQTT URL
+])
+def test_a_bad_url_with_a_password_is_refused_at_start_without_it(url: str) -> None:
+    """`wattline run` refuses the URL, naming the key; the error shows *** where the
+    password was."""
+    password = f"pw{uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATTLINE_")}
+    env["WATTLINE_MQTT_URL"] = url.format(pw=password)
+    done = subprocess.run([sys.executable, "-m", "wattline.ingest", "run",
+                           "--metrics-port", "0"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "mqtt_url" in done.stderr and "gateway:***@" in done.stderr, done.stderr
+    assert password not in done.stdout + done.stderr
 
 
 def test_a_qos_2_subscription_receives_every_reading_exactly_once(
