@@ -40,6 +40,13 @@ class InfluxSettings(Section):
     influx_token_file: str | None = field(default=None, metadata=doc(
         "File holding the InfluxDB API token.",
         hint="/etc/wattline/influx.token"))
+    influx_timeout: Duration = field(default=Duration("10s"), metadata=doc(
+        "How long one write may wait for InfluxDB's answer before it is retried. Writes "
+        "run on their own thread: the pipeline never waits for them."))
+    influx_health_timeout: Duration = field(default=Duration("2s"), metadata=doc(
+        "How long connecting to InfluxDB and a /ping may take, and how long a write may go "
+        "unanswered before the health check says the server is not answering and new "
+        "batches go to the spool; at most --influx-timeout."))
 
     def resolved_influx_token(self) -> str | None:
         """The token itself, read from ``influx_token_file`` when that is given."""
@@ -58,6 +65,13 @@ class InfluxSettings(Section):
             raise ConfigError("influx_token_file",
                               "give influx_token or influx_token_file, not both")
         must_exist(self, "influx_token_file")
+        if self.influx_timeout.ms <= 0:
+            raise ConfigError("influx_timeout", "must be positive")
+        if not 0 < self.influx_health_timeout.ms <= self.influx_timeout.ms:
+            raise ConfigError("influx_health_timeout", "must be positive and at most "
+                              f"influx_timeout ({self.influx_timeout})",
+                              suggestion='e.g. influx_timeout = "10s", '
+                              'influx_health_timeout = "2s"')
 
 
 @with_ms_accessors

@@ -45,6 +45,7 @@ from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.reload_apply import PendingReload
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
 from wattline.ingest.sinks.base import IntensitySink
+from wattline.ingest.sinks.dead_letters import DeadLetters
 from wattline.ingest.sinks.fanout import FanOut
 from wattline.ingest.sources.handoff import Handoff
 from wattline.ingest.staleness import StaleLineCheck
@@ -98,7 +99,8 @@ class Pipeline:
         self._queue: Handoff[Message] = Handoff(settings.queue_max_messages)
         self._stop = threading.Event()
         self.fanout = FanOut(self.sinks, self.metrics, stopping=self._stop,
-                             on_wait=self._beat, log_once=self._log_once)
+                             on_wait=self._beat, log_once=self._log_once,
+                             dead_letters=DeadLetters(settings.resolved_dead_letter_dir))
         self._thread: threading.Thread | None = None
         self.failed: BaseException | None = None
         self.heartbeat_s = time.monotonic()
@@ -156,6 +158,10 @@ class Pipeline:
         which is logged and counted while the pipeline goes on)."""
         if not self.settings.state_dir:
             return False
+        # Results a sink's writer still holds in memory are spooled first, so none whose
+        # messages the checkpoint covers can be lost (at shutdown, written if it can be).
+        if not self.fanout.flush(wait_s=5.0 if self._stop.is_set() else 0.0):
+            return False  # the log still holds the messages; tried again next turn
         return self.durability.save(self.state, self.registry.snapshot(),
                                     alert_state_arrays(self.alerts.state))
 

@@ -1,31 +1,33 @@
 """The sinks the settings ask for, each built together with its health check.
 
 ``build_sinks`` returns one ``BuiltSink`` per destination, in the order the
-pipeline writes to them: InfluxDB (behind the spool when there is a spool folder),
-then the local Parquet store. The retained MQTT alert topic is not built here: it
-publishes on the MQTT session, which the collector owns
+pipeline writes to them: InfluxDB, then the local Parquet store. InfluxDB is written
+on a writer thread of its own, so the pipeline never waits for the server: behind
+the spool (``spooled.SpooledSink``) when there is a spool folder, else behind a
+bounded queue (``queued.QueuedSink``). The Parquet store is written on the pipeline
+thread: a local disk answers in milliseconds, and one that does not (full,
+read-only) holds the pipeline back, which loses nothing. The retained MQTT alert
+topic is not built here: it publishes on the MQTT session, which the collector owns
 (``wattline.ingest.app.daemon``).
 
 Health checks (``wattline.ingest.sinks.base.SinkHealth``), safe from any thread:
 
-- InfluxDB behind the spool: the spool's backlog and the latest failure to deliver
+- InfluxDB behind the spool: the backlog (spooled and held in memory) and the latest
+  failure to deliver, or a write unanswered for longer than --influx-health-timeout
   (no request is made);
 - InfluxDB without a spool: whether the server answers ``/ping`` (one request,
-  bounded by the sink's timeout);
+  bounded by --influx-health-timeout), and the queue's backlog;
 - Parquet store: whether its folder exists and may be written to.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from wattline.ingest.config import Settings
 from wattline.ingest.metrics import CollectorMetrics
-from wattline.ingest.sinks.base import HealthCheck, IntensitySink, SinkError, SinkHealth
-
-if TYPE_CHECKING:
-    from wattline.ingest.sinks.influx import InfluxSink
+from wattline.ingest.sinks.base import HealthCheck, IntensitySink, SinkHealth
 
 __all__ = ["BuiltSink", "build_sinks"]
 
@@ -56,24 +58,22 @@ def _influx(settings: Settings, metrics: CollectorMetrics) -> BuiltSink:
         settings.influx_org or "",
         settings.influx_bucket or "",
         settings.resolved_influx_token() or "",
+        timeout_s=settings.influx_timeout_ms / 1000,
+        health_timeout_s=settings.influx_health_timeout_ms / 1000,
     )
     spool_dir = settings.resolved_spool_dir
     if not spool_dir:
-        return BuiltSink(influx, lambda: _ping_health(influx))
+        from wattline.ingest.sinks.queued import QueuedSink
+
+        queued = QueuedSink(influx, metrics)
+        return BuiltSink(queued, queued.health)
     from wattline.ingest.durable.spool import Spool
+    from wattline.ingest.sinks.dead_letters import DeadLetters
     from wattline.ingest.sinks.spooled import SpooledSink
 
     spooled = SpooledSink(influx, Spool(spool_dir, settings.spool_max_bytes), metrics,
-                          dead_letter_dir=settings.resolved_dead_letter_dir)
+                          dead_letters=DeadLetters(settings.resolved_dead_letter_dir))
     return BuiltSink(spooled, spooled.health)
-
-
-def _ping_health(influx: InfluxSink) -> SinkHealth:
-    try:
-        influx.check()
-    except SinkError as exc:
-        return SinkHealth(healthy=False, last_error=str(exc))
-    return SinkHealth(healthy=True)
 
 
 def _folder_health(directory: os.PathLike[str]) -> SinkHealth:

@@ -16,6 +16,15 @@ and ends to ``write_alerts``, once; the fan-out passes it to every sink in order
 - once ``stopping`` is set, gives up a sink after a wait of 8 s or more, logging
   how many points it did not get.
 
+Before any sink sees a batch, rows with a NaN or infinite value (``finite``) are
+taken out of it: they go to the dead-letter folder (``dead_letters``) with the
+field and value, are counted as
+``wattline_readings_dropped_total{reason="non_finite_result"}``, and the rest of the
+batch goes on to every sink.
+
+``flush(wait_s)`` asks every sink that holds batches on a writer thread (the
+InfluxDB writer) to make them durable: the pipeline calls it before each checkpoint.
+
 Sinks with ``counted = False`` (see ``wattline.ingest.sinks.base``) are called
 without any of this. Only the pipeline thread calls ``write``/``write_alerts``.
 """
@@ -31,6 +40,8 @@ import pyarrow as pa
 from wattline.ingest.log_limit import OncePerMinute
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sinks.base import IntensitySink, SinkError
+from wattline.ingest.sinks.dead_letters import DeadLetters
+from wattline.ingest.sinks.finite import split_non_finite
 
 __all__ = ["FanOut"]
 
@@ -50,9 +61,11 @@ class FanOut:
         stopping: threading.Event | None = None,
         on_wait: Callable[[], None] | None = None,
         log_once: OncePerMinute | None = None,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self.sinks = list(sinks)
         self.metrics = metrics
+        self.dead_letters = dead_letters or DeadLetters(None)
         self._stopping = stopping or threading.Event()
         self._on_wait = on_wait
         self._log_once = log_once or OncePerMinute()
@@ -77,15 +90,34 @@ class FanOut:
             except Exception as exc:  # noqa: BLE001 - a failing close must not hide the others
                 log.error("closing sink %s failed: %s", sink.name, exc)
 
+    def flush(self, wait_s: float = 0.0) -> bool:
+        """Every batch a sink holds in memory made durable (delivered, or spooled), waiting
+        at most ``wait_s`` for deliveries; ``False`` if one could not be (logged)."""
+        ok = True
+        for sink in self.sinks:
+            flush = getattr(sink, "flush", None)
+            if flush is not None and not flush(wait_s):
+                ok = False
+        return ok
+
     def write(self, table: pa.Table) -> None:
         """One results batch to every sink."""
-        self._to_each(self._results, table)
+        self._to_each(self._results, table, "intensity")
 
     def write_alerts(self, table: pa.Table) -> None:
         """One batch of alert starts and ends to every sink that takes alerts."""
-        self._to_each(self._alerts, table)
+        self._to_each(self._alerts, table, "alerts")
 
-    def _to_each(self, writes: list[tuple[IntensitySink, Write, bool]], table: pa.Table) -> None:
+    def _to_each(self, writes: list[tuple[IntensitySink, Write, bool]], table: pa.Table,
+                 kind: str) -> None:
+        table, bad, reasons = split_non_finite(table)
+        if bad.num_rows:
+            self.metrics.readings_dropped.labels("non_finite_result").inc(bad.num_rows)
+            self.dead_letters.keep(bad, kind, f"{bad.num_rows} {kind} row(s) with a NaN or "
+                                   "infinite value were kept from every sink",
+                                   "\n".join(reasons))
+            if not table.num_rows:
+                return
         for sink, write, counted in writes:
             if counted:
                 self._write_retrying(sink.name, write, table)

@@ -1,49 +1,79 @@
-"""``SpooledSink``: store-and-forward in front of a network sink (the InfluxDB writer).
+"""``SpooledSink``: a network sink (the InfluxDB writer) on a thread of its own, with a spool.
 
-While the server takes writes, each batch goes straight through. When a write fails
-with a retryable error (server down, overloaded, unreachable), the batch goes to the
-on-disk spool (``wattline.ingest.durable.spool``) instead, and so does every later batch until
-the spool is empty again; a drain thread delivers the spooled batches oldest first,
-with exponential backoff and jitter between failed attempts (honouring
-``Retry-After``). So the pipeline never waits for the server, and the server sees
-every batch in the order it was made.
+The pipeline never waits for the server: ``write`` hands the batch over and returns.
 
+- While the spool is empty and the writer keeps up (its queue has room and its
+  current write has not gone unanswered for ``slow_after_s``), the batch joins a
+  short in-memory queue (``queue_batches`` batches, ``queue_rows`` rows) that the
+  writer thread delivers in order.
+- Otherwise the batch goes to the on-disk spool (``wattline.ingest.durable.spool``),
+  fsynced, and so does every later batch until the spool is empty again. Before the
+  first one, whatever the writer holds in memory (and the batch it is writing) is
+  spooled too, so the spool always holds every undelivered batch in the order they
+  were made. A batch spooled while its write was under way, and then written, has its
+  segment removed: it is not sent twice.
+- A write that fails with a retryable error (down, overloaded, unreachable, timed
+  out) sends the writer's batches to the spool the same way; the writer then delivers
+  the spool oldest first, with exponential backoff and jitter between failures
+  (honouring ``Retry-After``). After a failure it asks the server to answer
+  (``inner.check``, a ``/ping`` bounded by the short health timeout) before it tries a
+  write again, so a server that hangs costs that timeout per try, not a write's.
 - A batch the server refuses for good (a 4xx other than 408/429) goes to the
-  dead-letter folder as an Arrow file with a ``.txt`` beside it holding the
-  server's message, and is counted; it is not retried.
+  dead-letter folder (``dead_letters``) with the server's message, and is counted; it
+  is not retried.
 - When the spool cannot take a batch (disk full, read-only), ``write`` raises a
   retryable ``SinkError``: the pipeline then holds back and retries, which slows
   the broker down rather than losing anything. The failure is counted in
   ``wattline_spool_errors_total`` and logged.
-- ``close`` stops the drain thread; what is still spooled stays on disk and is
-  delivered after the next start.
+- ``flush(wait_s)`` waits at most ``wait_s`` for the in-memory batches to be written,
+  then spools the rest; the pipeline calls it before each checkpoint, so no result
+  whose messages a checkpoint covers lives in memory only. ``close`` flushes (5 s at
+  most), then stops the writer; what is spooled stays on disk and is delivered after
+  the next start.
 
-Only two threads touch the inner sink, and never at once: the pipeline thread
-writes directly only while the spool is empty, and the drain thread writes only
-while it is not.
+The pipeline thread calls ``write``/``write_alerts``/``flush``/``close``; only the
+writer thread touches the inner sink after ``open``; ``health`` may be called from any
+thread. They share one lock, never held during a request to the server.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
-from wattline.ingest.durable.files import write_arrow_atomically, write_atomically
 from wattline.ingest.durable.spool import Segment, Spool, SpoolError
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sinks.base import IntensitySink, SinkError, SinkHealth
+from wattline.ingest.sinks.dead_letters import DeadLetters
 
 log = logging.getLogger(__name__)
 
+QUEUE_BATCHES = 32
+"""Batches the writer may hold in memory before new ones go to the spool."""
+QUEUE_ROWS = 50_000
+"""Rows the writer may hold in memory before new batches go to the spool."""
+CLOSE_FLUSH_S = 5.0
+"""How long ``close`` waits for the in-memory batches to be written before spooling them."""
+
+
+@dataclass(eq=False)
+class _Held:
+    """A batch the writer has to deliver, and its spool segment when it has one."""
+
+    table: pa.Table
+    kind: str
+    segment: Segment | None = None
+
 
 class SpooledSink:
-    """``inner`` with a spool in front of it; see the module doc."""
+    """``inner`` on a writer thread with a spool in front of it; see the module doc."""
 
     def __init__(
         self,
@@ -51,25 +81,36 @@ class SpooledSink:
         spool: Spool,
         metrics: CollectorMetrics,
         *,
+        dead_letters: DeadLetters | None = None,
         dead_letter_dir: str | Path | None = None,
         retry_min_s: float = 0.5,
         retry_max_s: float = 30.0,
+        slow_after_s: float | None = None,
+        queue_batches: int = QUEUE_BATCHES,
+        queue_rows: int = QUEUE_ROWS,
     ) -> None:
         self.inner = inner
         self.name = inner.name
         self.spool = spool
         self.metrics = metrics
-        self.dead_letter_dir = Path(dead_letter_dir) if dead_letter_dir else None
+        self.dead_letters = dead_letters or DeadLetters(dead_letter_dir)
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self.slow_after_s = (float(getattr(inner, "health_timeout_s", 2.0))
+                             if slow_after_s is None else slow_after_s)
+        self.queue_batches = queue_batches
+        self.queue_rows = queue_rows
+        self._lock = threading.Condition()  # reentrant: guards everything below
+        self._memory: deque[_Held] = deque()
+        self._memory_rows = 0
+        self._inflight: _Held | None = None
+        self._inflight_since: float | None = None
+        self._probe = False  # ask the server to answer before the next write
+        self._closed = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
         self._dropped_seen = dict(spool.dropped_rows)
-        self._dead_logged_s = -math.inf
-        self._dead_since_log = 0
         self._last_error: str | None = None  # the latest failure not followed by a delivery
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -80,18 +121,26 @@ class SpooledSink:
             log.warning("spool %s holds %d batch(es) (%d bytes) from before: delivering them "
                         "first", self.spool.directory, len(self.spool), self.spool.bytes)
         self._publish_gauges()
-        self._thread = threading.Thread(target=self._drain, name=f"wattline-drain-{self.name}",
+        self._thread = threading.Thread(target=self._run, name=f"wattline-writer-{self.name}",
                                         daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        self.flush(CLOSE_FLUSH_S)
         self._stop.set()
-        self._wake.set()
+        with self._lock:
+            self._lock.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=self.inner_timeout_s() + 5)
-        if len(self.spool):
+            # A write under way is of a spooled batch: it may finish, or be sent again
+            # after the next start.
+            self._thread.join(timeout=min(self.inner_timeout_s(), CLOSE_FLUSH_S))
+        with self._lock:
+            self._closed = True
+            left = len(self.spool)
+        if left:
             log.warning("stopping with %d batch(es) still spooled in %s; they are delivered "
-                        "after the next start", len(self.spool), self.spool.directory)
+                        "after the next start", left, self.spool.directory)
+        self._publish_gauges()
         self.inner.close()
 
     def inner_timeout_s(self) -> float:
@@ -99,16 +148,23 @@ class SpooledSink:
 
     @property
     def backlog(self) -> int:
-        """Batches waiting in the spool."""
+        """Batches not yet delivered: spooled, or held in memory by the writer."""
         with self._lock:
-            return len(self.spool)
+            held = len(self._memory) + (self._inflight is not None
+                                        and self._inflight.segment is None)
+            return len(self.spool) + held
 
     def health(self) -> SinkHealth:
-        """The spool's backlog and the latest failure to deliver (direct or from the spool),
-        cleared by the next delivery; healthy while that is none. Any thread."""
+        """The backlog and the latest failure to deliver, cleared by the next delivery, or
+        a write unanswered for ``slow_after_s``; healthy while neither. Any thread."""
+        backlog = self.backlog
         with self._lock:
-            backlog = len(self.spool)
-        error = self._last_error
+            since = self._inflight_since
+            error = self._last_error
+        if error is None and since is not None:
+            waited = time.monotonic() - since
+            if waited >= self.slow_after_s:
+                error = f"{self.name} has not answered a write for {waited:.1f} s"
         return SinkHealth(healthy=error is None, backlog=backlog, last_error=error)
 
     # -- the pipeline side -------------------------------------------------------------------
@@ -120,126 +176,198 @@ class SpooledSink:
         if hasattr(self.inner, "write_alerts"):
             self._submit(table, "alerts")
 
+    def flush(self, wait_s: float = 0.0) -> bool:
+        """Wait at most ``wait_s`` for the batches held in memory to be written, then spool
+        the rest; ``False`` when the spool could not take them (logged and counted)."""
+        deadline = time.monotonic() + wait_s
+        with self._lock:
+            while self._holds_unspooled() and self._running():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+            try:
+                self._spool_held()
+            except SpoolError as exc:
+                self._spool_failed(exc)
+                return False
+        self._publish_gauges()
+        return True
+
     def _submit(self, table: pa.Table, kind: str) -> None:
         if table.num_rows == 0:
             return
         with self._lock:
-            direct = len(self.spool) == 0
-        if direct:
-            try:
-                self._deliver(table, kind)
-                self._last_error = None
+            if self._takes_in_memory(table.num_rows):
+                self._memory.append(_Held(table, kind))
+                self._memory_rows += table.num_rows
+                self._lock.notify_all()
                 return
-            except SinkError as exc:
-                self._last_error = str(exc)
-                self.metrics.sink_errors.labels(self.name).inc()
-                self._warn_once("down", "%s failed (%s); spooling to %s and delivering in order "
-                                "once it is back", self.name, exc, self.spool.directory)
-        with self._lock:
             try:
-                self.spool.append(table, kind)
+                self._spool_held()  # everything older first, in order
+                self._append(table, kind)
             except SpoolError as exc:
-                self._last_error = str(exc)
-                self.metrics.spool_errors.inc()
-                self._warn_once("spool", "%s; holding the pipeline back instead (nothing is "
-                                "dropped, the broker is slowed down)", exc)
+                self._spool_failed(exc)
                 raise SinkError(str(exc), retryable=True) from None
             self._warned.discard("spool")
-            self.metrics.spool_rows.labels(kind, "spooled").inc(table.num_rows)
-            self._count_drops()
+            self._lock.notify_all()
         self._publish_gauges()
-        self._wake.set()
 
-    def _deliver(self, table: pa.Table, kind: str) -> None:
-        """Write to the inner sink; a batch refused for good goes to the dead letters."""
-        write = self.inner.write if kind == "intensity" else self.inner.write_alerts  # type: ignore[attr-defined]
-        try:
-            write(table)
-        except SinkError as exc:
-            if exc.retryable:
-                raise
-            self._dead_letter(table, kind, str(exc))
+    def _takes_in_memory(self, rows: int) -> bool:
+        """Whether a new batch may wait in memory: nothing spooled, room in the queue, and
+        the writer's current write not unanswered for ``slow_after_s``."""
+        if len(self.spool) or not self._running():
+            return False
+        if self._memory and (len(self._memory) >= self.queue_batches
+                             or self._memory_rows + rows > self.queue_rows):
+            return False
+        since = self._inflight_since
+        if since is not None and time.monotonic() - since >= self.slow_after_s:
+            self._warn_once("slow", "%s has not answered a write for %.1f s; spooling new "
+                            "batches to %s meanwhile", self.name, self.slow_after_s,
+                            self.spool.directory)
+            return False
+        return True
 
-    # -- the drain thread --------------------------------------------------------------------
+    def _running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._closed
 
-    def _drain(self) -> None:
+    def _holds_unspooled(self) -> bool:
+        return bool(self._memory) or (self._inflight is not None
+                                      and self._inflight.segment is None)
+
+    def _spool_held(self) -> None:
+        """Spool the batch being written (unless it is spooled) and the in-memory queue, in
+        order; ``SpoolError`` leaves what could not be spooled where it was."""
+        held = self._inflight
+        if held is not None and held.segment is None:
+            held.segment = self._append(held.table, held.kind)
+        while self._memory:
+            first = self._memory[0]
+            self._append(first.table, first.kind)
+            self._memory.popleft()
+            self._memory_rows -= first.table.num_rows
+
+    def _append(self, table: pa.Table, kind: str) -> Segment:
+        segment = self.spool.append(table, kind)
+        self.metrics.spool_rows.labels(kind, "spooled").inc(table.num_rows)
+        self._count_drops()
+        return segment
+
+    def _spool_failed(self, exc: SpoolError) -> None:
+        self._last_error = str(exc)
+        self.metrics.spool_errors.inc()
+        self._warn_once("spool", "%s; holding the pipeline back instead (nothing is "
+                        "dropped, the broker is slowed down)", exc)
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
         delay = self.retry_min_s
         while not self._stop.is_set():
             self._publish_gauges()
             with self._lock:
-                segment = self.spool.oldest()
-            if segment is None:
-                self._wake.wait(1.0)
-                self._wake.clear()
+                held = self._next()
+                if held is None:
+                    self._lock.wait(1.0)
+                    continue
+                self._inflight, self._inflight_since = held, time.monotonic()
+            error = self._attempt(held)
+            with self._lock:
+                self._inflight = self._inflight_since = None
+                if self._closed:
+                    return
+                if error is None:
+                    self._delivered(held)
+                else:
+                    self._failed(held, error)
+                self._lock.notify_all()
+            if error is None:
+                delay = self.retry_min_s
                 continue
+            self._warn_once("down", "%s failed (%s); spooling to %s and delivering in order, "
+                            "with backoff, once it is back", self.name, error,
+                            self.spool.directory)
+            if error.retry_after_s is not None:
+                delay = max(delay, min(error.retry_after_s, self.retry_max_s))
+            self._stop.wait(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.retry_max_s)
+
+    def _next(self) -> _Held | None:
+        """The oldest undelivered batch: the in-memory queue's head (the spool is empty
+        while it has one), else the spool's oldest segment."""
+        if self._memory:
+            held = self._memory.popleft()
+            self._memory_rows -= held.table.num_rows
+            return held
+        while (segment := self.spool.oldest()) is not None:
             try:
-                table = self.spool.read(segment)
+                return _Held(self.spool.read(segment), segment.kind, segment)
             except SpoolError as exc:
                 self.metrics.spool_errors.inc()
                 log.error("%s; moving it to the dead letters", exc)
-                self._dead_letter_file(segment, str(exc))
-                continue
-            try:
-                self._deliver(table, segment.kind)
-            except SinkError as exc:
-                self._last_error = str(exc)
-                self.metrics.sink_errors.labels(self.name).inc()
-                self.metrics.sink_retries.labels(self.name).inc()
-                self._warn_once("down", "%s failed (%s); %d batch(es) spooled, retrying with "
-                                "backoff", self.name, exc, len(self.spool))
-                if exc.retry_after_s is not None:
-                    delay = max(delay, min(exc.retry_after_s, self.retry_max_s))
-                self._stop.wait(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.retry_max_s)
-                continue
-            delay = self.retry_min_s
-            self._last_error = None
-            with self._lock:
+                self.dead_letters.keep_file(segment.path, str(exc))
                 self.spool.remove(segment)
-                self.metrics.spool_rows.labels(segment.kind, "delivered").inc(table.num_rows)
-                empty = len(self.spool) == 0
-            if empty and "down" in self._warned:
-                log.warning("%s is back: the spool has been delivered", self.name)
-                self._warned.discard("down")
+        return None
 
-    # -- dead letters, metrics, logs ---------------------------------------------------------
-
-    def _dead_letter(self, table: pa.Table, kind: str, reason: str) -> None:
-        self.metrics.dead_letter_rows.labels(self.name).inc(table.num_rows)
-        if self.dead_letter_dir is None:
-            log.error("%s refused %d %s row(s) for good and there is no dead-letter folder "
-                      "(--state-dir): they are dropped. The server said: %s",
-                      self.name, table.num_rows, kind, reason)
-            return
-        stamp = f"{time.time_ns()}-{kind}"
+    def _attempt(self, held: _Held) -> SinkError | None:
+        """Deliver one batch (asking the server to answer first after a failure); the
+        retryable error, if any. A refusal for good is dead-lettered here."""
+        check = getattr(self.inner, "check", None)
         try:
-            self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
-            write_arrow_atomically(self.dead_letter_dir / f"dead-{stamp}.arrow", table)
-            write_atomically(self.dead_letter_dir / f"dead-{stamp}.txt",
-                             lambda f: f.write(reason.encode() + b"\n"))
-        except OSError as exc:
-            log.error("cannot write dead letters to %s: %s", self.dead_letter_dir, exc)
-            return
-        self._dead_since_log += 1
-        now = time.monotonic()
-        if now - self._dead_logged_s >= 60.0:
-            log.error("%s refused %d %s row(s) for good; kept in %s (dead-%s.*), with %d "
-                      "more batch(es) since the last such message; further ones are counted "
-                      "in wattline_dead_letter_rows_total and logged once a minute. The server "
-                      "said: %s", self.name, table.num_rows, kind, self.dead_letter_dir, stamp,
-                      self._dead_since_log - 1, reason)
-            self._dead_logged_s = now
-            self._dead_since_log = 0
+            if self._probe and check is not None:
+                check()
+            self._probe = False
+            write = (self.inner.write if held.kind == "intensity"
+                     else self.inner.write_alerts)  # type: ignore[attr-defined]
+            try:
+                write(held.table)
+            except SinkError as exc:
+                if exc.retryable:
+                    raise
+                self._refused(held, str(exc))
+            except Exception as exc:  # a bug must not stop the writer
+                log.exception("%s failed unexpectedly on a batch; it goes to the dead letters",
+                              self.name)
+                self._refused(held, f"unexpected error: {exc!r}")
+        except SinkError as exc:
+            return exc
+        return None
 
-    def _dead_letter_file(self, segment: Segment, reason: str) -> None:
-        with self._lock:
-            if self.dead_letter_dir is not None:
-                try:
-                    self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
-                    segment.path.rename(self.dead_letter_dir / f"unreadable-{segment.path.name}")
-                except OSError as exc:
-                    log.error("cannot move %s to the dead letters: %s", segment.path, exc)
+    def _refused(self, held: _Held, reason: str) -> None:
+        rows = held.table.num_rows
+        self.metrics.dead_letter_rows.labels(self.name).inc(rows)
+        self.dead_letters.keep(held.table, held.kind,
+                               f"{self.name} refused {rows} {held.kind} row(s) for good", reason)
+
+    def _delivered(self, held: _Held) -> None:
+        self._last_error = None
+        segment = held.segment
+        if segment is None:
+            return
+        oldest = self.spool.oldest()
+        if oldest is not None and oldest.sequence == segment.sequence:
             self.spool.remove(segment)
+            self.metrics.spool_rows.labels(segment.kind, "delivered").inc(held.table.num_rows)
+        if not len(self.spool) and "down" in self._warned:
+            log.warning("%s is back: the spool has been delivered", self.name)
+            self._warned.discard("down")
+        self._warned.discard("slow")
+
+    def _failed(self, held: _Held, error: SinkError) -> None:
+        self._last_error = str(error)
+        self._probe = True
+        self.metrics.sink_errors.labels(self.name).inc()
+        self.metrics.sink_retries.labels(self.name).inc()
+        if held.segment is None:  # the oldest batch: back to the front, then all to disk
+            self._memory.appendleft(held)
+            self._memory_rows += held.table.num_rows
+        try:
+            self._spool_held()
+        except SpoolError as exc:
+            self._spool_failed(exc)
+
+    # -- metrics, logs -----------------------------------------------------------------------
 
     def _count_drops(self) -> None:
         for kind, rows in self.spool.dropped_rows.items():

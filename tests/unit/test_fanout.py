@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pytest
 
 from wattline.contract.schemas import ALERT_SCHEMA, INTENSITY_SCHEMA
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sinks.base import IntensitySink, Sink, SinkError
+from wattline.ingest.sinks.dead_letters import DeadLetters
 from wattline.ingest.sinks.fanout import FanOut
+from wattline.ingest.sinks.parquet_store import ParquetStore, read_store
 
 ROW = {"site": "s", "line": "l", "window": "1h", "time_ms": 1, "energy_kgce": 1.0,
        "electricity_kwh": 1.0, "production_t": 1.0, "kgce_per_t": 1.0, "kwh_per_t": 1.0}
@@ -164,3 +168,51 @@ def test_sinks_are_written_in_order(method: str) -> None:
     fanout = FanOut([Named("first"), Named("second"), Named("third")], CollectorMetrics())
     getattr(fanout, method)(results() if method == "write" else alerts())
     assert order == ["first", "second", "third"]
+
+
+def test_a_non_finite_row_is_dead_lettered_alone_and_the_rest_of_its_batch_written(
+        tmp_path: Path) -> None:
+    rows = [dict(ROW, time_ms=t) for t in range(1, 6)]
+    rows[1]["kgce_per_t"] = float("nan")
+    rows[3]["energy_kgce"] = float("inf")
+    rows[4]["kwh_per_t"] = None  # an idle window's null is not a bad value
+    metrics = CollectorMetrics()
+    store, other = ParquetStore(tmp_path / "store"), Recorder("influxdb")
+    fanout = FanOut([other, store], metrics, dead_letters=DeadLetters(tmp_path / "dead"))
+    fanout.open()
+    fanout.write(pa.Table.from_pylist(rows, schema=INTENSITY_SCHEMA))
+    bad_alert = dict(ALERT, value=float("-inf"))
+    fanout.write_alerts(pa.Table.from_pylist([ALERT, bad_alert], schema=ALERT_SCHEMA))
+
+    assert [t["time_ms"].to_pylist() for t in other.written] == [[1, 3, 5]]
+    assert read_store(tmp_path / "store")["time_ms"].to_pylist() == [1, 3, 5]
+    assert [t.num_rows for t in other.alerts] == [1]
+    assert sample(metrics, "wattline_readings_dropped_total", reason="non_finite_result") == 3
+    assert sample(metrics, "wattline_sink_points_written_total", sink="parquet") == 3
+    (dead,) = (tmp_path / "dead").glob("dead-*-intensity.arrow")
+    assert ipc.open_file(str(dead)).read_all()["time_ms"].to_pylist() == [2, 4]
+    reason = dead.with_suffix(".txt").read_text()
+    assert "kgce_per_t=nan" in reason and "energy_kgce=inf" in reason
+    assert len(list((tmp_path / "dead").glob("dead-*-alerts.arrow"))) == 1
+
+
+def test_a_batch_of_only_non_finite_rows_reaches_no_sink_and_without_a_folder_is_counted() -> None:
+    metrics = CollectorMetrics()
+    sink = Recorder("a")
+    FanOut([sink], metrics).write(
+        pa.Table.from_pylist([dict(ROW, production_t=float("nan"))], schema=INTENSITY_SCHEMA))
+    assert sink.written == []
+    assert sample(metrics, "wattline_readings_dropped_total", reason="non_finite_result") == 1
+
+
+def test_flush_asks_the_sinks_that_hold_batches() -> None:
+    asked: list[float] = []
+
+    class Holding(Recorder):
+        def flush(self, wait_s: float) -> bool:
+            asked.append(wait_s)
+            return len(asked) > 1
+
+    fanout = FanOut([Holding("a"), Recorder("b")], CollectorMetrics())
+    assert fanout.flush(0.0) is False and fanout.flush(2.0) is True
+    assert asked == [0.0, 2.0]
