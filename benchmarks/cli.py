@@ -59,9 +59,9 @@ def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int
 @click.option("--topic-prefix", default="factory", show_default=True,
               help="First topic level of the benchmark's readings.")
 @click.option("--shared-collectors", type=int, default=0, show_default=True, metavar="N",
-              help="Also measure N `wattline run` processes on one MQTT 5 shared "
-                   "subscription (each with its own interpreter), against the same bare "
-                   "subscriber.")
+              help="Also measure N `wattline run` processes in one MQTT 5 share group, "
+                   "each subscribed to its own share of the lines (each with its own "
+                   "interpreter), against the same bare subscriber.")
 @click.option("--rounds", type=int, default=3, show_default=True,
               help="Floods per load for the bare subscriber and the collector, alternating; "
                    "each reports its fastest (a flood of batches lasts a fraction of a second, "

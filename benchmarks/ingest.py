@@ -72,6 +72,8 @@ PERIOD_MS = {"single": 1000, "batch100": 100}
 """Plant time between two readings of a meter: a 100-reading batch covers 10 s,
 well inside the default allowed lateness, so no reading of the load is late."""
 SITE = "bench"
+WARMUP_LINE = "warmup"
+"""The line the probe publishes on before each run."""
 IDLE_S = 2.0
 """Once every publisher is done, a consumer that handles nothing for this long has
 got everything it will get; the rest is lost."""
@@ -306,16 +308,24 @@ class CollectorConsumer:
 
 
 class SharedCollectors:
-    """Several ``wattline run`` processes on one MQTT 5 shared subscription (the broker
-    hands each message to one of them), counted through their /metrics.
+    """Several ``wattline run`` processes in one MQTT 5 share group, counted through their
+    /metrics, each subscribed to its own share of the plant's lines (``--subscribe-lines``,
+    dealt out in turn; the warm-up line goes to the first): a share group over every line
+    would split a line's meters between them, which the daemon refuses.
 
     The way past one interpreter's limit (paho's thread and the pipeline share the
     GIL): each process has its own.
     """
 
-    def __init__(self, url: str, qos: int, prefix: str, processes: int) -> None:
+    def __init__(self, url: str, qos: int, prefix: str, processes: int,
+                 lines: Sequence[str]) -> None:
         self._args = (url, qos, prefix)
         self.processes = processes
+        every = [f"{SITE}/{WARMUP_LINE}", *(line for line in lines
+                                             if line != f"{SITE}/{WARMUP_LINE}")]
+        self.lines = [every[i::processes] for i in range(processes)]
+        if not all(self.lines):
+            raise ValueError(f"{processes} collectors need at least {processes} lines")
         self._ports: list[int] = []
         self._procs: list[subprocess.Popen[bytes]] = []
         self._last = Counts()
@@ -331,7 +341,8 @@ class SharedCollectors:
             self._procs.append(subprocess.Popen(
                 [sys.executable, "-m", "wattline.ingest", "run", "--mqtt-url", url,
                  "--qos", str(qos), "--topic-prefix", prefix, "--mqtt-protocol", "5",
-                 "--mqtt-share-group", group, "--client-id", f"{group}-{i}",
+                 "--mqtt-share-group", group, "--subscribe-lines", ",".join(self.lines[i]),
+                 "--client-id", f"{group}-{i}",
                  "--metrics-port", str(port), "--log-level", "error"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 60
@@ -445,7 +456,7 @@ class Probe:
     """Publishes a reading on the warm-up line until a consumer has handled it."""
 
     def __init__(self, url: MqttUrl, prefix: str) -> None:
-        self.topic = f"{prefix}/{SITE}/warmup/energy/probe"
+        self.topic = f"{prefix}/{SITE}/{WARMUP_LINE}/energy/probe"
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"wattline-bench-probe-{uuid.uuid4().hex[:12]}")
         if url.username:
@@ -568,6 +579,11 @@ def plant_loads(load_name: str, messages: int, publishers: int, lines: int, mete
     return loads
 
 
+def load_lines(loads: Sequence[Load]) -> list[str]:
+    """Every ``site/line`` the loads publish on."""
+    return [f"{load.site}/{load.line_prefix}{j}" for load in loads for j in range(load.lines)]
+
+
 def run_ingest_bench(
     *,
     mqtt_url: str | None = None,
@@ -585,8 +601,8 @@ def run_ingest_bench(
 ) -> BenchResult:
     """Every consumer on every load (single/batch100 x QoS 0/1) against one broker.
 
-    With ``shared_collectors`` N > 0, also N ``wattline run`` processes on one MQTT 5
-    shared subscription (the "shared" rows).
+    With ``shared_collectors`` N > 0, also N ``wattline run`` processes in one MQTT 5
+    share group, each subscribed to its own share of the lines (the "shared" rows).
 
     ``messages`` single-reading messages and ``batch_messages`` 100-reading ones
     per run, split over ``publishers`` processes. With ``mqtt_url``, use a topic
@@ -636,7 +652,7 @@ def run_ingest_bench(
                         consumer: Consumer
                         if variant == "shared":
                             consumer = SharedCollectors(url_text, qos, topic_prefix,
-                                                        shared_collectors)
+                                                        shared_collectors, load_lines(loads))
                         elif variant == "bare":
                             consumer = BareCounter(url, topics, qos)
                         elif variant == "naive":

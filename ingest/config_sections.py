@@ -17,6 +17,11 @@ from dataclasses import field
 from typing import Any
 
 from wattline.contract.errors import ConfigError
+from wattline.ingest.config_mqtt import (
+    check_share_group,
+    expand_client_id,
+    parse_subscribe_lines,
+)
 from wattline.ingest.config_schema import (
     Duration,
     doc,
@@ -68,7 +73,7 @@ class Section:
 class MqttSettings(Section):
     """The broker, the topics subscribed to and the session: the MQTT source."""
 
-    mqtt_url: str = field(default="mqtt://127.0.0.1:1883", metadata=doc(
+    mqtt_url: str = field(default="mqtt://127.0.0.1:1883", repr=False, metadata=doc(
         "Broker to subscribe to: mqtt://[user:pass@]host:port (mqtts:// for TLS). Keep a "
         "password out of files and process lists: WATTLINE_MQTT_URL or "
         "--mqtt-password-file."))
@@ -79,7 +84,10 @@ class MqttSettings(Section):
         "{line}, {kind} and {meter} each fill one level, {prefix} is --topic-prefix, other "
         "levels match literally; meta is the same plus /meta."))
     client_id: str = field(default="wattline", metadata=doc(
-        "MQTT client id."))
+        "MQTT client id, unique to this collector on its broker; {host} is replaced by this "
+        "machine's host name, so one config gives each gateway its own (persistent) "
+        "session.",
+        example="wattline-{host}"))
     qos: int = field(default=1, metadata=doc(
         "Subscription QoS, 0, 1 or 2.",
         choices=(0, 1, 2)))
@@ -88,8 +96,10 @@ class MqttSettings(Section):
         choices=("3.1.1", "5")))
     persistent_session: bool = field(default=False, metadata=doc(
         "Keep the broker session (subscriptions and QoS 1/2 messages queued while the "
-        "collector is away) across reconnects and restarts; needs a fixed --client-id.",
+        "collector is away) across reconnects and restarts, so a restart loses nothing; "
+        "needs a --client-id unique to this collector.",
         default_help="clean session",
+        example=True,
         off_flag="--clean-session"))
     session_expiry: Duration = field(default=Duration("1h"), metadata=doc(
         "MQTT 5: how long the broker keeps a persistent session after a "
@@ -106,14 +116,30 @@ class MqttSettings(Section):
     mqtt_key_file: str | None = field(default=None, metadata=doc(
         "Private key of --mqtt-cert-file.",
         hint="/etc/wattline/client.key"))
+    subscribe_lines: str | None = field(default=None, metadata=doc(
+        "Subscribe to these lines only: site/line pairs separated by commas, + for every "
+        "site or every line of a site (plant-a/+); names as the topics spell them.",
+        default_help="every line",
+        hint="plant-a/eaf-1,plant-a/eaf-2"))
     mqtt_share_group: str | None = field(default=None, metadata=doc(
-        "Subscribe as $share/GROUP/... so that several collectors split the load "
-        "(MQTT 5 shared subscriptions).",
+        "Subscribe as $share/GROUP/... (a shared subscription: the broker hands each "
+        "message to one collector of the group). Refused unless --subscribe-lines names "
+        "each site and line without +: a line's meters split between collectors would "
+        "each give a partial energy_intensity. Best left unset.",
         hint="wattline"))
     sparkplug: bool = field(default=False, metadata=doc(
         "Also take Sparkplug B (spBv1.0/{group}/...): group = site, edge node = line, "
         "metrics named energy/<meter> or production/<meter>; asks nodes for a rebirth on a "
         "sequence gap or unknown alias."))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "client_id", expand_client_id(self.client_id))
+
+    @property
+    def subscribed_lines(self) -> tuple[tuple[str, str], ...] | None:
+        """(site, line) pairs of ``subscribe_lines`` (``+`` for any); None: every line."""
+        return parse_subscribe_lines(self.subscribe_lines)
 
     def resolved_mqtt_password(self) -> str | None:
         """The broker password: from ``mqtt_password_file`` when given, else from the URL."""
@@ -137,6 +163,7 @@ class MqttSettings(Section):
         if self.mqtt_share_group is not None and not re.fullmatch(
                 r"[A-Za-z0-9_.-]{1,64}", self.mqtt_share_group):
             raise ConfigError("mqtt_share_group", "use 1-64 of A-Z a-z 0-9 _ . -")
+        check_share_group(self.mqtt_share_group, self.subscribed_lines)
 
 
 @with_ms_accessors
@@ -153,18 +180,28 @@ class DecodeSettings(Section):
     max_payload_bytes: int = field(default=1_048_576, metadata=doc(
         "Larger MQTT payloads are rejected (payload_too_large).",
         positive=True))
+    max_lines: int = field(default=2000, metadata=doc(
+        "Most lines (site/line) the daemon keeps: a meter on a new line beyond it is "
+        "refused and its readings dropped (meter_limit), so that a flood of new names "
+        "cannot grow memory, checkpoints and metric series without bound.",
+        positive=True))
+    max_meters: int = field(default=20_000, metadata=doc(
+        "Most meters the daemon keeps, over all lines: a new meter beyond it is refused "
+        "like one beyond --max-lines.",
+        positive=True))
     meters: dict[str, MeterSettings] = field(default_factory=dict, metadata=doc(
         'Meters described like a retained meta message, in '
         '[meters."site/line/kind/meter"] tables; the file wins over meta. Keys: carrier '
         '(one of the reference data\'s carriers: electricity, natural_gas, raw_coal, coke, '
         'heat, steam, ...), unit (the carrier\'s unit or a multiple: kWh, MWh, m3, kg, t, '
-        'MJ, GJ), mode (counter, a cumulative register, or delta) and rollover (the '
-        'register\'s wrap value).',
+        'MJ, GJ), mode (counter, a cumulative register, or delta), rollover (the '
+        'register\'s wrap value), direction (import, or export for energy leaving the '
+        'line) and max_rate (the most the meter registers per hour, in its unit).',
         parse=parse_meters,
         example={
             "plant-a/eaf-1/energy/main-incomer": {
                 "carrier": "electricity", "unit": "kWh", "mode": "counter",
-                "rollover": 42949672.95},
+                "rollover": 42949672.95, "max_rate": 60000},
             "plant-a/eaf-1/energy/burner-gas": {"carrier": "natural_gas", "unit": "m3"},
             "plant-a/eaf-1/production/tapped-steel": {"unit": "t"},
         }))

@@ -12,14 +12,14 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from wattline.contract.topics import TopicTemplate, subscriptions
+from wattline.contract.topics import TopicTemplate
 from wattline.ingest.config import Settings, parse_mqtt_url
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.pipeline import Pipeline
 from wattline.ingest.sinks.base import HealthCheck, IntensitySink, SinkHealth
 from wattline.ingest.sinks.build import build_sinks
 from wattline.ingest.sinks.mqtt_alerts import MqttAlertSink
-from wattline.ingest.sources.mqtt import MqttSource
+from wattline.ingest.sources.mqtt import MqttSource, subscription_filters
 from wattline.ingest.warmup import warm_up_kernels
 
 __all__ = ["Collector", "build_sinks"]
@@ -63,13 +63,9 @@ class Collector:
         # With a state directory, a QoS 1/2 message is acknowledged to the broker only once
         # it is in the write-ahead log, so a crash cannot lose what the broker let go of.
         self.durable_acks = bool(settings.state_dir) and settings.qos > 0
-        topics = subscriptions(self.pipeline.topics)
-        if settings.sparkplug:
-            from wattline.ingest.sources.sparkplug import SUBSCRIPTIONS
-
-            topics = topics + SUBSCRIPTIONS
-        if settings.mqtt_share_group:
-            topics = [f"$share/{settings.mqtt_share_group}/{t}" for t in topics]
+        topics = subscription_filters(self.pipeline.topics, settings.subscribed_lines,
+                                      sparkplug=settings.sparkplug,
+                                      share_group=settings.mqtt_share_group)
         self.source = MqttSource(
             parse_mqtt_url(settings.mqtt_url),
             topics,

@@ -6,6 +6,10 @@ keeps reconnecting with capped exponential backoff and jitter, 1 to 30 s), then
 thread, one at a time; that callback may block (the pipeline's queue is
 bounded), which holds back reading from the socket and so slows the broker down
 rather than dropping. It is a ``wattline.ingest.sources.base.Source``.
+
+``subscription_filters`` says what the collector subscribes to: the readings and meta
+of every line, or of the lines ``subscribe_lines`` names, Sparkplug B nodes likewise,
+all under ``$share/GROUP/`` with a share group.
 """
 
 from __future__ import annotations
@@ -22,12 +26,42 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from wattline.contract.topics import META_LEVEL, TopicTemplate
 from wattline.ingest.config import MqttUrl
 from wattline.ingest.metrics import CollectorMetrics
 
 log = logging.getLogger("wattline.mqtt")
 
 RECONNECT_MIN_S = 1.0
+
+
+def subscription_filters(
+    template: TopicTemplate,
+    lines: Sequence[tuple[str, str]] | None = None,
+    *,
+    sparkplug: bool = False,
+    share_group: str | None = None,
+) -> list[str]:
+    """The MQTT filters of a collector: readings and meta of each (site, line) in
+    ``lines`` (``+`` for any; None: every line), Sparkplug B node and device topics of
+    the same (group = site, edge node = line) with ``sparkplug``, each under
+    ``$share/<share_group>/`` when given."""
+    pairs = list(lines) if lines is not None else [("+", "+")]
+    filters: list[str] = []
+    for site, line in pairs:
+        readings = template.topic(site, line, "+", "+")
+        filters += [readings, f"{readings}/{META_LEVEL}"]
+    if sparkplug:
+        from wattline.ingest.sources.sparkplug import NAMESPACE
+
+        for site, line in pairs:
+            filters += [f"{NAMESPACE}/{site}/{kind}/{line}" for kind in
+                        ("NBIRTH", "NDATA", "NDEATH")]
+            filters += [f"{NAMESPACE}/{site}/{kind}/{line}/+" for kind in
+                        ("DBIRTH", "DDATA", "DDEATH")]
+    if share_group:
+        filters = [f"$share/{share_group}/{f}" for f in filters]
+    return filters
 
 
 class _NotConnectedFilter(logging.Filter):

@@ -37,9 +37,9 @@ STEP_MS = 2_000
 READINGS = 40
 
 
-def reading_messages(site: str, count: int) -> list[tuple[str, str]]:
+def reading_messages(site: str, count: int, line: str = "eaf-1") -> list[tuple[str, str]]:
     """``count`` one-reading messages of a rising electricity register, 2 s apart."""
-    topic = f"factory/{site}/eaf-1/energy/incomer"
+    topic = f"factory/{site}/{line}/energy/incomer"
     start_ms = recent_start_ms()
     return [(topic, json.dumps({"ts": start_ms + k * STEP_MS, "v": 100.0 + k}))
             for k in range(count)]
@@ -54,17 +54,19 @@ def publish(client: mqtt.Client, messages: list[tuple[str, str]], qos: int = 1) 
 
 
 def publish_meta_until(
-    client: mqtt.Client, site: str, received: Callable[[], bool], timeout_s: float = 30
+    client: mqtt.Client, site: str, received: Callable[[], bool], timeout_s: float = 30,
+    lines: tuple[str, ...] = ("eaf-1",),
 ) -> int:
-    """Publish the meter's meta until ``received()`` holds (the daemons have subscribed);
-    how many meta messages went out."""
-    topic = f"factory/{site}/eaf-1/energy/incomer/meta"
+    """Publish the meter's meta (on each of ``lines``) until ``received()`` holds (the
+    daemons have subscribed); how many meta messages went out."""
+    topics = [f"factory/{site}/{line}/energy/incomer/meta" for line in lines]
     meta = json.dumps({"carrier": "electricity", "unit": "kWh", "mode": "counter"})
     deadline = time.monotonic() + timeout_s
     sent = 0
     while not received():
         assert time.monotonic() < deadline, "the daemon never received a message"
-        client.publish(topic, meta, qos=1).wait_for_publish(5)
+        for topic in topics:
+            client.publish(topic, meta, qos=1).wait_for_publish(5)
         sent += 1
         time.sleep(0.2)
     return sent
@@ -327,18 +329,33 @@ def test_a_qos_2_subscription_receives_every_reading_exactly_once(
     assert f"wattline-{site} 2 factory/+/+/+/+" in broker.log_text()
 
 
-def test_a_shared_subscription_splits_messages_between_two_daemons(
+def test_a_share_group_over_every_line_is_refused_at_start(
+    wattline_daemon: Callable[..., Wattline],
+) -> None:
+    """Without subscribe_lines naming its lines, a share group would split a line's meters
+    between collectors: the daemon refuses to start, in one line naming the key."""
+    daemon = wattline_daemon(["--mqtt-url", "mqtt://127.0.0.1:1", "--mqtt-protocol", "5",
+                              "--mqtt-share-group", "g1", "--subscribe-lines", "plant/+"],
+                             ready_timeout_s=None)
+    assert daemon.wait(timeout_s=120) != 0
+    refusal = [line for line in daemon.log_text().splitlines() if "mqtt_share_group" in line]
+    assert len(refusal) == 1 and "partial energy_intensity" in refusal[0], daemon.log_text()
+
+
+def test_a_share_group_of_collectors_each_on_its_own_line_loses_and_splits_nothing(
     make_mosquitto: Callable[..., Mosquitto],
     wattline_daemon: Callable[..., Wattline],
     site: str,
 ) -> None:
-    """Two MQTT 5 daemons in one share group: each message goes to exactly one of them,
-    and both get some."""
+    """Two MQTT 5 daemons in one share group, each subscribed to one line of the site: each
+    gets every message of its own line and none of the other's."""
     broker = make_mosquitto()
+    lines = ("eaf-1", "eaf-2")
     daemons = [
         wattline_daemon(["--mqtt-url", broker.url, "--mqtt-protocol", "5",
-                         "--mqtt-share-group", "g1", "--client-id", f"wattline-{site}-{name}"])
-        for name in ("a", "b")
+                         "--mqtt-share-group", "g1", "--subscribe-lines", f"{site}/{line}",
+                         "--client-id", f"wattline-{site}-{line}"])
+        for line in lines
     ]
 
     def received(daemon: Wattline, kind: str) -> float:
@@ -346,17 +363,15 @@ def test_a_shared_subscription_splits_messages_between_two_daemons(
 
     client = connect_publisher(broker.port)
     try:
-        # Until both have a message, one of them may not have subscribed yet.
-        publish_meta_until(client, site, lambda: all(received(d, "meta") >= 1 for d in daemons))
-        messages = reading_messages(site, READINGS)
-        publish(client, messages)
-        wait_until(lambda: sum(received(d, "reading") for d in daemons) >= READINGS,
-                   timeout_s=15, what=f"{READINGS} messages between the two daemons")
+        publish_meta_until(client, site, lambda: all(received(d, "meta") >= 1 for d in daemons),
+                           lines=lines)
+        for line in lines:
+            publish(client, reading_messages(site, READINGS, line))
+        wait_until(lambda: all(received(d, "reading") >= READINGS for d in daemons),
+                   timeout_s=15, what=f"{READINGS} messages at each daemon")
     finally:
         close_publisher(client)
-    time.sleep(1.0)  # a message delivered to both would be counted by now
-    split = [received(d, "reading") for d in daemons]
-    assert sum(split) == READINGS
-    assert all(n > 0 for n in split), f"the broker gave one daemon everything: {split}"
-    assert all(d.metric("wattline_mqtt_connected") == 1.0 for d in daemons)
-    assert sum(d.metric_sum("wattline_readings_received_total") for d in daemons) == READINGS
+    time.sleep(1.0)  # a message of the other line would be counted by now
+    assert [received(d, "reading") for d in daemons] == [READINGS, READINGS]
+    assert [d.metric_sum("wattline_readings_received_total") for d in daemons] == \
+        [READINGS, READINGS]
