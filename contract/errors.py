@@ -29,7 +29,7 @@ PAYLOAD_ERROR_REASONS = (
 #: Why a topic was rejected.
 TOPIC_ERROR_REASONS = (
     "topic_layout",  # wrong number of levels, or a fixed level (the prefix) does not match
-    "topic_name",    # site, line or meter outside [A-Za-z0-9_.-]{1,64}
+    "topic_name",    # site, line or meter (or Sparkplug id) that is not a name (topics.valid_name)
     "topic_kind",    # kind other than energy or production
 )
 
@@ -48,7 +48,8 @@ _PAYLOAD_HINTS = {
 _TOPIC_HINTS = {
     "topic_layout": "publish to {prefix}/{site}/{line}/{kind}/{meter}[/meta] "
                     "(is --topic-prefix right?)",
-    "topic_name": "name sites, lines and meters with 1-64 of A-Z a-z 0-9 _ . -",
+    "topic_name": "name sites, lines and meters with 1-64 characters, no control characters, "
+                  "no white space at either end, not . or ..",
     "topic_kind": "use energy or production as the kind level",
 }
 

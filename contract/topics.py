@@ -2,10 +2,13 @@
 
 A ``TopicTemplate`` is compiled once from a layout such as
 ``{prefix}/{site}/{line}/{kind}/{meter}``: the topic is split on ``/`` and the
-levels are picked by position, so no regex runs per message. Names are checked
-against ``[A-Za-z0-9_.-]{1,64}`` because they become InfluxDB tags and
-Prometheus labels, where ``,`` ``=`` spaces, quotes and newlines would corrupt
-the line protocol. Parsed topics are cached (topics repeat every few seconds).
+levels are picked by position, so no regex runs per message. A site, line or
+meter name is any text of 1 to 64 characters without a control character (C0,
+DEL or C1), without white space at either end, and other than ``.`` and ``..``
+(``valid_name``): ``Plant A``, ``EAF 1`` and ``Öfen-3`` are names as gateways
+write them. Names are kept exactly; every writer escapes them in its own way
+(line protocol, folder names, label values), so a name never needs to be safe
+by itself. Parsed topics are cached (topics repeat every few seconds).
 Only valid topics are cached, and a valid topic is short (four names of at most
 64 characters plus the fixed levels), so the bounded cache (16384 by default,
 oldest forgotten first) stays within a few MB however many junk topics arrive.
@@ -30,9 +33,11 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "KINDS",
     "META_LEVEL",
+    "NAME_MAX_CHARS",
     "MeterTopic",
     "TopicTemplate",
     "subscriptions",
+    "valid_name",
 ]
 
 DEFAULT_PREFIX = "factory"
@@ -41,7 +46,11 @@ KINDS = frozenset({"energy", "production"})
 META_LEVEL = "meta"
 
 _FIELDS = ("site", "line", "kind", "meter")
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+NAME_MAX_CHARS = 64
+_NAME = re.compile(rf"[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{{1,{NAME_MAX_CHARS}}}")
+"""1-64 characters, none of them a control character (C0, DEL, C1) or a lone surrogate
+(which no UTF-8 text holds)."""
+_DOTS = frozenset({".", ".."})
 _FIXED_LEVEL_FORBIDDEN = frozenset("+#{}\x00")
 
 
@@ -152,7 +161,7 @@ class TopicTemplate:
         line = levels[self._line_at]
         meter = levels[self._meter_at]
         for what, name in (("site", site), ("line", line), ("meter", meter)):
-            if _NAME.fullmatch(name) is None:
+            if not valid_name(name):
                 raise TopicError("topic_name", topic, f"{what} {name[:80]!r}")
         return MeterTopic(site, line, kind, meter, is_meta)
 
@@ -190,8 +199,14 @@ def subscriptions(template: TopicTemplate | str = DEFAULT_PREFIX) -> list[str]:
 
 
 def valid_name(name: str) -> bool:
-    """Whether ``name`` may be a site, line or meter (docs/formats.md, topics)."""
-    return _NAME.fullmatch(name) is not None
+    """Whether ``name`` may be a site, line or meter (or a Sparkplug B group, edge node or
+    device id): 1-64 characters, no control character (C0 ``U+0000``-``U+001F``, DEL
+    ``U+007F``, C1 ``U+0080``-``U+009F``), no white space first or last (``str.isspace``,
+    so also U+00A0 or U+3000), and neither ``.`` nor ``..`` (docs/formats.md, topics).
+    A topic level never holds ``/``, ``+`` or ``#``; the rule itself does not forbid
+    them, and no writer needs it to."""
+    return (_NAME.fullmatch(name) is not None and not name[0].isspace()
+            and not name[-1].isspace() and name not in _DOTS)
 
 
 def _check_prefix(prefix: str) -> None:

@@ -4,9 +4,17 @@ Layout, readable with any Parquet tool (hive partitioning)::
 
     DIR/date=2024-11-24/site=demo/line=eaf-1/part-<first tick ms>-<written ns>-<random>.parquet
 
-- ``date`` is the UTC day of the tick. Site and line names are URI-escaped into
-  their folder names (``%2F`` for a slash), the escaping Arrow undoes when it reads
-  hive partitions, so any name is safe on disk and reads back unchanged.
+- ``date`` is the UTC day of the tick. A site or line name is its folder name as
+  written, except that ``%``, ``/``, ``\\``, ``=``, control characters and the
+  characters Windows refuses (``: * ? " < > |``) are percent-escaped, and so are a
+  first ``~`` and a last ``.`` (``site=Plant A``, ``line=a%2Fb``): Arrow's ``uri``
+  segment encoding reads that back. Every segment starts with ``date=``, ``site=``
+  or ``line=``, so no name can climb out of the store, hide a folder or add one. A segment that
+  would be over 255 bytes (64 four-byte characters) is named by a digest of the
+  name instead (``site=~<32 hex digits>``).
+- The exact names are the ``site`` and ``line`` columns of every file; ``read_store``
+  takes them from there, not from the folder names, so digested folders and file
+  systems that fold case or normalise Unicode cannot change a name read back.
 - Each ``write`` puts each (date, site, line) slice of the batch in a new file,
   sorted by window and tick. A file is written under a hidden temporary name,
   fsynced and renamed into place (and its folder fsynced), so a reader or a crash
@@ -22,6 +30,7 @@ Layout, readable with any Parquet tool (hive partitioning)::
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import secrets
@@ -45,10 +54,9 @@ from wattline.ingest.sinks.base import SinkError
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-_PARTITIONING = ds.HivePartitioning(
-    pa.schema([("date", pa.string()), ("site", pa.string()), ("line", pa.string())]),
-    segment_encoding="uri",
-)
+# Only the day comes from the folders: site and line are read from the files' columns.
+_PARTITIONING = ds.HivePartitioning(pa.schema([("date", pa.string())]),
+                                    segment_encoding="uri")
 _POINT_KEY = ("site", "line", "window", "time_ms")
 _MAX_NAME_BYTES = 255  # a folder name's limit on common file systems
 _TRASH_PREFIX = ".trash-"
@@ -154,13 +162,8 @@ class ParquetStore:
 
     def partition_dir(self, date: str, site: str, line: str) -> Path:
         """The folder of one (UTC day, site, line)."""
-        segments = [f"{key}={_escape(value)}" for key, value in
-                    (("date", date), ("site", site), ("line", line))]
-        for segment in segments:
-            if len(segment.encode()) > _MAX_NAME_BYTES:
-                raise SinkError(f"the partition {segment[:80]!r}... is too long for a folder "
-                                "name", retryable=False)
-        return self.directory.joinpath(*segments)
+        return self.directory.joinpath(*(_segment(key, value) for key, value in
+                                         (("date", date), ("site", site), ("line", line))))
 
     def compact(self, date: str) -> int:
         """Merge each site and line of one UTC day (``YYYY-MM-DD``) into one file.
@@ -170,7 +173,7 @@ class ParquetStore:
         (and the next compaction) take as one.
         """
         removed = 0
-        day = self.directory / f"date={_escape(date)}"
+        day = self.directory / _segment("date", date)
         for folder in sorted(p for p in day.glob("site=*/line=*") if p.is_dir()):
             files = sorted(folder.glob("part-*.parquet"))
             if len(files) < 2:
@@ -251,8 +254,24 @@ def latest(directory: str | os.PathLike[str]) -> pa.Table:
     return _last_of_runs(read_store(directory), ("site", "line", "window"))
 
 
+_ESCAPED = frozenset('%/\\=:*?"<>|') | {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
 def _escape(value: str) -> str:
-    return quote(value, safe="")
+    """``value`` with the characters a folder name must not hold percent-escaped."""
+    text = "".join(quote(c, safe="") if c in _ESCAPED else c for c in value)
+    if text.startswith("~"):  # kept for digests
+        text = "%7E" + text[1:]
+    return text[:-1] + "%2E" if text.endswith(".") else text
+
+
+def _segment(key: str, value: str) -> str:
+    """One folder name, ``key=<escaped value>``, or ``key=~<digest>`` when too long."""
+    segment = f"{key}={_escape(value)}"
+    if len(segment.encode("utf-8", "surrogatepass")) <= _MAX_NAME_BYTES:
+        return segment
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16)
+    return f"{key}=~{digest.hexdigest()}"
 
 
 def _utc_date(day: int) -> str:

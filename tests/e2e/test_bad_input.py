@@ -42,9 +42,9 @@ def bad_messages(site: str, start_ms: int) -> tuple[list[tuple[str, bytes]], dic
         (good, json.dumps({"ts": "yesterday", "v": 5.0}).encode()),
         (good, json.dumps({"ts": 4_102_444_800_000, "v": 5.0}).encode()),  # 2100: future
         (good, json.dumps({"ts": 631_152_000_000, "v": 5.0}).encode()),  # 1990: far past
-        (f"factory/{site}/eaf,1/energy/incomer", b'{"ts": 1, "v": 1}'),
-        (f"factory/{site}/eaf 1/energy/incomer", b'{"ts": 1, "v": 1}'),
-        (f"factory/{site}/line=1/energy/incomer", b'{"ts": 1, "v": 1}'),
+        (f"factory/{site}/eaf-1 /energy/incomer", b'{"ts": 1, "v": 1}'),  # trailing space
+        (f"factory/{site}/../energy/incomer", b'{"ts": 1, "v": 1}'),
+        (f"factory/{site}/{'x' * 65}/energy/incomer", b'{"ts": 1, "v": 1}'),
         # (A line break in a topic never gets here: Mosquitto drops a client that sends
         # control characters in a topic. The topic parser still refuses one: test_topics.)
         (f"factory/{site}/{LINE}/water/incomer", b'{"ts": 1, "v": 1}'),

@@ -144,13 +144,23 @@ def test_names_a_folder_cannot_hold_are_escaped_and_read_back(store: ParquetStor
     store.write(_rows(site, line, [T0]))
     [path] = _files(store)
     assert store.directory in path.parents
-    assert path.parent.name == "line=a%2Fb%20%252F%20c"
+    assert path.parent.name == "line=a%2Fb %252F c"
     assert [(r["site"], r["line"]) for r in read_store(store.directory).to_pylist()] == [
         (site, line)]
     assert read_store(store.directory, site=site, line=line).num_rows == 1
 
 
-@pytest.mark.parametrize(("site", "line"), [("", "eaf-1"), ("demo", "x" * 300)])
+def test_a_name_too_long_for_a_folder_gets_a_digest_folder_and_reads_back(
+        store: ParquetStore) -> None:
+    site, line = "😀" * 64, "x" * 300
+    store.write(_rows(site, line, [T0]))
+    [path] = _files(store)
+    assert path.parent.name.startswith("line=~") and path.parent.parent.name.startswith("site=~")
+    assert [(r["site"], r["line"]) for r in read_store(store.directory).to_pylist()] == [
+        (site, line)]
+
+
+@pytest.mark.parametrize(("site", "line"), [("", "eaf-1"), ("demo", "")])
 def test_a_name_no_folder_can_hold_is_refused_for_good(store: ParquetStore, site: str,
                                                        line: str) -> None:
     with pytest.raises(SinkError) as err:
