@@ -63,6 +63,10 @@ class Collector:
         # With a state directory, a QoS 1/2 message is acknowledged to the broker only once
         # it is in the write-ahead log, so a crash cannot lose what the broker let go of.
         self.durable_acks = bool(settings.state_dir) and settings.qos > 0
+        if not (self.durable_acks and settings.persistent_session):
+            log.info("readings published while this daemon is stopped or restarting are "
+                     "lost: that takes qos 1 or 2, a state_dir and persistent_session with a "
+                     "client_id of its own (docs/operations.md)")
         topics = subscription_filters(self.pipeline.topics, settings.subscribed_lines,
                                       sparkplug=settings.sparkplug,
                                       share_group=settings.mqtt_share_group)

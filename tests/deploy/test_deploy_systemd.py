@@ -1,5 +1,7 @@
-"""deploy/systemd: the unit file passes systemd's own checks, and the daemon speaks the
-notify protocol (ready, watchdog, stopping) to a real datagram socket."""
+"""deploy/systemd: the unit file passes systemd's own checks, keeps its state private,
+relies on the example config for a set-up that loses nothing across restarts (and that
+config gives it), and the daemon speaks the notify protocol (ready, watchdog, stopping)
+to a real datagram socket."""
 
 from __future__ import annotations
 
@@ -9,15 +11,19 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.processes import Mosquitto, Wattline
+from tests.processes import Mosquitto, Wattline, wait_until
 from wattline.ingest.app.systemd import notify, watchdog_interval_s
+from wattline.ingest.config import check_config_file
 
-UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "wattline.service"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+UNIT = DEPLOY / "systemd" / "wattline.service"
+EXAMPLE = DEPLOY / "wattline.example.toml"
 
 
 def _unit_settings() -> dict[str, list[str]]:
@@ -57,6 +63,51 @@ def test_unit_runs_unprivileged_hardened_and_watched() -> None:
     assert "WatchdogSec" in unit
     # Numba's JIT needs writable, then executable, memory.
     assert "MemoryDenyWriteExecute" not in unit
+
+
+def test_unit_keeps_its_state_readable_by_the_service_only() -> None:
+    unit = _unit_settings()
+    assert unit["StateDirectoryMode"] == ["0700"]
+    assert unit["UMask"] == ["0077"]
+
+
+def test_the_example_config_is_the_no_loss_set_up_the_unit_relies_on() -> None:
+    """QoS 1, a state folder (write-ahead log and checkpoints) and the store where the
+    unit lets the service write, a persistent session, and a client id of this host's."""
+    unit = _unit_settings()
+    assert any("--config /etc/wattline/wattline.toml" in v for v in unit["ExecStart"])
+    writable = Path("/var/lib") / unit["StateDirectory"][0]
+    settings = check_config_file(str(EXAMPLE))
+    raw = tomllib.loads(EXAMPLE.read_text())
+    assert settings.qos >= 1 and settings.persistent_session
+    assert settings.state_dir and Path(settings.state_dir).is_relative_to(writable)
+    assert settings.store and Path(settings.store).is_relative_to(writable)
+    assert "{host}" in raw["client_id"]
+    assert settings.client_id == raw["client_id"].replace("{host}", socket.gethostname())
+    assert "mqtt_share_group" not in raw
+
+
+def test_the_daemon_on_the_example_config_holds_a_persistent_session_of_its_host(
+    make_mosquitto: Callable[..., Mosquitto],
+    wattline_daemon: Callable[..., Wattline],
+    tmp_path: Path,
+) -> None:
+    """The example config as the unit runs it (its folders moved into the test's own):
+    the broker sees a persistent session under wattline-<host name>."""
+    broker = make_mosquitto()
+    config = tmp_path / "wattline.toml"
+    config.write_text(EXAMPLE.read_text().replace("/var/lib/wattline", str(tmp_path / "lib")))
+    daemon = wattline_daemon(["--config", str(config), "--mqtt-url", broker.url])
+    wait_until(lambda: daemon.metric("wattline_mqtt_connected") == 1.0, timeout_s=30,
+               what="the daemon connected")
+    assert "persistent session" in daemon.log_text()
+    client_id = f"wattline-{socket.gethostname()}"
+    wait_until(lambda: f"as {client_id} (" in broker.log_text(), timeout_s=10,
+               what="the broker logging the daemon's client id")
+    line = next(x for x in broker.log_text().splitlines() if f"as {client_id} (" in x)
+    assert "c0" in line, line  # clean session off: the broker keeps what comes meanwhile
+    assert daemon.stop() == 0
+    assert (tmp_path / "lib" / "state" / "checkpoint.json").exists()
 
 
 @pytest.fixture()
