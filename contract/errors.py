@@ -22,6 +22,7 @@ PAYLOAD_ERROR_REASONS = (
     "invalid_json",     # not JSON, or not UTF-8
     "payload_shape",    # JSON, but none of the three reading forms
     "length_mismatch",  # columnar form whose ts, v (and q) lists differ in length
+    "duplicate_key",    # a JSON object with a repeated key (which value was meant is unknown)
     "meta_invalid",     # a meta payload with a wrong key, type or value
     "sparkplug_invalid",  # a Sparkplug B message that does not parse, or an unknown type
 )
@@ -39,8 +40,10 @@ _PAYLOAD_HINTS = {
     "invalid_json": "publish UTF-8 JSON (NaN and Infinity are not JSON; send strings or omit)",
     "payload_shape": 'publish {"ts": ms, "v": x}, a list of those, or {"ts": [...], "v": [...]}',
     "length_mismatch": "give the columnar ts, v and q lists the same length",
+    "duplicate_key": "give each key once per object",
     "meta_invalid": 'publish {"carrier": str, "unit": str, "mode": "counter"|"delta", '
-                    '"rollover": positive number}, every key optional',
+                    '"rollover": number in (0, 2**64], "direction": "import"|"export", '
+                    '"max_rate": positive number per hour}, every key optional',
     "sparkplug_invalid": "publish Sparkplug B protobuf payloads on spBv1.0/{group}/"
                          "{N|D}{BIRTH|DATA|DEATH}/{node}[/{device}]",
 }

@@ -13,6 +13,7 @@ from typing import Any
 
 from wattline.contract.errors import ConfigError
 from wattline.ingest.config_schema import positive_number
+from wattline.ingest.decode.meta import DIRECTIONS, METER_MODES, check_max_rate, check_rollover
 
 __all__ = ["LineSettings", "MeterSettings", "parse_lines", "parse_meters", "unknown_key"]
 
@@ -25,6 +26,8 @@ class MeterSettings:
     unit: str | None = None
     mode: str | None = None
     rollover: float | None = None
+    direction: str | None = None  # import | export
+    max_rate: float | None = None  # per hour, in the meter's unit
 
 
 @dataclass(frozen=True)
@@ -97,18 +100,27 @@ def parse_meters(table: Any) -> dict[str, MeterSettings]:
         if name.count("/") != 3:
             raise ConfigError(where, "a meter is named site/line/kind/meter")
         if not isinstance(spec, dict):
-            raise ConfigError(where, "expected a table with carrier, unit, mode, rollover")
+            raise ConfigError(where, "expected a table with carrier, unit, mode, rollover, "
+                              "direction, max_rate")
         for k in spec:
             if k not in _METER_KEYS:
                 raise unknown_key(k, _METER_KEYS, where=f"{where}.")
         mode = spec.get("mode")
-        if mode is not None and mode not in ("counter", "delta"):
+        if mode is not None and mode not in METER_MODES:
             raise ConfigError(f"{where}.mode", f"must be counter or delta, got {mode!r}")
-        rollover = spec.get("rollover")
-        if rollover is not None and (
-            isinstance(rollover, bool) or not isinstance(rollover, (int, float)) or rollover <= 0
-        ):
-            raise ConfigError(f"{where}.rollover", f"must be a positive number, got {rollover!r}")
+        direction = spec.get("direction")
+        if direction is not None and direction not in DIRECTIONS:
+            raise ConfigError(f"{where}.direction", f"must be import or export, got {direction!r}")
+        if direction == "export" and name.split("/")[2] == "production":
+            raise ConfigError(f"{where}.direction", "a production meter cannot be an export "
+                              "meter: only energy leaves a line's boundary")
+        numbers: dict[str, float | None] = {}
+        for key, check in (("rollover", check_rollover), ("max_rate", check_max_rate)):
+            value = spec.get(key)
+            problem = None if value is None else check(value)
+            if problem is not None:
+                raise ConfigError(f"{where}.{key}", problem.removeprefix(f"{key} "))
+            numbers[key] = None if value is None else float(value)
         for k in ("carrier", "unit"):
             if spec.get(k) is not None and not isinstance(spec[k], str):
                 raise ConfigError(f"{where}.{k}", f"expected a string, got {spec[k]!r}")
@@ -116,6 +128,7 @@ def parse_meters(table: Any) -> dict[str, MeterSettings]:
             carrier=spec.get("carrier"),
             unit=spec.get("unit"),
             mode=mode,
-            rollover=float(rollover) if rollover is not None else None,
+            direction=direction,
+            **numbers,
         )
     return out

@@ -106,6 +106,20 @@ class CollectorMetrics:
             ["reason"],
             registry=r,
         )
+        self.meters_refused = Counter(
+            "wattline_meters_refused_total",
+            "New meters refused because the daemon holds as many lines or meters as it may, "
+            "by the setting that refused them (max_lines, max_meters); their readings are "
+            "dropped as meter_limit.",
+            ["limit"],
+            registry=r,
+        )
+        self.state_bytes = Gauge(
+            "wattline_state_bytes",
+            "Bytes of what the daemon keeps per line and meter: the kernel state's arrays and "
+            "the meter registry.",
+            registry=r,
+        )
         self.readings_accepted = Counter(
             "wattline_readings_accepted_total",
             "Readings handed to the kernels and accepted by them.",

@@ -5,8 +5,11 @@ is one dictionary lookup; a ``meta`` topic updates the meter registry; a Sparkpl
 topic is decoded whole); then the reading payloads of the whole batch are decoded
 together by the compiled scanner (``payload_scan``), and the few it hands back by
 ``decode_readings``, the contract's definition. A meter is registered once a message
-of it brings a usable reading. Everything dropped is counted by reason and logged at
-most once a minute per topic and reason.
+of it brings a usable reading, unless the registry's limits refuse it: then its
+readings are dropped (``meter_limit``), and the refusal is counted in
+``wattline_meters_refused_total`` and logged once a minute per limit, naming the
+setting to raise. Everything dropped is counted by reason and logged at most once a
+minute per topic and reason.
 """
 
 from __future__ import annotations
@@ -20,8 +23,18 @@ import numpy as np
 from wattline.contract.errors import PayloadError, TopicError
 from wattline.contract.topics import MeterTopic, TopicTemplate, valid_name
 from wattline.ingest.config import Settings
-from wattline.ingest.decode.payloads import DecodedReadings, decode_meta, decode_readings
-from wattline.ingest.decode.registry import MeterDescriptionError, MeterRegistry
+from wattline.ingest.decode.payloads import (
+    VALUE_LIMIT,
+    DecodedReadings,
+    decode_meta,
+    decode_readings,
+)
+from wattline.ingest.decode.registry import (
+    REFUSED,
+    MeterDescriptionError,
+    MeterName,
+    MeterRegistry,
+)
 from wattline.ingest.decode.scanner import SCANNED, PayloadScanner
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sources.sparkplug import SparkplugDecoder, is_sparkplug
@@ -31,6 +44,8 @@ log = logging.getLogger("wattline.pipeline")  # the pipeline's stage, under its 
 
 MAX_CACHED_TOPICS = 100_000
 """Reading topics whose meter number the decoder remembers (cleared when full)."""
+UNSEEN = -2
+"""A topic the decoder does not remember (``REFUSED`` ones are remembered as refused)."""
 
 
 class Message(NamedTuple):
@@ -58,6 +73,9 @@ class BatchDecoder:
         self.registry = registry
         self.metrics = metrics
         self._log_once = log_once
+        registry.max_lines = settings.decode.max_lines
+        registry.max_meters = settings.decode.max_meters
+        registry.on_refused = self._refused
         mqtt = settings.mqtt
         self.topics = TopicTemplate(mqtt.topic_template, prefix=mqtt.topic_prefix)
         self.sparkplug = SparkplugDecoder() if mqtt.sparkplug else None
@@ -65,7 +83,7 @@ class BatchDecoder:
         """Publishes a Sparkplug command (a rebirth request); set by the collector."""
         self._scanner = PayloadScanner()
         self._meter_of_topic: dict[str, int] = {}
-        """Reading topics already registered, and their meter numbers."""
+        """Reading topics already registered, and their meter numbers (or ``REFUSED``)."""
         self._message_no = 0
 
     def reject(self, reason: str, topic: str, detail: str) -> None:
@@ -87,7 +105,8 @@ class BatchDecoder:
         s = self.settings.decode
         meter_of_topic = self._meter_of_topic
         sparkplug = self.sparkplug
-        meters: list[int] = []  # per reading message: its meter, or -1 until registered
+        meters: list[int] = []  # per reading message: its meter; -1 until registered or
+        # when refused
         payloads: list[bytes] = []
         received: list[float] = []
         names: list[str] = []
@@ -96,8 +115,8 @@ class BatchDecoder:
         n_meta_msgs = 0
         for msg in batch:
             name = msg.topic
-            meter = meter_of_topic.get(name, -1)
-            if meter < 0:
+            meter = meter_of_topic.get(name, UNSEEN)
+            if meter == UNSEEN:
                 if sparkplug is not None and is_sparkplug(name):
                     sparkplug_at.append((len(payloads), self._decode_sparkplug(msg)))
                     continue
@@ -111,6 +130,7 @@ class BatchDecoder:
                     self._apply_meta(topic, msg)
                     continue
                 unregistered.append((len(payloads), topic))
+                meter = -1
             meters.append(meter)
             payloads.append(msg.payload)
             received.append(msg.received_s)
@@ -127,12 +147,14 @@ class BatchDecoder:
         )
         kept = scanned.kept
         n_received += int(kept.sum())
-        out_of_range = int(scanned.out_of_range.sum())
-        if out_of_range:
-            n_received += out_of_range
-            dropped["ts_out_of_range"] = out_of_range
-            for k in np.flatnonzero(scanned.out_of_range):
-                self._log_dropped(names[k], "ts_out_of_range", int(scanned.out_of_range[k]))
+        for reason, per_payload in (("value_range", scanned.value_range),
+                                    ("ts_out_of_range", scanned.out_of_range)):
+            count = int(per_payload.sum())
+            if count:
+                n_received += count
+                dropped[reason] = count
+                for k in np.flatnonzero(per_payload):
+                    self._log_dropped(names[k], reason, int(per_payload[k]))
         # Payloads the scanner handed back: decoded one by one, by the definition.
         slow: dict[int, DecodedReadings] = {}
         for k in np.flatnonzero(scanned.status != SCANNED).tolist():
@@ -151,16 +173,21 @@ class BatchDecoder:
                 n_received += count
                 dropped[reason] = dropped.get(reason, 0) + count
                 self._log_dropped(names[k], reason, count)
-        # A meter is registered once a message of it brings a usable reading.
+        # A meter is registered once a message of it brings a usable reading (or refused).
         for k, topic in unregistered:
             if kept[k] > 0:
-                meters[k] = meter_of_topic.get(names[k], -1)
-                if meters[k] < 0:
+                meters[k] = meter_of_topic.get(names[k], UNSEEN)
+                if meters[k] == UNSEEN:
                     meters[k] = self.registry.meter_index(topic.site, topic.line, topic.kind,
                                                           topic.meter)
                     if len(meter_of_topic) >= MAX_CACHED_TOPICS:
                         meter_of_topic.clear()
                     meter_of_topic[names[k]] = meters[k]
+        meter_arr = np.array(meters, dtype=np.int32)
+        refused = (meter_arr == REFUSED) & (kept > 0)
+        if refused.any():
+            count = int(kept[refused].sum())
+            dropped["meter_limit"] = dropped.get("meter_limit", 0) + count
         if n_reading_msgs:
             self.metrics.messages_received.labels("reading").inc(n_reading_msgs)
         if n_meta_msgs:
@@ -169,9 +196,9 @@ class BatchDecoder:
             self.metrics.readings_received.inc(n_received)
         for reason, count in dropped.items():
             self.metrics.readings_dropped.labels(reason).inc(count)
-        if not slow and not sparkplug_at:
+        if not slow and not sparkplug_at and not refused.any():
             counts = kept
-            meter_col = np.array(meters, dtype=np.int32)
+            meter_col = meter_arr
             ts_col, value_col = scanned.ts_ms, scanned.value
         else:
             meter_col, ts_col, value_col, counts = _in_arrival_order(
@@ -220,19 +247,25 @@ class BatchDecoder:
             if not valid_name(r.meter):
                 self.reject("topic_name", msg.topic, f"metric meter {r.meter[:80]!r}")
                 continue
-            keep = ((r.ts_ms <= now_ms + s.max_future.ms)
+            in_range = np.abs(r.value) < VALUE_LIMIT  # judged before the time, as in JSON
+            keep = (in_range & (r.ts_ms <= now_ms + s.max_future.ms)
                     & (r.ts_ms >= now_ms - s.max_past.ms))
-            if not keep.all():
-                dropped["ts_out_of_range"] = (dropped.get("ts_out_of_range", 0)
-                                              + int((~keep).sum()))
+            for reason, count in (("value_range", int((~in_range).sum())),
+                                  ("ts_out_of_range", int((in_range & ~keep).sum()))):
+                if count:
+                    dropped[reason] = dropped.get(reason, 0) + count
             if keep.any():
                 idx = self.registry.meter_index(result.site, result.line, r.kind, r.meter)
-                out.append((idx, r.ts_ms[keep], r.value[keep]))
+                if idx == REFUSED:
+                    dropped["meter_limit"] = (dropped.get("meter_limit", 0)
+                                              + int(keep.sum()))
+                else:
+                    out.append((idx, r.ts_ms[keep], r.value[keep]))
         self.metrics.readings_received.inc(received)
         for reason, count in dropped.items():
             if count:
                 self.metrics.readings_dropped.labels(reason).inc(count)
-                if self._log_once(reason, msg.topic):
+                if reason != "meter_limit" and self._log_once(reason, msg.topic):
                     log.warning("dropped %d reading(s) on %r: %s", count, msg.topic[:200],
                                 reason)
         return out
@@ -240,14 +273,26 @@ class BatchDecoder:
     def _apply_meta(self, topic: MeterTopic, msg: Message) -> None:
         try:
             meta = decode_meta(msg.payload)
-            self.registry.apply_meta(
-                topic.site, topic.line, topic.kind, topic.meter,
-                meta.carrier, meta.unit, meta.mode, meta.rollover,
-            )
+            self.registry.apply_meta(topic.site, topic.line, topic.kind, topic.meter, meta)
         except PayloadError as exc:
             self.reject(exc.reason, msg.topic, exc.detail)
         except MeterDescriptionError as exc:
             self.reject("meta_invalid", msg.topic, str(exc))
+
+    def _refused(self, meter: MeterName, limit: str) -> None:
+        """The registry refused a new meter (``limit``: the setting that did)."""
+        self.metrics.meters_refused.labels(limit).inc()
+        if self._log_once("meter_limit", limit):
+            registry = self.registry
+            held = (f"{registry.n_lines} lines" if limit == "max_lines"
+                    else f"{registry.n_meters} meters")
+            log.warning(
+                "refused new meter %r: wattline already holds %s, the limit %s; its readings "
+                "are dropped. Raise %s (--%s) if the plant really has more. Further refusals "
+                "are counted in wattline_meters_refused_total{limit=%r} and "
+                "wattline_readings_dropped_total{reason=\"meter_limit\"} and logged once a "
+                "minute", "/".join(meter)[:300], held, limit, limit,
+                limit.replace("_", "-"), limit)
 
 
 def _in_arrival_order(
@@ -261,8 +306,8 @@ def _in_arrival_order(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The batch's messages as (meter, ts, value, readings per message) columns, in the
     order they arrived: scanned payloads, payloads decoded one by one (``slow``, by
-    position) and Sparkplug messages (each meter's readings one message, placed before
-    the JSON message at their position)."""
+    position), either left out when its meter was refused, and Sparkplug messages (each
+    meter's readings one message, placed before the JSON message at their position)."""
     meter_out: list[int] = []
     counts: list[int] = []
     stamps: list[np.ndarray] = []
@@ -287,7 +332,7 @@ def _in_arrival_order(
             ts, v = slow[k].ts_ms, slow[k].value
         else:
             continue
-        if n:
+        if n and meters[k] >= 0:  # a refused meter's readings go nowhere
             meter_out.append(meters[k])
             counts.append(n)
             stamps.append(ts)

@@ -1,4 +1,4 @@
-"""Decode MQTT payloads into columnar readings and meter descriptions (docs/formats.md, payloads).
+"""Decode MQTT reading payloads into columnar readings (docs/formats.md, payloads).
 
 Three reading forms are accepted, all UTF-8 JSON parsed by orjson::
 
@@ -7,7 +7,8 @@ Three reading forms are accepted, all UTF-8 JSON parsed by orjson::
     {"ts": [t0, t1, ...], "v": [v0, v1, ...]}       a columnar batch (optional "q" list)
 
 Two kinds of failure are kept apart. A payload that cannot be read at all
-raises ``PayloadError`` (its ``reason`` is a metric label). A reading that is
+raises ``PayloadError`` (its ``reason`` is a metric label); an object anywhere in it
+with a repeated key is one of those (``duplicate_key``, see ``json_doc``). A reading that is
 readable but unusable is dropped alone and counted in ``DecodedReadings.dropped``
 under the first of these that applies, in this order:
 
@@ -16,6 +17,10 @@ under the first of these that applies, in this order:
 - ``value_type``: ``v`` missing, or not a number: a string, bool, null, list or object.
 - ``value_not_finite``: ``v`` is a string naming a non-finite float (``"NaN"``, ``"inf"``,
   ``"-Infinity"``); orjson already rejects bare ``NaN`` as invalid JSON.
+- ``value_range``: ``v`` a number of magnitude ``VALUE_LIMIT`` (1e15) or more. JSON
+  numbers are finite here (orjson refuses ``1e400`` as invalid JSON), so this is what
+  catches ``1e308`` or a register read as garbage; a non-finite number, were one to
+  get this far, is out of range too.
 - ``ts_invalid``: ``ts`` missing, a bool or other non-number, a float with a fractional
   part (integral floats such as ``1.7e12`` are taken as milliseconds), or a string that
   is not RFC 3339 with an offset (``2024-11-24T00:00:00Z``, ``...00.250+08:00``;
@@ -41,22 +46,22 @@ to the per-reading path, which gives the same answer.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Literal
 
 import numpy as np
-import orjson
 
 from wattline.contract.errors import PayloadError
+from wattline.ingest.decode.json_doc import json_type, parse_json
+from wattline.ingest.decode.meta import MeterMeta, decode_meta
 
 __all__ = [
     "READING_DROP_REASONS",
+    "VALUE_LIMIT",
     "DecodedReadings",
     "MeterMeta",
     "decode_meta",
@@ -68,13 +73,16 @@ READING_DROP_REASONS = (
     "quality",
     "value_type",
     "value_not_finite",
+    "value_range",
     "ts_invalid",
     "ts_out_of_range",
     "sparkplug_alias",  # a Sparkplug B metric whose alias no BIRTH named
+    "meter_limit",  # a new meter or line beyond --max-meters / --max-lines (the registry's)
 )
 
-META_KEYS = ("carrier", "unit", "mode", "rollover")
-METER_MODES = ("counter", "delta")
+VALUE_LIMIT = 1e15
+"""A reading's ``v`` must be below this in magnitude (``value_range``): far above any real
+register, and low enough that sums of deltas stay exact to well below a unit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,19 +99,6 @@ class DecodedReadings:
 
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
-
-
-@dataclass(frozen=True, slots=True)
-class MeterMeta:
-    """A meter's self-description from its retained ``meta`` topic; ``None`` means not given.
-
-    The carrier is not checked against the reference data here: the registry does that.
-    """
-
-    carrier: str | None = None
-    unit: str | None = None
-    mode: Literal["counter", "delta"] | None = None
-    rollover: float | None = None
 
 
 class _Absent:
@@ -142,17 +137,14 @@ def decode_readings(
 
     Raises:
         PayloadError: the whole payload is unreadable (``too_large``, ``empty``,
-            ``invalid_json``, ``payload_shape``, ``length_mismatch``).
+            ``invalid_json``, ``duplicate_key``, ``payload_shape``, ``length_mismatch``).
     """
     size = len(payload)
     if size > max_bytes:
         raise PayloadError("too_large", f"{size} bytes, limit {max_bytes}")
     if size == 0:
         raise PayloadError("empty", "zero-length payload")
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError("invalid_json", str(exc)[:200]) from None
+    doc = parse_json(payload)
     lo = now_ms - max_past_ms
     hi = now_ms + max_future_ms
     kind = type(doc)
@@ -174,6 +166,7 @@ def decode_readings(
         if (
             type(ts) is int
             and (type(v) is float or type(v) is int)
+            and -VALUE_LIMIT < v < VALUE_LIMIT
             and "q" not in doc
             and lo <= ts <= hi
         ):
@@ -183,54 +176,7 @@ def decode_readings(
         if not set(map(type, doc)) <= {dict}:
             raise PayloadError("payload_shape", "a batch is a list of {\"ts\", \"v\"} objects")
         return _collect(_batch_fields(doc), lo, hi)
-    raise PayloadError("payload_shape", f"a JSON {_json_type(doc)} is not a reading")
-
-
-def decode_meta(payload: bytes, *, max_bytes: int = 65_536) -> MeterMeta:
-    """A meter's description from its ``meta`` topic.
-
-    Every key is optional and ``null`` counts as absent; a zero-length payload (a
-    cleared retained message) gives an all-``None`` ``MeterMeta``, i.e. the defaults.
-    Unknown keys are rejected, since a misspelt ``rollover`` would silently turn
-    register wraps into resets.
-
-    Raises:
-        PayloadError: ``too_large``, ``invalid_json``, or ``meta_invalid`` naming the key.
-    """
-    size = len(payload)
-    if size > max_bytes:
-        raise PayloadError("too_large", f"meta of {size} bytes, limit {max_bytes}")
-    if size == 0:
-        return MeterMeta()
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError("invalid_json", str(exc)[:200]) from None
-    if type(doc) is not dict:
-        raise PayloadError("meta_invalid", f"expected a JSON object, got a {_json_type(doc)}")
-    for key in doc:
-        if key not in META_KEYS:
-            close = difflib.get_close_matches(key, META_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise PayloadError("meta_invalid", f"unknown key {key[:64]!r}{hint}")
-    carrier = doc.get("carrier")
-    unit = doc.get("unit")
-    mode = doc.get("mode")
-    rollover = doc.get("rollover")
-    for key, text in (("carrier", carrier), ("unit", unit)):
-        if text is not None and (type(text) is not str or not text):
-            raise PayloadError(
-                "meta_invalid", f"{key} must be a non-empty string, got {text!r:.80}"
-            )
-    if mode is not None and mode not in METER_MODES:
-        raise PayloadError("meta_invalid", f"mode must be 'counter' or 'delta', got {mode!r:.80}")
-    if rollover is not None:
-        if type(rollover) not in _NUMBER or not (math.isfinite(rollover) and rollover > 0):
-            raise PayloadError(
-                "meta_invalid", f"rollover must be a positive finite number, got {rollover!r:.80}"
-            )
-        rollover = float(rollover)
-    return MeterMeta(carrier, unit, mode, rollover)
+    raise PayloadError("payload_shape", f"a JSON {json_type(doc)} is not a reading")
 
 
 def _columnar(
@@ -252,7 +198,7 @@ def _columnar(
             pass
         else:
             value = np.array(v, dtype=np.float64)
-            if np.isfinite(value).all():
+            if (np.abs(value) < VALUE_LIMIT).all():  # false for NaN too
                 in_range = (ts_ms >= lo) & (ts_ms <= hi)
                 kept = int(np.count_nonzero(in_range))
                 if kept == n:
@@ -282,6 +228,7 @@ def _collect(
             q is _ABSENT
             and type(ts) is int
             and (type(v) is float or type(v) is int)
+            and -VALUE_LIMIT < v < VALUE_LIMIT
             and lo <= ts <= hi
         ):
             ts_out.append(ts)
@@ -305,8 +252,8 @@ def _judge(ts: object, v: object, q: object, lo: int, hi: int) -> tuple[int, flo
         return "quality"
     if type(v) is float or type(v) is int:
         value = float(v)
-        if not math.isfinite(value):
-            return "value_not_finite"
+        if not abs(value) < VALUE_LIMIT:  # NaN and the infinities included
+            return "value_range"
     elif type(v) is str:
         return "value_not_finite" if _names_non_finite(v) else "value_type"
     else:
@@ -352,10 +299,3 @@ def _rfc3339_ms(text: str) -> int | None:
     except (ValueError, OverflowError):
         return None
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
-def _json_type(doc: object) -> str:
-    return {
-        dict: "object", list: "array", str: "string", int: "number", float: "number",
-        bool: "boolean", type(None): "null",
-    }.get(type(doc), type(doc).__name__)

@@ -15,13 +15,15 @@ function (compiled with ``nogil``, so the network thread keeps reading meanwhile
 scans the concatenated payloads byte by byte into the ``ts``/``v`` columns.
 
 The scanner only takes what it is certain of. A payload it is not sure about --
-a ``q`` key, a string timestamp, an escaped key, a duplicate key, a number with
-more than 18 significant digits or an exponent past the exact range, anything
-malformed -- is marked ``FALLBACK`` and the caller hands it to
-``decode_readings``, which gives the contract's answer (or its error). So there
-is one definition of the format, and this is a faster route to the same result
-for the payloads it accepts; ``tests/property/test_payload_scan.py`` checks that on
-random payloads.
+a ``q`` key, a string timestamp, an escaped key, a repeated key (``_object`` takes
+``ts`` and ``v`` once each and no other key; the reference decoder refuses a repeat
+as ``duplicate_key``), a number with more than 18 significant digits or an exponent
+past the exact range, anything malformed -- is marked ``FALLBACK`` and the caller
+hands it to ``decode_readings``, which gives the contract's answer (or its error).
+So there is one definition of the format, and this is a faster route to the same
+result for the payloads it accepts; ``tests/property/test_payload_scan.py`` checks
+that on random payloads. Values of magnitude ``VALUE_LIMIT`` or more are dropped and
+counted (``value_range``) here as there.
 
 Numbers are converted exactly: a decimal with at most 18 significant digits,
 whose significand is at most 2**53 and whose power of ten is within 10**22 of
@@ -58,6 +60,7 @@ from wattline.ingest.decode.lexer import (
     scan_number,
     skip_ws,
 )
+from wattline.ingest.decode.payloads import VALUE_LIMIT
 
 __all__ = ["FALLBACK", "SCANNED", "PayloadScanner", "ScannedPayloads"]
 
@@ -174,6 +177,7 @@ def _object(buf, p, out_ts, out_v, at, scalars_only, pow10):
         if buf[p] != QUOTE:
             return False, p, 0
         which, p = scan_key(buf, p + 1)
+        # Another key, or one seen already (duplicate_key, for decode_readings to give).
         if which == 0 or (which == 1 and seen_ts) or (which == 2 and seen_v):
             return False, p, 0
         p = skip_ws(buf, p)
@@ -255,12 +259,14 @@ def _payload(buf, p, e, out_ts, out_v, at, pow10):
 
 
 @nb.njit(cache=True, nogil=True)
-def _scan(buf, starts, lo, hi, max_bytes, out_ts, out_v, status, kept, out_of_range, pow10):
+def _scan(buf, starts, lo, hi, max_bytes, value_limit, out_ts, out_v, status, kept,
+          out_of_range, value_range, pow10):
     """Every payload into ``out_ts``/``out_v``, in order.
 
     Payload k is ``buf[starts[k]:starts[k + 1] - 1]``, followed by a NUL. Its
-    readings outside ``lo[k] .. hi[k]`` are left out and counted. Returns how many
-    readings were written.
+    readings whose value is not below ``value_limit`` in magnitude are left out and
+    counted, then those outside ``lo[k] .. hi[k]`` (the reference decoder's order).
+    Returns how many readings were written.
     """
     at = 0
     for k in range(starts.shape[0] - 1):
@@ -268,6 +274,7 @@ def _scan(buf, starts, lo, hi, max_bytes, out_ts, out_v, status, kept, out_of_ra
         end = starts[k + 1] - 1
         kept[k] = 0
         out_of_range[k] = 0
+        value_range[k] = 0
         status[k] = FALLBACK
         size = end - start
         if 0 < size <= max_bytes:
@@ -277,14 +284,19 @@ def _scan(buf, starts, lo, hi, max_bytes, out_ts, out_v, status, kept, out_of_ra
                 lo_k = lo[k]
                 hi_k = hi[k]
                 w = at
+                too_big = 0
                 for r in range(at, at + n):
                     t = out_ts[r]
-                    if lo_k <= t <= hi_k:
+                    v = out_v[r]
+                    if not abs(v) < value_limit:
+                        too_big += 1
+                    elif lo_k <= t <= hi_k:
                         out_ts[w] = t
-                        out_v[w] = out_v[r]
+                        out_v[w] = v
                         w += 1
                 kept[k] = w - at
-                out_of_range[k] = n - (w - at)
+                value_range[k] = too_big
+                out_of_range[k] = n - too_big - (w - at)
                 at = w
     return at
 
@@ -295,8 +307,8 @@ class ScannedPayloads:
 
     ``status[k]`` is ``SCANNED`` or ``FALLBACK``; a scanned payload's readings are
     ``kept[k]`` consecutive rows of ``ts_ms``/``value``, after the readings of the
-    payloads before it, and ``out_of_range[k]`` more were dropped as
-    ``ts_out_of_range``. A fallback payload has no rows here.
+    payloads before it; ``value_range[k]`` more were dropped as ``value_range`` and
+    ``out_of_range[k]`` as ``ts_out_of_range``. A fallback payload has no rows here.
     """
 
     ts_ms: np.ndarray  # int64
@@ -304,6 +316,7 @@ class ScannedPayloads:
     status: np.ndarray  # int8
     kept: np.ndarray  # int64
     out_of_range: np.ndarray  # int64
+    value_range: np.ndarray  # int64
 
 
 class PayloadScanner:
@@ -353,8 +366,10 @@ class PayloadScanner:
         status = np.empty(count, dtype=np.int8)
         kept = np.empty(count, dtype=np.int64)
         out_of_range = np.empty(count, dtype=np.int64)
+        value_range = np.empty(count, dtype=np.int64)
         now = np.asarray(now_ms, dtype=np.int64)
-        n = _scan(buf, starts, now - max_past_ms, now + max_future_ms, max_bytes,
-                  self._ts, self._v, status, kept, out_of_range, POW10)
-        return ScannedPayloads(self._ts[:n], self._v[:n], status, kept, out_of_range)
+        n = _scan(buf, starts, now - max_past_ms, now + max_future_ms, max_bytes, VALUE_LIMIT,
+                  self._ts, self._v, status, kept, out_of_range, value_range, POW10)
+        return ScannedPayloads(self._ts[:n], self._v[:n], status, kept, out_of_range,
+                               value_range)
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from wattline.contract.errors import PAYLOAD_ERROR_REASONS, PayloadError
 from wattline.ingest.decode.payloads import (
     READING_DROP_REASONS,
+    VALUE_LIMIT,
     DecodedReadings,
     MeterMeta,
     decode_meta,
@@ -233,6 +234,118 @@ def test_bad_readings_never_cost_the_good_ones_of_the_same_batch() -> None:
     assert decode(columnar).dropped == decoded.dropped
 
 
+# -- value bounds ---------------------------------------------------------------------------
+
+BELOW_LIMIT = float(np.nextafter(VALUE_LIMIT, 0.0))
+
+
+@pytest.mark.parametrize("v", [VALUE_LIMIT, -VALUE_LIMIT, 10**15, -(10**15), 2**60, 1e16,
+                               1e300, 1e308, -1.7e308, 1.7976931348623157e308, 5e9 * 1e6])
+def test_value_at_or_beyond_the_bound_is_value_range(v: float) -> None:
+    assert dropped_reason({"ts": NOW, "v": v}) == "value_range"
+    columnar = decode({"ts": [NOW, NOW + 1], "v": [1.0, v]})
+    assert kept(columnar) == [(NOW, 1.0)] and columnar.dropped == {"value_range": 1}
+
+
+@pytest.mark.parametrize("v", [BELOW_LIMIT, -BELOW_LIMIT, 10**15 - 1, -(10**15 - 1),
+                               999_999_999_999_999.9, 4294967295, 0.0, -0.0, 5e-324])
+def test_value_just_inside_the_bound_is_kept_exactly(v: float) -> None:
+    for doc in ({"ts": NOW, "v": v}, [{"ts": NOW, "v": v}], {"ts": [NOW], "v": [v]}):
+        decoded = decode(doc)
+        assert decoded.dropped == {}
+        assert decoded.value.tobytes() == np.array([v], dtype=np.float64).tobytes()
+
+
+@pytest.mark.parametrize("text", [b"1e400", b"-1e400", b"1e309", b"-1.8e308", b"NaN",
+                                  b"-NaN", b"nan", b"Infinity", b"-Infinity", b"inf", b"-inf"])
+def test_non_finite_number_spellings_are_not_json(text: bytes) -> None:
+    assert payload_error(b'{"ts": %d, "v": %s}' % (NOW, text)) == "invalid_json"
+    assert payload_error(b'{"ts": [%d], "v": [%s]}' % (NOW, text)) == "invalid_json"
+
+
+@pytest.mark.parametrize("v", ["inf", "-inf", "Infinity", "-Infinity", "NaN", "nan", "1e400",
+                               "-1e309"])
+def test_non_finite_value_strings_stay_value_not_finite(v: str) -> None:
+    assert dropped_reason({"ts": NOW, "v": v}) == "value_not_finite"
+
+
+def test_value_range_is_judged_after_quality_and_before_the_timestamp() -> None:
+    assert dropped_reason({"ts": NOW, "v": 1e300, "q": "bad"}) == "quality"
+    assert dropped_reason({"ts": "junk", "v": 1e300}) == "value_range"
+    assert dropped_reason({"ts": NOW + DAY, "v": -1e20}) == "value_range"
+
+
+def test_huge_values_never_cost_their_neighbours() -> None:
+    batch = [{"ts": NOW - 3, "v": 1.0}, {"ts": NOW - 2, "v": 1e308}, {"ts": NOW - 1, "v": 2.0},
+             {"ts": NOW, "v": -1.7e308}]
+    for doc in (batch, {"ts": [r["ts"] for r in batch], "v": [r["v"] for r in batch]}):
+        decoded = decode(doc)
+        assert kept(decoded) == [(NOW - 3, 1.0), (NOW - 1, 2.0)]
+        assert decoded.dropped == {"value_range": 2}
+
+
+# -- repeated keys --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"ts": %d, "v": 1000, "v": 5e9}' % NOW,
+    b'{"ts": %d, "ts": %d, "v": 1}' % (NOW, NOW + 1),
+    b'{"ts": %d, "v": 1, "q": "good", "q": "bad"}' % NOW,
+    b'{"ts": %d, "v": 1, "x": 1, "x": 1}' % NOW,  # even an ignored key, even the same value
+    b'{"ts": %d, "t\\u0073": %d, "v": 1}' % (NOW, NOW),  # the same key once decoded
+    b'[{"ts": %d, "v": 1}, {"ts": %d, "v": 2, "v": 3}]' % (NOW, NOW + 1),
+    b'{"ts": [%d], "v": [1], "v": [2]}' % NOW,
+    b'{"ts": [%d], "v": [1], "ts": [%d]}' % (NOW, NOW),
+    b'{"ts": %d, "v": 1, "extra": {"a": 1, "b": {"c": 1, "c": 2}}}' % NOW,  # anywhere
+    b'[{"ts": %d, "v": 1}, [{"a": 1, "a": 1}]]' % NOW,  # before the shape is judged
+    b'{"ts": %d,"v":1,' % NOW + b'"d":' + b"[" * 1000 + b'{"k":1,"k":2}' + b"]" * 1000 + b"}",
+])
+def test_an_object_with_a_repeated_key_is_refused_whole(payload: bytes) -> None:
+    assert payload_error(payload) == "duplicate_key"
+
+
+@pytest.mark.parametrize("payload", [
+    b'[{"ts": %d, "v": 1}, {"ts": %d, "v": 2}]' % (NOW, NOW + 1),  # one key per object
+    b'{"ts": %d, "v": 1, "V": 2, "Ts": 3}' % NOW,  # keys differ in case
+    b'{"ts": %d, "v": 1, "x": {"ts": 1, "v": 2}}' % NOW,  # the same keys in another object
+    b'{"ts": %d, "v": 1, "x": "\\"v\\": 2, \\"v\\": 3"}' % NOW,  # inside a string
+    b'{"ts": %d,"v":1,' % NOW + b'"d":' + b"[" * 1000 + b'{"k":1,"l":2}' + b"]" * 1000 + b"}",
+])
+def test_keys_repeated_only_across_objects_or_inside_strings_are_not_repeats(
+        payload: bytes) -> None:
+    assert kept(decode_readings(payload, now_ms=NOW))[0] == (NOW, 1.0)
+
+
+def test_a_repeated_key_names_itself() -> None:
+    with pytest.raises(PayloadError) as info:
+        decode_readings(b'{"ts": %d, "v": 1000, "v": 5e9}' % NOW, now_ms=NOW)
+    assert "'v'" in info.value.detail and "once" in str(info.value)
+
+
+json_keys = st.sampled_from(["ts", "v", "q", "x"]) | st.text(max_size=4)
+
+
+@st.composite
+def object_with_a_repeat(draw: st.DrawFn) -> bytes:
+    """A JSON text (a reading, a batch, a columnar batch or any value) in which one
+    object, somewhere, has a key twice."""
+    pairs = draw(st.lists(st.tuples(json_keys, json_values), min_size=1, max_size=5))
+    at = draw(st.integers(0, len(pairs)))
+    key = draw(st.sampled_from([k for k, _ in pairs]))
+    pairs.insert(at, (key, draw(json_values)))
+    inner = "{" + ",".join(f"{orjson.dumps(k).decode()}:{orjson.dumps(v).decode()}"
+                           for k, v in pairs) + "}"
+    wrap = draw(st.sampled_from(["{}", "[{}]", '[{"ts": 1, "v": 2}, {}]',
+                                 '{"ts": 1, "v": 2, "x": {}}', '{"ts": [{}], "v": [1]}']))
+    return wrap.replace("{}", inner, 1).encode()
+
+
+@settings(max_examples=300)
+@given(object_with_a_repeat())
+def test_any_object_with_a_repeated_key_anywhere_is_duplicate_key(payload: bytes) -> None:
+    assert payload_error(payload) == "duplicate_key"
+
+
 # -- whole-payload errors -------------------------------------------------------------------
 
 
@@ -314,6 +427,7 @@ def check_invariants(decoded: DecodedReadings, n_max: int | None = None) -> None
     assert decoded.ts_ms.dtype == np.int64 and decoded.value.dtype == np.float64
     assert decoded.ts_ms.shape == decoded.value.shape
     assert np.isfinite(decoded.value).all()
+    assert (np.abs(decoded.value) < VALUE_LIMIT).all()
     assert ((decoded.ts_ms >= NOW - 30 * DAY) & (decoded.ts_ms <= NOW + 300_000)).all()
     assert set(decoded.dropped) <= set(READING_DROP_REASONS)
     assert all(count > 0 for count in decoded.dropped.values())
@@ -356,7 +470,8 @@ def test_columnar_and_batch_forms_agree(readings: list[dict[str, Any]]) -> None:
 
 
 @given(st.lists(st.tuples(st.integers(NOW - 30 * DAY, NOW + 300_000),
-                          st.floats(allow_nan=False, allow_infinity=False)), max_size=50))
+                          st.floats(-VALUE_LIMIT, VALUE_LIMIT, exclude_min=True,
+                                    exclude_max=True)), max_size=50))
 def test_clean_columnar_batch_keeps_every_reading_exactly(pairs: list[tuple[int, float]]) -> None:
     decoded = decode({"ts": [t for t, _ in pairs], "v": [v for _, v in pairs]})
     assert kept(decoded) == pairs and decoded.dropped == {}
@@ -371,6 +486,32 @@ def test_meta_with_every_key() -> None:
     )
     assert meta == MeterMeta("electricity", "kWh", "counter", 1_000_000.0)
     assert isinstance(meta.rollover, float)
+
+
+def test_meta_with_direction_and_max_rate() -> None:
+    meta = decode_meta(b'{"carrier": "electricity", "unit": "kWh", "mode": "counter", '
+                       b'"rollover": 1000000, "direction": "export", "max_rate": 90000}')
+    assert meta == MeterMeta("electricity", "kWh", "counter", 1e6, "export", 90000.0)
+    assert isinstance(meta.max_rate, float)
+    assert decode_meta(b'{"direction": "import"}').direction == "import"
+
+
+@pytest.mark.parametrize("rollover", [2**64, 2.0**64, 1, 5e-324, 4294967296, 42949672.95])
+def test_rollover_up_to_two_to_the_64_is_taken(rollover: float) -> None:
+    assert decode_meta(b'{"rollover": %s}' % str(rollover).encode()).rollover == float(rollover)
+
+
+def test_a_rollover_of_1e300_is_refused_naming_the_key() -> None:
+    with pytest.raises(PayloadError) as info:
+        decode_meta(b'{"rollover": 1e300}')
+    assert info.value.reason == "meta_invalid"
+    assert "rollover" in info.value.detail and "2**64" in info.value.detail
+
+
+def test_a_repeated_meta_key_is_duplicate_key() -> None:
+    with pytest.raises(PayloadError) as info:
+        decode_meta(b'{"rollover": 1000, "mode": "delta", "rollover": 1e300}')
+    assert info.value.reason == "duplicate_key"
 
 
 def test_meta_keys_are_optional_and_null_means_absent() -> None:
@@ -393,8 +534,12 @@ def test_unknown_carrier_is_left_to_the_registry() -> None:
         {"carrier": 1}, {"carrier": ""}, {"unit": ["kWh"]},
         {"mode": "cumulative"}, {"mode": "Counter"}, {"mode": 0},
         {"rollover": 0}, {"rollover": -10}, {"rollover": "1e6"}, {"rollover": True},
-        {"rollover": [1000]},
-        {"rollower": 1000},
+        {"rollover": [1000]}, {"rollover": 1e300}, {"rollover": 2.0**64 * (1 + 2**-52)},
+        {"rollover": -1e-300}, {"rollover": 1.7e308},
+        {"direction": "Export"}, {"direction": "out"}, {"direction": 1}, {"direction": ""},
+        {"max_rate": 0}, {"max_rate": -5}, {"max_rate": "90000"}, {"max_rate": True},
+        {"max_rate": [1]},
+        {"rollower": 1000}, {"maxrate": 1}, {"Direction": "import"},
     ],
 )
 def test_wrong_meta_is_meta_invalid(doc: Any) -> None:

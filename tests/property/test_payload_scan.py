@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wattline.ingest.decode.payloads import decode_readings
+from wattline.contract.errors import PayloadError
+from wattline.ingest.decode.payloads import VALUE_LIMIT, decode_readings
 from wattline.ingest.decode.scanner import FALLBACK, SCANNED, PayloadScanner
 
 NOW_MS = 1_732_406_400_000
@@ -39,8 +40,9 @@ def assert_agrees_with_decode(payloads: list[bytes], now_ms: int = NOW_MS) -> in
         np.testing.assert_array_equal(result.ts_ms[row:row + kept], decoded.ts_ms)
         scanned_v = result.value[row:row + kept]
         assert scanned_v.tobytes() == decoded.value.tobytes(), payload
-        out = int(result.out_of_range[k])
-        assert decoded.dropped == ({"ts_out_of_range": out} if out else {}), payload
+        counts = {"value_range": int(result.value_range[k]),
+                  "ts_out_of_range": int(result.out_of_range[k])}
+        assert decoded.dropped == {r: n for r, n in counts.items() if n}, payload
         row += kept
     assert row == result.ts_ms.shape[0]
     return int(np.count_nonzero(result.status == SCANNED))
@@ -105,8 +107,14 @@ def test_readings_exactly_at_the_ends_of_the_accepted_time_range_are_kept() -> N
 # -- random payloads ------------------------------------------------------------------------
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
-values = st.one_of(finite, st.integers(-(2**60), 2**60), st.sampled_from([0.0, -0.0, 0, 1e22,
-                                                                          1e23, 5e-324]))
+BELOW_LIMIT = float(np.nextafter(VALUE_LIMIT, 0.0))
+near_the_bound = st.sampled_from([
+    VALUE_LIMIT, -VALUE_LIMIT, BELOW_LIMIT, -BELOW_LIMIT, 10**15, 10**15 - 1, -(10**15),
+    999_999_999_999_999.9, 1.0000000000000002e15, 1e16, 9007199254740993, 1e300, 1e308,
+    -1.7e308, 1.7976931348623157e308, 4294967295,
+])
+values = st.one_of(finite, st.integers(-(2**60), 2**60), near_the_bound,
+                   st.floats(-2e15, 2e15), st.sampled_from([0.0, -0.0, 0, 1e22, 1e23, 5e-324]))
 stamps = st.integers(NOW_MS - 40 * 86_400_000, NOW_MS + 600_000)
 
 
@@ -164,6 +172,75 @@ def payload(draw: st.DrawFn) -> bytes:
 def test_every_scanned_payload_decodes_exactly_as_decode_readings_does(
         payloads: list[bytes]) -> None:
     assert_agrees_with_decode(payloads)
+
+
+def test_values_at_and_beyond_the_bound_are_dropped_and_counted_as_decode_readings_does(
+) -> None:
+    payloads = [
+        b'{"ts": %d, "v": 1e15}' % NOW_MS,
+        b'{"ts": %d, "v": -1000000000000000}' % NOW_MS,
+        b'{"ts": %d, "v": 999999999999999}' % NOW_MS,
+        b'{"ts": [%d, %d, %d, %d], "v": [1, 1e16, -2e15, 2]}' % (
+            NOW_MS, NOW_MS + 1, NOW_MS + 2, NOW_MS + 3),
+        b'[{"ts": %d, "v": 5e9}, {"ts": %d, "v": 5e20}]' % (NOW_MS, NOW_MS + 1),
+        b'{"ts": %d, "v": 1e16}' % (NOW_MS + 10**9),  # beyond both: the value is judged first
+    ]
+    assert assert_agrees_with_decode(payloads) == len(payloads)
+    result = scan(payloads)
+    assert result.kept.tolist() == [0, 0, 1, 2, 1, 0]
+    assert result.value_range.tolist() == [1, 1, 0, 2, 1, 1]
+    assert result.out_of_range.tolist() == [0] * 6
+    assert result.value.tolist() == [999999999999999.0, 1.0, 2.0, 5e9]
+
+
+@pytest.mark.parametrize("payload", [b'{"ts": 1732406400000, "v": 1e308}',
+                                     b'{"ts": 1732406400000, "v": -1.7e308}',
+                                     b'{"ts": [1732406400000], "v": [1.7976931348623157e308]}'])
+def test_values_beyond_exact_conversion_are_handed_back_and_judged_there(
+        payload: bytes) -> None:
+    result = scan([payload])
+    assert result.status.tolist() == [FALLBACK]
+    assert decode_readings(payload, now_ms=NOW_MS, **LIMITS).dropped == {"value_range": 1}
+
+
+@st.composite
+def payload_with_a_repeated_key(draw: st.DrawFn) -> bytes:
+    """One of the forms the scanner takes, with one of its objects given a key twice."""
+    n = draw(st.integers(1, 4))
+    ts = draw(st.lists(stamps, min_size=n, max_size=n))
+    # (No value near the largest double: rounded to fewer digits it is not JSON.)
+    vs = draw(st.lists(values.filter(lambda x: abs(x) < 1e300), min_size=n, max_size=n))
+    form = draw(st.sampled_from(["single", "columnar", "batch"]))
+    if form == "columnar":
+        objects = [[("ts", "[" + ",".join(map(str, ts)) + "]"),
+                    ("v", "[" + ",".join(draw(number_text(v)) for v in vs) + "]")]]
+    else:
+        objects = [[("ts", str(t)), ("v", draw(number_text(v)))]
+                   for t, v in zip(ts[:1] if form == "single" else ts,
+                                   vs[:1] if form == "single" else vs, strict=True)]
+    victim = objects[draw(st.integers(0, len(objects) - 1))]
+    key = draw(st.sampled_from(["ts", "v", "q", "x"]))
+    again = dict(victim).get(key, draw(st.sampled_from(['"good"', "1", "null"])))
+    if key not in dict(victim):
+        victim.insert(draw(st.integers(0, len(victim))), (key, again))
+    spelled = draw(st.sampled_from([key, "".join(f"\\u{ord(c):04x}" for c in key)]))
+    victim.insert(draw(st.integers(0, len(victim))), (spelled, again))
+    texts = ["{" + ",".join(spaced(draw, f'"{k}"') + ":" + spaced(draw, v) for k, v in pairs)
+             + "}" for pairs in objects]
+    return (texts[0] if form != "batch" else "[" + ",".join(texts) + "]").encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(payload_with_a_repeated_key(), min_size=1, max_size=6))
+def test_payloads_with_a_repeated_key_are_handed_back_and_refused_whole(
+        payloads: list[bytes]) -> None:
+    result = scan(payloads)
+    assert result.status.tolist() == [FALLBACK] * len(payloads)
+    assert result.ts_ms.shape[0] == 0
+    for payload in payloads:
+        with pytest.raises(PayloadError) as info:
+            decode_readings(payload, now_ms=NOW_MS, **LIMITS)
+        assert info.value.reason == "duplicate_key", payload
 
 
 @st.composite
