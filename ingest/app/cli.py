@@ -34,6 +34,7 @@ from wattline.ingest.config import (
     read_config_file,
     settings_from_mapping,
 )
+from wattline.ingest.redact import redact_url
 
 __all__ = ["daemon_options", "main", "resolve_settings"]
 
@@ -191,7 +192,7 @@ def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
     signal.signal(signal.SIGHUP, _on_hangup)
     collector.start()
     watchdog_s = watchdog_interval_s()
-    systemd_notify(f"READY=1\nSTATUS=collecting from {settings.mqtt_url}")
+    systemd_notify(f"READY=1\nSTATUS=collecting from {redact_url(settings.mqtt_url)}")
     stalled_logged = False
     while not stop.is_set():
         reload.wait(min(1.0, watchdog_s / 4) if watchdog_s else 1.0)
