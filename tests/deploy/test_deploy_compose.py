@@ -200,6 +200,17 @@ def test_wattline_reads_the_influxdb_token_from_a_compose_secret() -> None:
     assert not any("TOKEN" in key for key in svc.get("environment", {}))
 
 
+def test_wattline_loses_nothing_across_restarts() -> None:
+    """A state folder on the volume, a persistent session under a fixed client id (not
+    {host}: a container's host name changes when it is made anew), no share group."""
+    command = service("wattline")["command"]
+    assert "--persistent-session" in command
+    assert option(command, "--state-dir").startswith("/var/lib/wattline/")
+    client_id = option(command, "--client-id")
+    assert client_id and "{host}" not in client_id
+    assert "--mqtt-share-group" not in command and "--clean-session" not in command
+
+
 def test_wattline_talks_to_the_stack_services_on_their_ports() -> None:
     command = service("wattline")["command"]
     broker = urlsplit(option(command, "--mqtt-url"))
