@@ -1,6 +1,11 @@
 """Bad input through the real broker and daemon: each case is counted under its reason,
 logged once per topic, never reaches line protocol, and the good readings around it
-still make exactly the expected points."""
+still make exactly the expected points (every field, every checked tick).
+
+Among the cases: repeated keys (``{"ts": T, "v": 1000, "v": 5e9}``, in a batch element
+and in a meta payload), refused whole as ``duplicate_key``, and values out of range
+(``1e300``, ``1e308``, ``-1.7e308``), dropped as ``value_range``, all on the real meter's
+topic and stamped inside its stream, so any of them taken would change its points."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from tests.e2e.eaf_stream import (
     KERNEL_ARGS,
     LINE,
     WINDOWS_MS,
+    assert_every_expected_point,
     expected_point,
     readings_messages,
     recent_start_ms,
@@ -42,6 +48,12 @@ def bad_messages(site: str, start_ms: int) -> tuple[list[tuple[str, bytes]], dic
         (good, json.dumps({"ts": "yesterday", "v": 5.0}).encode()),
         (good, json.dumps({"ts": 4_102_444_800_000, "v": 5.0}).encode()),  # 2100: future
         (good, json.dumps({"ts": 631_152_000_000, "v": 5.0}).encode()),  # 1990: far past
+        (good, b'{"ts": %d, "v": 1000, "v": 5e9}' % (t + 3)),  # which v was meant?
+        (good, b'[{"ts": %d, "v": 1}, {"ts": %d, "ts": %d, "v": 2}]' % (t + 4, t + 5, t + 6)),
+        (good + "/meta", b'{"mode": "counter", "rollover": 1000, "rollover": 1e300}'),
+        (good, json.dumps({"ts": t + 7, "v": 1e300}).encode()),
+        (good, json.dumps({"ts": [t + 8, t + 9], "v": [1e308, -1.7e308]}).encode()),
+        (good, b'{"ts": %d, "v": 1e400}' % (t + 10)),  # not a double at all: not JSON
         (f"factory/{site}/eaf-1 /energy/incomer", b'{"ts": 1, "v": 1}'),  # trailing space
         (f"factory/{site}/../energy/incomer", b'{"ts": 1, "v": 1}'),
         (f"factory/{site}/{'x' * 65}/energy/incomer", b'{"ts": 1, "v": 1}'),
@@ -50,9 +62,10 @@ def bad_messages(site: str, start_ms: int) -> tuple[list[tuple[str, bytes]], dic
         (f"factory/{site}/{LINE}/water/incomer", b'{"ts": 1, "v": 1}'),
         (good, b"{not json"),  # the same fault again on the same topic: counted, not logged
     ]
-    payload_errors = {"invalid_json": 3, "payload_shape": 1, "length_mismatch": 1, "empty": 1,
-                      "too_large": 1, "topic_name": 3, "topic_kind": 1}
-    dropped = {"value_type": 1, "quality": 1, "ts_invalid": 1, "ts_out_of_range": 2}
+    payload_errors = {"invalid_json": 4, "payload_shape": 1, "length_mismatch": 1, "empty": 1,
+                      "too_large": 1, "topic_name": 3, "topic_kind": 1, "duplicate_key": 3}
+    dropped = {"value_type": 1, "quality": 1, "ts_invalid": 1, "ts_out_of_range": 2,
+               "value_range": 3}
     return cases, payload_errors, dropped
 
 
@@ -97,6 +110,7 @@ def test_bad_input_is_counted_by_reason_and_the_good_readings_still_flow(
             reason
 
     # The good readings around the bad ones give exactly the hand-computed points.
+    assert_every_expected_point(victoria, site, start_ms)
     for window, window_ms in WINDOWS_MS.items():
         written = victoria.samples(f'energy_intensity_electricity_kwh{{{labels},'
                                    f'window="{window}"}}')
