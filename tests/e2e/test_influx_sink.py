@@ -114,6 +114,22 @@ def test_a_server_that_never_answers_gives_a_retryable_error_within_the_timeout(
     assert "did not answer within 0.5 s" in str(err.value)
 
 
+def test_the_health_check_of_a_server_that_never_answers_fails_within_its_own_timeout(
+        ) -> None:
+    with socket.socket() as listener:  # accepts connections (in the kernel), never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        sink = InfluxSink(f"http://127.0.0.1:{listener.getsockname()[1]}", "plant", "energy",
+                          "t", timeout_s=30, health_timeout_s=0.3)
+        started = time.monotonic()
+        with pytest.raises(SinkError) as err:
+            sink.check()
+        assert time.monotonic() - started < 10  # far below the write timeout
+        sink.close()
+    assert err.value.retryable
+    assert "does not answer /ping within 0.3 s" in str(err.value)
+
+
 def test_a_batch_line_protocol_cannot_carry_is_refused_without_a_request() -> None:
     # A server that is down would make any request fail as retryable.
     sink = InfluxSink(f"http://127.0.0.1:{free_port()}", "plant", "energy", "t")

@@ -15,6 +15,7 @@ from wattline.ingest.sinks.base import Sink, SinkHealth
 from wattline.ingest.sinks.build import build_sinks
 from wattline.ingest.sinks.mqtt_alerts import MqttAlertSink
 from wattline.ingest.sinks.parquet_store import ParquetStore
+from wattline.ingest.sinks.queued import QueuedSink
 from wattline.ingest.sinks.spooled import SpooledSink
 
 
@@ -80,3 +81,15 @@ def test_the_alert_sink_publishes_the_lines_an_alert_batch_touches() -> None:
     sink.write_alerts(batch)
     sink.republish()
     assert len(published) == 3
+
+
+def test_influxdb_takes_its_timeouts_from_the_settings_and_is_written_on_a_thread(
+        tmp_path: Path) -> None:
+    base = {"influx_url": "http://127.0.0.1:1", "influx_org": "o", "influx_bucket": "b",
+            "influx_timeout": "5s", "influx_health_timeout": "1s"}
+    (queued,) = build_sinks(settings_from_mapping(base), CollectorMetrics())
+    assert isinstance(queued.sink, QueuedSink)
+    assert (queued.sink.inner.timeout_s, queued.sink.inner.health_timeout_s) == (5.0, 1.0)
+    (spooled,) = build_sinks(settings_from_mapping({**base, "state_dir": str(tmp_path)}),
+                             CollectorMetrics())
+    assert isinstance(spooled.sink, SpooledSink) and spooled.sink.slow_after_s == 1.0
