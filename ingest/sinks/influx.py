@@ -29,6 +29,7 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.ping_service import PingService
 from influxdb_client.service.write_service import WriteService
 
+from wattline.ingest.redact import redact_url
 from wattline.ingest.sinks.base import SinkError
 from wattline.ingest.sinks.line_protocol import encode_alerts, encode_intensity
 
@@ -73,7 +74,7 @@ class InfluxSink:
         health_timeout_s: float | None = None,
         gzip: bool = True,
     ) -> None:
-        self.url = url
+        self.url = redact_url(url)  # as messages show it: no password, no token
         self.org = org
         self.bucket = bucket
         self.timeout_s = timeout_s

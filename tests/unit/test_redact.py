@@ -101,3 +101,17 @@ def test_the_systemd_status_is_redacted(tmp_path: Path) -> None:
         assert notify("READY=1\nSTATUS=collecting from mqtt://gw:hunter2@10.0.0.5:1883",
                       {"NOTIFY_SOCKET": path})
         assert sock.recv(4096) == b"READY=1\nSTATUS=collecting from mqtt://gw:***@10.0.0.5:1883"
+
+
+def test_the_influxdb_sink_names_its_server_without_the_password() -> None:
+    """Its errors end up in health checks and dead-letter files, not only in the log."""
+    from tests.processes import free_port
+    from wattline.ingest.sinks.base import SinkError
+    from wattline.ingest.sinks.influx import InfluxSink
+
+    sink = InfluxSink(f"http://writer:hunter2@127.0.0.1:{free_port()}", "o", "b", "tok",
+                      timeout_s=1.0)
+    assert sink.url.startswith("http://writer:***@127.0.0.1:")
+    with pytest.raises(SinkError) as caught:
+        sink.check()
+    assert "writer:***@" in str(caught.value) and "hunter2" not in str(caught.value)
