@@ -8,7 +8,7 @@ file and compares.
 Each section's docstring opens its part of the file; each setting follows with its
 help text as a comment, then ``key = value``: the example value when the schema
 gives one (``doc(example=...)``), else the default; a setting best left unset shows
-its ``doc(hint=...)`` commented out.
+its ``doc(hint=...)`` commented out, or only its name (``hint=LEFT_OUT``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from wattline.ingest.config import Settings
-from wattline.ingest.config_schema import NO_EXAMPLE, SettingSpec
+from wattline.ingest.config_schema import LEFT_OUT, NO_EXAMPLE, SettingSpec
 
 __all__ = ["example_config", "toml_value"]
 
@@ -69,6 +69,8 @@ def _setting(spec: SettingSpec) -> Iterator[str]:
         shown = spec.shown_default
         yield from _comment(f"Default: {shown}." if shown else "Unset by default.")
         yield f"{spec.name} = {toml_value(spec.example)}"
+    elif spec.hint is LEFT_OUT:
+        yield f"# {spec.name}: not set here (see `wattline run --help`)."
     elif spec.hint is not NO_EXAMPLE:
         yield f"# {spec.name} = {toml_value(spec.hint)}"
     elif spec.default is None:

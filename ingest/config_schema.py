@@ -25,8 +25,9 @@ from wattline.contract.durations import parse_duration_ms
 from wattline.contract.errors import ConfigError
 from wattline.ingest.redact import redact_url
 
-__all__ = ["NO_EXAMPLE", "Duration", "MqttUrl", "SettingSpec", "boolean", "check_type", "doc",
-           "durations", "number", "parse_mqtt_url", "positive_number", "specs", "with_ms_accessors"]
+__all__ = ["LEFT_OUT", "NO_EXAMPLE", "Duration", "MqttUrl", "SettingSpec", "boolean",
+           "check_type", "doc", "durations", "number", "parse_mqtt_url", "positive_number",
+           "specs", "with_ms_accessors"]
 
 T = TypeVar("T")
 _META = "wattline.setting"
@@ -39,6 +40,10 @@ class _NoExample:
 
 NO_EXAMPLE: Any = _NoExample()
 """``doc(example=...)`` not given: the example config shows the default."""
+
+LEFT_OUT: Any = type("_LeftOut", (), {"__repr__": lambda self: "LEFT_OUT"})()
+"""``doc(hint=LEFT_OUT)``: the example config names the setting without showing a value,
+for one that should not be set without reading its help."""
 
 
 class Duration(str):

@@ -23,6 +23,7 @@ from wattline.ingest.config_mqtt import (
     parse_subscribe_lines,
 )
 from wattline.ingest.config_schema import (
+    LEFT_OUT,
     Duration,
     doc,
     durations,
@@ -126,7 +127,7 @@ class MqttSettings(Section):
         "message to one collector of the group). Refused unless --subscribe-lines names "
         "each site and line without +: a line's meters split between collectors would "
         "each give a partial energy_intensity. Best left unset.",
-        hint="wattline"))
+        hint=LEFT_OUT))
     sparkplug: bool = field(default=False, metadata=doc(
         "Also take Sparkplug B (spBv1.0/{group}/...): group = site, edge node = line, "
         "metrics named energy/<meter> or production/<meter>; asks nodes for a rebirth on a "
