@@ -26,10 +26,11 @@ The pipeline never waits for the server: ``write`` hands the batch over and retu
   the broker down rather than losing anything. The failure is counted in
   ``wattline_spool_errors_total`` and logged.
 - ``flush(wait_s)`` waits at most ``wait_s`` for the in-memory batches to be written,
-  then spools the rest; the pipeline calls it before each checkpoint, so no result
-  whose messages a checkpoint covers lives in memory only. ``close`` flushes (5 s at
-  most), then stops the writer; what is spooled stays on disk and is delivered after
-  the next start.
+  then spools the rest (at once when the write under way is unanswered for
+  ``slow_after_s``); the pipeline calls it before each checkpoint, so no result whose
+  messages a checkpoint covers lives in memory only. ``close`` flushes (5 s at most),
+  then gives the writer ``slow_after_s`` to finish; what is spooled stays on disk and
+  is delivered after the next start.
 
 The pipeline thread calls ``write``/``write_alerts``/``flush``/``close``; only the
 writer thread touches the inner sink after ``open``; ``health`` may be called from any
@@ -39,6 +40,7 @@ thread. They share one lock, never held during a request to the server.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -132,8 +134,8 @@ class SpooledSink:
             self._lock.notify_all()
         if self._thread is not None:
             # A write under way is of a spooled batch: it may finish, or be sent again
-            # after the next start.
-            self._thread.join(timeout=min(self.inner_timeout_s(), CLOSE_FLUSH_S))
+            # after the next start. A server that answers does so within the health timeout.
+            self._thread.join(timeout=min(self.slow_after_s, CLOSE_FLUSH_S))
         with self._lock:
             self._closed = True
             left = len(self.spool)
@@ -182,9 +184,10 @@ class SpooledSink:
         deadline = time.monotonic() + wait_s
         with self._lock:
             while self._holds_unspooled() and self._running():
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = min(deadline, self._late_at()) - now
                 if remaining <= 0:
-                    break
+                    break  # out of time, or the server is not answering: no use waiting
                 self._lock.wait(remaining)
             try:
                 self._spool_held()
@@ -221,13 +224,17 @@ class SpooledSink:
         if self._memory and (len(self._memory) >= self.queue_batches
                              or self._memory_rows + rows > self.queue_rows):
             return False
-        since = self._inflight_since
-        if since is not None and time.monotonic() - since >= self.slow_after_s:
+        if time.monotonic() >= self._late_at():
             self._warn_once("slow", "%s has not answered a write for %.1f s; spooling new "
                             "batches to %s meanwhile", self.name, self.slow_after_s,
                             self.spool.directory)
             return False
         return True
+
+    def _late_at(self) -> float:
+        """When the write under way counts as unanswered (infinity when none is)."""
+        since = self._inflight_since
+        return math.inf if since is None else since + self.slow_after_s
 
     def _running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._closed

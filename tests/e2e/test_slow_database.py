@@ -157,3 +157,42 @@ def test_intake_keeps_its_rate_while_the_database_is_slow_or_hangs_and_loses_not
     assert daemon.stop() == 0
     _assert_every_point_in_victoria(victoria, site, tmp_path / "store")
     assert "Traceback" not in daemon.log_text()
+
+
+@pytest.mark.e2e
+def test_sigterm_while_the_database_hangs_spools_what_the_writer_holds_and_loses_nothing(
+    make_mosquitto: Callable[..., Mosquitto],
+    make_victoria: Callable[[], VictoriaMetrics],
+    wattline_daemon: Callable[..., Wattline],
+    site: str,
+    tmp_path: Path,
+) -> None:
+    broker, victoria = make_mosquitto(), make_victoria()
+    proxy = FaultProxy(victoria.port)
+    args = ["--mqtt-url", broker.url, "--influx-url", proxy.url, "--influx-org", "o",
+            "--influx-bucket", "b", "--influx-token", "t", "--state-dir",
+            str(tmp_path / "state"), "--store", str(tmp_path / "store"), *DAEMON_ARGS]
+    try:
+        daemon = wattline_daemon(args)
+        client = connect_publisher(broker.port)
+        try:
+            wait_until_subscribed(daemon, client, site, timeout_s=30)
+            proxy.set_mode("hang")
+            start_ms = (int(time.time() * 1000) - 3_600_000) // STEP_MS * STEP_MS
+            messages = _messages(site, start_ms, 0, 2_000)
+            publish_all(client, messages, timeout_s=30)
+        finally:
+            close_publisher(client)
+        wait_until(lambda: _received(daemon) >= len(messages), timeout_s=30,
+                   what="every message taken")
+        assert daemon.stop() == 0  # within the runner's 10 s, with a write hanging
+        assert list((tmp_path / "state" / "spool").glob("seg-*.arrow")), "nothing spooled?"
+
+        proxy.set_mode("pass")
+        again = wattline_daemon(args)
+        wait_until(lambda: again.metric("wattline_spool_segments") == 0, timeout_s=30,
+                   interval_s=0.5, what="the spool delivered after the restart")
+        assert again.stop() == 0
+    finally:
+        proxy.close()
+    _assert_every_point_in_victoria(victoria, site, tmp_path / "store")
