@@ -38,7 +38,7 @@ from wattline.contract.reference_data import load_reference
 from wattline.ingest.alerting import ALERT_SCHEMA, LineAlerts, kernel_windows
 from wattline.ingest.config import Settings
 from wattline.ingest.decode.batch import BatchDecoder, Message
-from wattline.ingest.decode.registry import MeterRegistry
+from wattline.ingest.decode.registry import MeterRegistry, state_nbytes
 from wattline.ingest.durable.durability import Durability
 from wattline.ingest.log_limit import OncePerMinute
 from wattline.ingest.metrics import CollectorMetrics
@@ -261,6 +261,7 @@ class Pipeline:
                 n_lines=max(table.n_lines, 2 * self.state.n_lines),
                 n_meters=max(table.n_meters, 2 * self.state.n_meters),
             )
+        self.metrics.state_bytes.set(state_nbytes(self.state) + self.registry.nbytes())
         if len(readings) == 0:
             # Nothing new: ticks only move when readings move a line's watermark.
             return None, []

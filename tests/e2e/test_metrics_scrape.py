@@ -33,6 +33,8 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
         ("wattline_payload_errors", "counter", {"reason"}),
         ("wattline_readings_dropped", "counter", {"reason"}),
         ("wattline_readings_accepted", "counter", set()),
+        ("wattline_meters_refused", "counter", {"limit"}),
+        ("wattline_state_bytes", "gauge", set()),
         ("wattline_ticks_emitted", "counter", set()),
         ("wattline_end_to_end_latency_seconds", "histogram", set()),
         ("wattline_sink_points_written", "counter", {"sink"}),
@@ -64,7 +66,8 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
 # Families whose samples need a failing database (tests/e2e/test_spool_faults.py causes them);
 # here their names and types are checked.
 MAY_BE_EMPTY = {"wattline_sink_write_errors", "wattline_sink_write_retries",
-                "wattline_spool_rows", "wattline_dead_letter_rows", "wattline_sparkplug_events"}
+                "wattline_spool_rows", "wattline_dead_letter_rows", "wattline_sparkplug_events",
+                "wattline_meters_refused"}
 LINE = "kiln-1"
 
 
@@ -120,6 +123,7 @@ def test_metrics_of_a_running_daemon_have_the_documented_names_types_and_labels(
         "topic_kind": {"reading", "meta", "sparkplug"},
         "event": {"spooled", "delivered", "dropped", *SPARKPLUG_EVENTS},
         "kind": {"intensity", "alerts"},
+        "limit": {"max_lines", "max_meters"},
         "reason": {*PAYLOAD_ERROR_REASONS, *TOPIC_ERROR_REASONS, *READING_DROP_REASONS,
                    *DROP_REASONS, "sink_rejected", "shutdown"},
     }
