@@ -6,7 +6,11 @@
 #      root and any is missing; otherwise the command to run is printed and the tests that
 #      need them skip (CI runs as root, so there they are always installed).
 #   2. A virtual environment in .venv (Python >= 3.11) with wattline installed editable,
-#      with its test extras; reinstalled only when pyproject.toml changed.
+#      with its test extras; reinstalled only when pyproject.toml changed. For the tests
+#      only: pysparkplug, a second Sparkplug B implementation to check wattline's against
+#      (in .venv without its dependencies, for its payload classes; and in a venv of its
+#      own, .venv/peers/pysparkplug, with the old paho-mqtt its MQTT client needs). wattline
+#      itself does not need it: `pip install wattline` is enough for --sparkplug.
 #
 # Safe to run again and again; `make setup`, `make test` and `make demo` call it.
 set -euo pipefail
@@ -80,13 +84,23 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
     # pip here warns "Location ... is ignored" for configured indexes it skips: harmless noise.
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 \
         | { grep -v -E 'Location .* is ignored|^\s*$' || true; }
-    # Sparkplug B payloads (--sparkplug): pysparkplug pins paho-mqtt<2 for its own MQTT
-    # client, which wattline does not use; its payload classes need only protobuf (a
-    # wattline dependency). So it goes in without its dependencies.
+    # Test-only: pysparkplug's payload classes, to compare payloads and decoding speed
+    # with. It pins paho-mqtt<2 for its MQTT client, which these tests do not use here,
+    # so it goes in without its dependencies (protobuf is already there).
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
         "$SPARKPLUG" 2>&1 | { grep -v -E 'Location .* is ignored|^\s*$' || true; }
     touch "$stamp"
 else
     say "$VENV is up to date with pyproject.toml"
+fi
+
+# Test-only: pysparkplug with its own dependencies (paho-mqtt 1.x), the edge node of the
+# Sparkplug B interoperability test (tests/e2e/test_sparkplug_interop.py).
+PEER="$VENV/peers/pysparkplug"
+if ! "$PEER/bin/python" -c 'import pysparkplug' 2>/dev/null; then
+    say "creating $PEER: $SPARKPLUG and its paho-mqtt 1.x, for the Sparkplug B interop test"
+    "$PYTHON" -m venv --clear "$PEER"
+    "$PEER/bin/python" -m pip install --quiet --disable-pip-version-check "$SPARKPLUG" 2>&1 \
+        | { grep -v -E 'Location .* is ignored|^\s*$' || true; }
 fi
 say "ready: $VENV/bin/wattline"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator, Sequence
 
+from wattline.contract import sparkplug_b as spb
 from wattline.simulators.gateway import GatewaySpec, MeterRegister, OutgoingMessage
 from wattline.simulators.plant import MeterSpec
 
@@ -44,8 +45,6 @@ class SparkplugEdgeNode:
     def __init__(self, site: str, line: str, meters: Sequence[MeterSpec],
                  specs: Sequence[GatewaySpec], contract_topics: Sequence[str], *,
                  readings_per_message: int, seed_key: str) -> None:
-        import pysparkplug  # noqa: F401 - say at once when it is missing
-
         self.topic_birth = f"{NAMESPACE}/{site}/NBIRTH/{line}"
         self.topic_data = f"{NAMESPACE}/{site}/NDATA/{line}"
         self.meters = list(meters)
@@ -82,28 +81,22 @@ class SparkplugEdgeNode:
             yield self._data(max(ts for r in group for ts, _ in r), group)
 
     def _birth(self, ts: int, group: list[list[tuple[int, float]]]) -> OutgoingMessage:
-        import pysparkplug as spb
-
-        metrics = tuple(
-            spb.Metric(timestamp=readings[0][0] if readings else ts, name=metric_name(meter),
-                       datatype=spb.DataType.DOUBLE, alias=i,
-                       value=readings[0][1] if readings else None,
-                       is_null=not readings)
+        metrics = [
+            spb.Metric(name=metric_name(meter), alias=i, datatype=spb.DataType.DOUBLE,
+                       timestamp=readings[0][0] if readings else ts,
+                       value=readings[0][1] if readings else None, is_null=not readings)
             for i, (meter, readings) in enumerate(zip(self.meters, group, strict=True))
-        )
+        ]
         self._seq = 0
-        payload = spb.NBirth(timestamp=ts, seq=0, metrics=metrics).encode()
+        payload = spb.encode(metrics, timestamp=ts, seq=0)
         return self._message(ts, self.topic_birth, payload, group)
 
     def _data(self, ts: int, group: list[list[tuple[int, float]]]) -> OutgoingMessage:
-        import pysparkplug as spb
-
-        metrics = tuple(
-            spb.Metric(timestamp=t, name=None, datatype=spb.DataType.DOUBLE, alias=i, value=v)
-            for i, readings in enumerate(group) for t, v in readings
-        )
+        # By alias only, without the datatype (the NBIRTH gave it): a double_value each.
+        metrics = [spb.Metric(alias=i, timestamp=t, value=float(v))
+                   for i, readings in enumerate(group) for t, v in readings]
         self._seq = (self._seq + 1) % 256
-        payload = spb.NData(timestamp=ts, seq=self._seq, metrics=metrics).encode()
+        payload = spb.encode(metrics, timestamp=ts, seq=self._seq)
         return self._message(ts, self.topic_data, payload, group)
 
     def _message(self, ts: int, topic: str, payload: bytes,

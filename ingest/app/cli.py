@@ -174,7 +174,10 @@ def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
     settings.logging.configure()
     from wattline.ingest.app.daemon import Collector
 
-    collector = Collector(settings)
+    try:
+        collector = Collector(settings)
+    except WattlineError as err:  # e.g. a missing optional piece: one line, no traceback
+        raise click.ClickException(str(err)) from None
     stop = threading.Event()
 
     reload = threading.Event()

@@ -225,7 +225,7 @@ class BatchDecoder:
         self.metrics.messages_received.labels("sparkplug").inc()
         try:
             result = self.sparkplug.decode(msg.topic, msg.payload, max_bytes=s.max_payload_bytes)
-        except PayloadError as exc:
+        except (PayloadError, TopicError) as exc:  # a bad payload, or an id that is no name
             self.reject(exc.reason, msg.topic, exc.detail)
             return []
         for event in result.events:

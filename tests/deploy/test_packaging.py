@@ -113,3 +113,47 @@ def test_installed_wheel_reads_its_reference_data(installed: Path) -> None:
 def test_installed_wattline_command_shows_help(installed: Path) -> None:
     out = _run([str(installed / "bin" / "wattline"), "--help"], cwd=installed, timeout_s=60)
     assert "wattline" in out and "run" in out
+
+
+@pytest.mark.e2e
+def test_installed_wattline_takes_sparkplug_readings_from_a_real_broker(
+        installed: Path, mosquitto, wattline_daemon, site: str) -> None:
+    """``pip install`` alone gives a working --sparkplug: no pysparkplug, no extra step."""
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from tests.processes import wait_until
+    from wattline.contract import sparkplug_b as spb
+
+    assert _in_fresh_venv(installed, "import importlib.util\n"
+                                     "print(importlib.util.find_spec('pysparkplug'))") == "None"
+    daemon = wattline_daemon(["--mqtt-url", mosquitto.url, "--client-id", f"wl-{site}",
+                              "--sparkplug"], program=[str(installed / "bin" / "wattline"),
+                                                       "run"], ready_timeout_s=90)
+    group, node = f"Sparkplug {site}", "EAF 1"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    try:
+        def born() -> bool:  # QoS 0, as Sparkplug says: again until the daemon has one
+            now = int(time.time() * 1000)
+            client.publish(f"spBv1.0/{group}/NBIRTH/{node}", spb.encode(
+                [spb.Metric(name="energy/Öfen-3", alias=1, timestamp=now,
+                            datatype=spb.DataType.DOUBLE, value=100.0)],
+                timestamp=now, seq=0)).wait_for_publish(5)
+            return (daemon.metric("wattline_sparkplug_events_total", {"event": "birth"})
+                    or 0) >= 1
+
+        wait_until(born, timeout_s=60, interval_s=0.5, what="the daemon took an NBIRTH")
+        now = int(time.time() * 1000) + 1000
+        client.publish(f"spBv1.0/{group}/NDATA/{node}", spb.encode(
+            [spb.Metric(alias=1, timestamp=now, value=104.0)], timestamp=now,
+            seq=1)).wait_for_publish(5)
+        wait_until(lambda: daemon.metric("wattline_line_last_reading_timestamp_seconds",
+                                         {"site": group, "line": node}) == now / 1000,
+                   timeout_s=30, what="the NDATA reading accepted")
+        assert daemon.metric_sum("wattline_payload_errors_total") == 0
+    finally:
+        client.disconnect()
+        client.loop_stop()
