@@ -33,15 +33,18 @@ T = TypeVar("T")
 _META = "wattline.setting"
 
 
-class _NoExample:
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
     def __repr__(self) -> str:
-        return "NO_EXAMPLE"
+        return self.name
 
 
-NO_EXAMPLE: Any = _NoExample()
+NO_EXAMPLE: Any = _Marker("NO_EXAMPLE")
 """``doc(example=...)`` not given: the example config shows the default."""
 
-LEFT_OUT: Any = type("_LeftOut", (), {"__repr__": lambda self: "LEFT_OUT"})()
+LEFT_OUT: Any = _Marker("LEFT_OUT")
 """``doc(hint=LEFT_OUT)``: the example config names the setting without showing a value,
 for one that should not be set without reading its help."""
 

@@ -99,9 +99,7 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            for sock in (client, upstream):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            _shut(client, upstream)
 
     def _answers(self, upstream: socket.socket, client: socket.socket, state: dict) -> None:
         try:
@@ -118,6 +116,11 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            for sock in (client, upstream):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            _shut(client, upstream)
+
+
+def _shut(*socks: socket.socket) -> None:
+    """End both directions of each socket, ignoring ones already gone."""
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
