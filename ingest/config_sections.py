@@ -220,6 +220,11 @@ class SemanticsSettings(Section):
         "Comma-separated rolling windows, each a multiple of --emit-every."))
     allowed_lateness: Duration = field(default=Duration("30s"), metadata=doc(
         "How far behind a line's newest reading a reading may still arrive."))
+    watermark_wall_clock: bool = field(default=True, metadata=doc(
+        "A line's watermark moves no further than this machine's clock, so one gateway "
+        "whose clock runs fast cannot make the line's other readings late. Turn it off "
+        "only for a simulated plant whose clock runs ahead of the wall clock.",
+        default_help="on"))
     min_production_t: float | None = field(default=None, metadata=doc(
         "Production (t) a window needs to have an intensity.",
         default_help="more than 0",

@@ -204,6 +204,14 @@ class CollectorMetrics:
             "Successful MQTT connections (the first one and every reconnect).",
             registry=r,
         )
+        self.clock_offset = Gauge(
+            "wattline_line_clock_offset_seconds",
+            "Per line, its newest accepted reading time minus this machine's clock when it "
+            "was taken: a few seconds negative is transport; positive, the line's gateway "
+            "clock runs fast.",
+            ["site", "line"],
+            registry=r,
+        )
         self.last_reading = Gauge(
             "wattline_line_last_reading_timestamp_seconds",
             "Event time of the newest reading accepted per line.",

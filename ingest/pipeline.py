@@ -85,6 +85,7 @@ class Pipeline:
         self.registry = MeterRegistry(load_reference(), settings.meters)
         self.alerts = LineAlerts(settings, self.kernel_config, load_reference(), self.metrics)
         self._log_once = OncePerMinute()
+        self._fast: set[tuple[str, str]] = set()  # lines whose clock was found running fast
         self.decoder = BatchDecoder(settings, self.registry, self.metrics, self._log_once)
         self.topics = self.decoder.topics
         self.state = new_state(self.kernel_config, 0, 0)
@@ -265,7 +266,9 @@ class Pipeline:
         if len(readings) == 0:
             # Nothing new: ticks only move when readings move a line's watermark.
             return None, []
-        ticks = advance(self.state, self.kernel_config, table, readings)
+        now_ms = int(self._clock() * 1000)
+        ticks = advance(self.state, self.kernel_config, table, readings,
+                        now_ms=now_ms if self.settings.watermark_wall_clock else None)
         dropped = 0
         for reason, count in zip(DROP_REASONS, ticks.drops.tolist(), strict=True):
             if count:
@@ -277,10 +280,21 @@ class Pipeline:
         heard = np.flatnonzero(np.bincount(table.line[readings.meter],
                                            minlength=table.n_lines)).tolist()
         for line_idx in heard:
-            self.metrics.last_reading.labels(
-                self.registry.line_sites[line_idx], self.registry.line_names[line_idx]
-            ).set(newest[line_idx] / 1000.0)
+            site, name = self.registry.line_sites[line_idx], self.registry.line_names[line_idx]
+            self.metrics.last_reading.labels(site, name).set(newest[line_idx] / 1000.0)
+            self._note_clock_offset(site, name, (int(newest[line_idx]) - now_ms) / 1000.0)
         return ticks, heard
+
+    def _note_clock_offset(self, site: str, line: str, offset_s: float) -> None:
+        """Publish a line's clock offset; say once per line when its clock runs fast by
+        more than half of --max-future (beyond it, its readings are refused)."""
+        self.metrics.clock_offset.labels(site, line).set(offset_s)
+        if offset_s * 2000 > self.settings.max_future_ms and (site, line) not in self._fast:
+            self._fast.add((site, line))
+            log.warning("line %s/%s: readings stamped %.0f s ahead of this machine's clock; "
+                        "its watermark waits for the wall clock (set the gateway's clock "
+                        "with NTP; beyond --max-future %s its readings are refused)",
+                        site, line, offset_s, self.settings.max_future)
 
     def _publish_gauges(self, table: pa.Table, tick_lines: np.ndarray) -> None:
         """Set each line's intensity gauges to its newest tick of the batch.

@@ -11,23 +11,34 @@ The rules, in the order they apply (the same text as ``intensity.py``'s):
 
 - Readings come in arrival order, grouped in messages (one meter each). Every
   reading of a message is judged against its line's watermark as it stood
-  before the message: ``newest accepted time of the line - allowed_lateness``.
-  At or before it: dropped as ``late``. Same meter and time as a reading still
-  pending: dropped as ``duplicate``. The meter already holds ``max_pending``
-  waiting readings: dropped as ``pending_overflow``. Otherwise it waits, in
-  time order.
+  before the message: ``base - allowed_lateness``, where the line's base is the
+  most that ``min(newest accepted time of the line, now_ms)`` has ever been
+  (``now_ms``: the call's wall clock; without one, no cap). A value of
+  magnitude 1e15 or more (or not a number): dropped as ``implausible``. At or
+  before the watermark: dropped as ``late``. Same meter and time as a reading
+  still pending: dropped as ``duplicate``. The meter already holds
+  ``max_pending`` waiting readings: dropped as ``pending_overflow``. Otherwise
+  it waits, in time order, however far ahead of ``now_ms`` it is.
 - After the message, the line's newest time moves up to the newest reading
-  accepted from it. The first message of a line fixes the line's first tick at
-  ``ceil(min(oldest accepted, newest - lateness + 1 ms) / E)``. Every tick ``k``
+  accepted from it, and its base to ``min(newest, now_ms)`` if that is more.
+  The first message of a line fixes the line's first tick at
+  ``ceil(min(oldest accepted, base - lateness + 1 ms) / E)``. Every tick ``k``
   with ``k * E <= watermark`` not yet emitted is then emitted, in order.
 - Emitting tick ``k``: each meter's waiting readings with ``ts <= k * E`` are
   finalised in time order into deltas (a counter's first reading is its
   baseline; a decrease wraps at ``rollover`` or, without one, is a reset whose
-  delta is the new value; a delta-mode reading is its own delta), converted to
-  kgce, kWh and tonnes, and summed into the tick's bucket. Window ``W`` at tick
-  ``k`` is the sum of the buckets of ticks ``k - W/E + 1 .. k``; its intensity is
-  ``energy / production`` when production is more than zero (or at least
-  ``min_production_t``), else absent (NaN).
+  delta is the new value; a delta-mode reading is its own delta). A meter with
+  a ``max_rate`` judges each delta once it has a previous reading (its last
+  finalised one): more than ``max_rate * 1.5 / 3_600_000 * max(elapsed ms,
+  1000)`` in magnitude, and the reading is dropped as ``implausible``, leaving
+  the baseline where it was; a counter remembers it as a suspect. When the
+  next reading is implausible from the baseline but plausible from the suspect,
+  the suspect becomes the baseline (uncounted) and the reading's delta from it
+  counts. The deltas are converted to kgce, kWh and tonnes and summed into the
+  tick's bucket. Window ``W`` at tick ``k`` is the sum of the buckets of ticks
+  ``k - W/E + 1 .. k``; its intensity is ``energy / production`` when
+  production is more than zero (and at least ``min_production_t`` when set) and
+  both ratios are finite, else absent (NaN).
 
 Every finalised reading lands in the bucket of the tick ``ceil(ts / E)``, so a
 window of buckets is exactly the deltas with ``T - W < t <= T``; the reference
@@ -42,15 +53,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wattline.kernels.state import DROP_REASONS, KernelConfig, MeterTable, Readings, Ticks
+from wattline.kernels.state import (
+    DROP_REASONS,
+    VALUE_LIMIT,
+    KernelConfig,
+    MeterTable,
+    Readings,
+    Ticks,
+)
 
 
 @dataclass
 class MeterHistory:
-    """One meter: readings waiting for their tick, and the last finalised reading."""
+    """One meter: readings waiting for their tick, the last finalised reading, and the
+    last one found implausible since (a counter's suspect)."""
 
     pending: list[tuple[int, float]] = field(default_factory=list)  # sorted by ts
     baseline: float | None = None  # last finalised counter value
+    baseline_ms: int | None = None  # time of the last finalised (taken) reading
+    suspect: tuple[int, float] | None = None  # (ts, value) of an implausible reading
 
 
 @dataclass
@@ -58,9 +79,11 @@ class LineHistory:
     """One line: its newest accepted time, the next tick to emit, every bucket so far."""
 
     newest_ms: int | None = None
+    base_ms: int | None = None  # most that min(newest_ms, now_ms) has been
     next_tick: int | None = None
     ticks: list[int] = field(default_factory=list)  # emitted ticks, in order
     buckets: list[tuple[float, float, float]] = field(default_factory=list)  # one per tick
+    magnitudes: list[tuple[float, float, float]] = field(default_factory=list)  # sums of |x|
 
 
 @dataclass
@@ -70,6 +93,7 @@ class ReferenceState:
     meters: dict[int, MeterHistory] = field(default_factory=dict)
     lines: dict[int, LineHistory] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    magnitudes: bool = False  # also report each window's ``ReferenceTick.magnitudes`` (slower)
 
 
 @dataclass(frozen=True)
@@ -81,6 +105,9 @@ class ReferenceTick:
     sums: tuple[tuple[float, float, float], ...]
     kgce_per_t: tuple[float, ...]
     kwh_per_t: tuple[float, ...]
+    magnitudes: tuple[tuple[float, ...], ...] = ()
+    """Per window, the sums of the magnitudes of the terms behind ``sums``: how large
+    the numbers were that a float sum had to cancel (what its rounding scales with)."""
 
 
 def reference_advance(
@@ -89,23 +116,33 @@ def reference_advance(
     meters: MeterTable,
     readings: Readings,
     max_pending: int = 1 << 16,
+    now_ms: int | None = None,
 ) -> list[ReferenceTick]:
     """Feed a batch of readings; the ticks it makes due, in emission order.
 
     ``max_pending`` is how many readings a meter may hold waiting for their tick,
-    as in ``advance``.
+    and ``now_ms`` the wall clock that caps the watermark, as in ``advance``.
     """
     emitted: list[ReferenceTick] = []
+
+    def capped(newest_ms: int) -> int:
+        return newest_ms if now_ms is None else min(newest_ms, now_ms)
+
     for meter, message in _messages(readings):
         line = int(meters.line[meter])
         history = state.lines.setdefault(line, LineHistory())
         meter_history = state.meters.setdefault(meter, MeterHistory())
-        watermark = (
-            None if history.newest_ms is None else history.newest_ms - config.allowed_lateness_ms
-        )
+        if history.newest_ms is None:
+            watermark = None
+        else:
+            assert history.base_ms is not None
+            history.base_ms = max(history.base_ms, capped(history.newest_ms))
+            watermark = history.base_ms - config.allowed_lateness_ms
         accepted: list[int] = []
         for ts, value in message:
-            if watermark is not None and ts <= watermark:
+            if not abs(value) < VALUE_LIMIT:
+                state.drops["implausible"] += 1
+            elif watermark is not None and ts <= watermark:
                 state.drops["late"] += 1
             elif any(pending_ts == ts for pending_ts, _ in meter_history.pending):
                 state.drops["duplicate"] += 1
@@ -119,11 +156,14 @@ def reference_advance(
             continue
         if history.newest_ms is None:
             history.newest_ms = max(accepted)
-            first_ms = min(min(accepted), history.newest_ms - config.allowed_lateness_ms + 1)
+            history.base_ms = capped(history.newest_ms)
+            first_ms = min(min(accepted), history.base_ms - config.allowed_lateness_ms + 1)
             history.next_tick = -(-first_ms // config.emit_every_ms)  # ceiling division
         else:
             history.newest_ms = max(history.newest_ms, max(accepted))
-        watermark = history.newest_ms - config.allowed_lateness_ms
+            assert history.base_ms is not None
+            history.base_ms = max(history.base_ms, capped(history.newest_ms))
+        watermark = history.base_ms - config.allowed_lateness_ms
         assert history.next_tick is not None
         while history.next_tick * config.emit_every_ms <= watermark:
             emitted.append(_emit(state, config, meters, line, history.next_tick))
@@ -146,20 +186,51 @@ def _messages(readings: Readings) -> list[tuple[int, list[tuple[int, float]]]]:
     return messages
 
 
-def _delta(meters: MeterTable, meter: int, history: MeterHistory, value: float) -> float | None:
-    """The delta a finalised reading contributes, or None for a counter's first reading."""
-    if meters.delta_mode[meter]:
-        return value
-    previous = history.baseline
-    history.baseline = value
-    if previous is None:
-        return None
+def _counter_delta(meters: MeterTable, meter: int, previous: float, value: float) -> float:
+    """A counter's delta from ``previous`` to ``value``."""
     if value >= previous:
         return value - previous
     rollover = float(meters.rollover[meter])
     if rollover > 0:
         return value + rollover - previous
     return value  # a reset: the register restarted from zero
+
+
+def _plausible(meters: MeterTable, meter: int, delta: float, elapsed_ms: int) -> bool:
+    """Whether ``delta`` is within the meter's ``max_rate`` (per hour) times 1.5 over
+    ``elapsed_ms`` (at least a second); always, without a ``max_rate``."""
+    max_rate = float(meters.max_rate[meter])
+    if not 0 < max_rate < math.inf:
+        return True
+    return abs(delta) <= max_rate * 1.5 / 3_600_000.0 * max(elapsed_ms, 1000)
+
+
+def _delta(meters: MeterTable, meter: int, history: MeterHistory, ts: int,
+           value: float) -> float | str | None:
+    """What a finalised reading contributes: its delta, None for a counter's first
+    reading (its baseline), or "implausible" when it is dropped as such."""
+    delta_mode = bool(meters.delta_mode[meter])
+    if delta_mode:
+        delta = value
+    elif history.baseline is None:
+        history.baseline, history.baseline_ms = value, ts
+        return None
+    else:
+        delta = _counter_delta(meters, meter, history.baseline, value)
+    if history.baseline_ms is not None and not _plausible(
+            meters, meter, delta, ts - history.baseline_ms):
+        suspect = history.suspect
+        if (delta_mode or suspect is None or not _plausible(
+                meters, meter, _counter_delta(meters, meter, suspect[1], value),
+                ts - suspect[0])):
+            if not delta_mode:
+                history.suspect = (ts, value)
+            return "implausible"
+        # The suspect was the meter's true level: it becomes the baseline, uncounted.
+        delta = _counter_delta(meters, meter, suspect[1], value)
+    history.suspect = None
+    history.baseline, history.baseline_ms = value, ts
+    return delta
 
 
 def _emit(
@@ -179,8 +250,11 @@ def _emit(
             assert tick_ms - config.emit_every_ms < ts <= tick_ms, (
                 f"meter {meter}: reading at {ts} finalised at tick {tick_ms}, not its own"
             )
-            delta = _delta(meters, meter, history, value)
+            delta = _delta(meters, meter, history, ts, value)
             if delta is None:
+                continue
+            if isinstance(delta, str):
+                state.drops[delta] += 1
                 continue
             energy.append(delta * float(meters.kgce_per_unit[meter]))
             electricity.append(delta * float(meters.kwh_per_unit[meter]))
@@ -188,14 +262,21 @@ def _emit(
     history = state.lines[line]
     history.ticks.append(tick)
     history.buckets.append((math.fsum(energy), math.fsum(electricity), math.fsum(production)))
+    if state.magnitudes:
+        history.magnitudes.append(tuple(math.fsum(map(abs, terms))
+                                        for terms in (energy, electricity, production)))
 
     sums = []
+    magnitudes: list[tuple[float, ...]] = []
     kgce_per_t = []
     kwh_per_t = []
     for window_ms in config.windows_ms:
         span = window_ms // config.emit_every_ms
         first = bisect.bisect_left(history.ticks, tick - span + 1)
         inside = history.buckets[first:]
+        if state.magnitudes:
+            magnitudes.append(tuple(math.fsum(b[q] for b in history.magnitudes[first:])
+                                    for q in range(3)))
         e = math.fsum(b[0] for b in inside)
         el = math.fsum(b[1] for b in inside)
         p = math.fsum(b[2] for b in inside)
@@ -203,10 +284,20 @@ def _emit(
         if config.min_production_t is None:
             producing = p > 0
         else:
-            producing = p >= config.min_production_t
-        kgce_per_t.append(e / p if producing else math.nan)
-        kwh_per_t.append(el / p if producing else math.nan)
-    return ReferenceTick(line, tick_ms, tuple(sums), tuple(kgce_per_t), tuple(kwh_per_t))
+            producing = p > 0 and p >= config.min_production_t
+        ratios = (e / p, el / p) if producing else (math.nan, math.nan)
+        if not (math.isfinite(ratios[0]) and math.isfinite(ratios[1])):
+            ratios = (math.nan, math.nan)  # too small a production to divide by
+        kgce_per_t.append(ratios[0])
+        kwh_per_t.append(ratios[1])
+    return ReferenceTick(line, tick_ms, tuple(sums), tuple(kgce_per_t), tuple(kwh_per_t),
+                         tuple(magnitudes))
+
+
+def magnitudes_of(emitted: list[ReferenceTick], n_windows: int) -> np.ndarray:
+    """Every tick's ``magnitudes`` as one array [n, W, 3], in the rows of ``as_ticks``."""
+    return np.array([t.magnitudes for t in emitted], dtype=np.float64).reshape(
+        len(emitted), n_windows, 3)
 
 
 def as_ticks(emitted: list[ReferenceTick], n_windows: int, drops: dict[str, int]) -> Ticks:

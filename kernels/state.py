@@ -4,7 +4,7 @@ Four types carry the design:
 
 - ``Readings``: a columnar batch of meter readings in arrival order;
 - ``MeterTable``: what each meter is (its line, how its deltas convert to kgce,
-  kWh and tonnes, counter or delta mode, rollover);
+  kWh and tonnes, counter or delta mode, rollover, most it can register per hour);
 - ``StreamState``: everything the kernel remembers between batches, as plain
   preallocated arrays that the caller owns, saves and restores;
 - ``Ticks``: the rows the kernel emits, one per line and tick, with one column
@@ -23,8 +23,20 @@ import numpy as np
 NO_TIME = np.iinfo(np.int64).min
 """Marks "no reading yet" in int64 time arrays."""
 
-DROP_REASONS = ("late", "duplicate", "pending_overflow")
+DROP_REASONS = ("late", "duplicate", "pending_overflow", "implausible")
 """Why the kernel dropped a reading, in the order of ``StreamState.drops``."""
+
+VALUE_LIMIT = 1e15
+"""Readings must have ``|value| < VALUE_LIMIT`` (the decoder drops the others); the
+kernel drops any other that reaches it as ``implausible``."""
+ROLLOVER_LIMIT = 2.0**64
+"""The largest rollover a meter may have (a 64-bit register)."""
+FACTOR_LIMIT = 1e12
+"""The largest conversion factor (kgce, kWh or t per unit) a meter may have.
+
+With the two limits above, a delta is below about 1.8e19 units and its converted
+value below 2e31, so window sums of any stream stay far inside float64's range:
+they are finite by construction."""
 
 QUANTITIES = ("energy_kgce", "electricity_kwh", "production_t")
 """The three sums kept per line, tick and window, in this order on axis -1."""
@@ -133,8 +145,12 @@ class MeterTable:
     delta_mode: np.ndarray  # bool [M]; False: cumulative counter
     rollover: np.ndarray  # float64 [M]; 0: no rollover, a decrease is a reset
     n_lines: int
+    max_rate: np.ndarray | None = None  # float64 [M], per hour in the meter's unit; 0/inf: none
     line_meter_start: np.ndarray = field(init=False)  # int64 [L+1], CSR over meters by line
     line_meters: np.ndarray = field(init=False)  # int32 [M]
+    plausible_per_ms: np.ndarray = field(init=False)  # float64 [M]; 0: nothing is judged
+    """Per meter, ``max_rate * 1.5 / 3_600_000`` (the largest plausible delta per
+    millisecond since the meter's previous reading), or 0 without a ``max_rate``."""
 
     def __post_init__(self) -> None:
         self.line = np.ascontiguousarray(self.line, dtype=np.int32)
@@ -144,13 +160,24 @@ class MeterTable:
         self.delta_mode = np.ascontiguousarray(self.delta_mode, dtype=np.bool_)
         self.rollover = np.ascontiguousarray(self.rollover, dtype=np.float64)
         n = self.line.shape[0]
-        for name in ("kgce_per_unit", "kwh_per_unit", "t_per_unit", "delta_mode", "rollover"):
+        self.max_rate = (np.zeros(n, dtype=np.float64) if self.max_rate is None
+                         else np.ascontiguousarray(self.max_rate, dtype=np.float64))
+        for name in ("kgce_per_unit", "kwh_per_unit", "t_per_unit", "delta_mode", "rollover",
+                     "max_rate"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"meter table column {name} must have {n} entries")
         if n and (self.line.min() < 0 or self.line.max() >= self.n_lines):
             raise ValueError(f"meter lines must lie in 0..{self.n_lines - 1}")
-        if (self.rollover < 0).any() or not np.isfinite(self.rollover).all():
-            raise ValueError("rollover must be finite and not negative (0 means none)")
+        if not ((self.rollover >= 0) & (self.rollover <= ROLLOVER_LIMIT)).all():
+            raise ValueError("rollover must lie in 0..2**64 (0 means none)")
+        for name in ("kgce_per_unit", "kwh_per_unit", "t_per_unit"):
+            if not (np.abs(getattr(self, name)) <= FACTOR_LIMIT).all():
+                raise ValueError(f"meter table column {name} must be finite and at most "
+                                 f"{FACTOR_LIMIT:g} in magnitude")
+        if not (self.max_rate >= 0).all():  # NaN fails too
+            raise ValueError("max_rate must not be negative or NaN (0 or inf means none)")
+        judged = (self.max_rate > 0) & np.isfinite(self.max_rate)
+        self.plausible_per_ms = np.where(judged, self.max_rate * 1.5 / 3_600_000.0, 0.0)
         order = np.argsort(self.line, kind="stable")
         self.line_meters = order.astype(np.int32)
         counts = np.bincount(self.line, minlength=self.n_lines)
@@ -166,25 +193,34 @@ class MeterTable:
 class StreamState:
     """Everything the kernel carries from one batch to the next.
 
-    Per meter: the last finalised reading (the baseline of the next delta) and
-    a sorted ring of pending readings newer than the line's watermark, which
-    may still be joined by late ones. Per line: newest reading time, next tick
-    to emit, a ring of per-tick bucket totals as long as the longest window,
-    and per window a compensated running sum and a count of non-zero buckets
-    (so that a window that has emptied is exactly zero, not a rounding residue).
+    Per meter: the last finalised reading (the baseline of the next delta), the
+    last reading dropped as implausible since then (which the next reading may
+    show to be the meter's true level), and a sorted ring of pending readings
+    newer than the line's watermark, which may still be joined by late ones.
+    Per line: newest reading time, the watermark's base (the newest reading time
+    capped by the wall clock, never moving back), next tick to emit, a ring of
+    per-tick bucket totals as long as the longest window, and per window a
+    compensated running sum, the largest magnitude that sum has had since it was
+    last summed afresh from the ring (``intensity`` sums it afresh when it falls
+    far below that), and a count of non-zero buckets (so that a window that has
+    emptied is exactly zero, not a rounding residue).
     """
 
     last_ts: np.ndarray  # int64 [M], NO_TIME before the first reading
     last_value: np.ndarray  # float64 [M]
+    suspect_ts: np.ndarray  # int64 [M], NO_TIME: none since the last finalised reading
+    suspect_value: np.ndarray  # float64 [M]
     pending_ts: np.ndarray  # int64 [M, K]
     pending_value: np.ndarray  # float64 [M, K]
     pending_start: np.ndarray  # int64 [M]
     pending_len: np.ndarray  # int64 [M]
     newest_ts: np.ndarray  # int64 [L], NO_TIME before the first reading
+    capped_ts: np.ndarray  # int64 [L], most min(newest, wall clock) has been; NO_TIME before
     next_tick: np.ndarray  # int64 [L], tick index (T / emit_every); NO_TIME before start
     ring: np.ndarray  # float64 [L, R, 3]
     window_sum: np.ndarray  # float64 [L, W, 3]
     window_comp: np.ndarray  # float64 [L, W, 3], Neumaier compensation
+    window_peak: np.ndarray  # float64 [L, W, 3], most |window_sum| since summed afresh
     window_nonzero: np.ndarray  # int64 [L, W, 3], non-zero buckets inside the window
     drops: np.ndarray  # int64 [len(DROP_REASONS)], cumulative
 
@@ -215,11 +251,14 @@ def new_state(
     return StreamState(
         last_ts=np.full(n_meters, NO_TIME, dtype=np.int64),
         last_value=np.zeros(n_meters, dtype=np.float64),
+        suspect_ts=np.full(n_meters, NO_TIME, dtype=np.int64),
+        suspect_value=np.zeros(n_meters, dtype=np.float64),
         pending_ts=np.zeros((n_meters, pending_capacity), dtype=np.int64),
         pending_value=np.zeros((n_meters, pending_capacity), dtype=np.float64),
         pending_start=np.zeros(n_meters, dtype=np.int64),
         pending_len=np.zeros(n_meters, dtype=np.int64),
         newest_ts=np.full(n_lines, NO_TIME, dtype=np.int64),
+        capped_ts=np.full(n_lines, NO_TIME, dtype=np.int64),
         next_tick=np.full(n_lines, NO_TIME, dtype=np.int64),
         # Written, not calloc'ed: the ring is touched all over from the first ticks on, and
         # faulting its pages in then costs more than the whole kernel (measured: 6 vs 64 M
@@ -227,6 +266,7 @@ def new_state(
         ring=np.full((n_lines, config.ring_ticks, 3), 0.0, dtype=np.float64),
         window_sum=np.zeros((n_lines, n_windows, 3), dtype=np.float64),
         window_comp=np.zeros((n_lines, n_windows, 3), dtype=np.float64),
+        window_peak=np.zeros((n_lines, n_windows, 3), dtype=np.float64),
         window_nonzero=np.zeros((n_lines, n_windows, 3), dtype=np.int64),
         drops=np.zeros(len(DROP_REASONS), dtype=np.int64),
     )
@@ -271,8 +311,25 @@ def state_arrays(state: StreamState) -> dict[str, np.ndarray]:
 
 
 def state_from_arrays(arrays: Mapping[str, np.ndarray]) -> StreamState:
-    """The inverse of ``state_arrays``: a state from its arrays by field name."""
-    return StreamState(**{f.name: np.ascontiguousarray(arrays[f.name])
+    """The inverse of ``state_arrays``: a state from its arrays by field name.
+
+    Arrays that states saved by earlier versions lack are filled in as those
+    versions behaved: no suspect readings, the watermark's base at the newest
+    reading time, each window's peak at its sum's magnitude, no implausible drops.
+    """
+    given = dict(arrays)
+    if "newest_ts" in given and "capped_ts" not in given:
+        given["capped_ts"] = np.array(given["newest_ts"], dtype=np.int64)
+    if "last_ts" in given and "suspect_ts" not in given:
+        given["suspect_ts"] = np.full(np.shape(given["last_ts"]), NO_TIME, dtype=np.int64)
+        given["suspect_value"] = np.zeros(np.shape(given["last_ts"]), dtype=np.float64)
+    if "window_sum" in given and "window_peak" not in given:
+        given["window_peak"] = np.abs(np.asarray(given["window_sum"], dtype=np.float64))
+    if "drops" in given and np.shape(given["drops"])[0] < len(DROP_REASONS):
+        drops = np.zeros(len(DROP_REASONS), dtype=np.int64)
+        drops[:np.shape(given["drops"])[0]] = given["drops"]
+        given["drops"] = drops
+    return StreamState(**{f.name: np.ascontiguousarray(given[f.name])
                           for f in fields(StreamState)})
 
 
@@ -280,9 +337,12 @@ def state_from_arrays(arrays: Mapping[str, np.ndarray]) -> StreamState:
 class Ticks:
     """Rows emitted by one ``advance`` call: one per (line, tick).
 
-    Sum columns have shape [n, W] (one column per configured window, in order).
-    ``kgce_per_t`` and ``kwh_per_t`` are NaN where the window is idle.
-    ``drops`` counts this call's dropped readings by ``DROP_REASONS``.
+    Sum columns have shape [n, W] (one column per configured window, in order)
+    and are always finite. ``kgce_per_t`` and ``kwh_per_t`` are NaN where the
+    window is idle (and only there): the one marker for "absent".
+    ``drops`` counts this call's dropped readings by ``DROP_REASONS``; an
+    ``implausible`` one is counted when its tick is emitted, which may be a later
+    call than the one that brought it.
     """
 
     line: np.ndarray  # int32 [n]

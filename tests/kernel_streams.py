@@ -4,13 +4,17 @@ A stream is built in three steps, each a plain function so a failing example is
 easy to read back:
 
 1. ``plant``: lines with meters of several carriers and production counters,
-   counter or delta mode, with or without a rollover;
+   counter or delta mode, with or without a rollover, with or without a
+   ``max_rate``;
 2. ``true_readings``: each meter's readings in time order (gaps, resets,
    rollovers, idle stretches, negative increments of net energy meters in delta
-   mode, values on a 0.25 grid for production so sums are exact);
+   mode, values on a 0.25 grid for production so sums are exact), and bad
+   register reads among them (a 0, a 32-bit sentinel, a jump, a meter replaced
+   by one at another level);
 3. ``arrivals``: the order a collector sees them in (jitter within and beyond the
    lateness, duplicates), grouped into single-meter messages and cut into batches
-   at message boundaries.
+   at message boundaries, each batch with the wall clock it is judged at (none,
+   or one that readings may be ahead of, and that may even step back).
 """
 
 from __future__ import annotations
@@ -33,10 +37,23 @@ class Stream:
     meters: MeterTable
     batches: list[Readings]
     max_pending: int = 1 << 16  # readings a meter may hold waiting for their tick
+    now_ms: tuple[int | None, ...] | None = None  # per batch; None: no wall clock at all
+
+    def now_of(self, batch: int) -> int | None:
+        return None if self.now_ms is None else self.now_ms[batch]
 
 
-def plant(rng: random.Random, n_lines: int, meters_per_line: int) -> MeterTable:
-    line, kgce, kwh, tonnes, delta, rollover = [], [], [], [], [], []
+SENTINEL = float(2**32 - 1)
+"""What a gateway reports for a 32-bit register it could not read."""
+
+
+def plant(rng: random.Random, n_lines: int, meters_per_line: int, step_ms: int = 500,
+          max_rate_share: float = 0.0) -> MeterTable:
+    """``max_rate_share`` of the meters get a ``max_rate``: about what their readings
+    register at most (900 units a reading, a reading every ``step_ms``), a third of
+    it (many honest readings judged implausible) or three times it, or infinity."""
+    line, kgce, kwh, tonnes, delta, rollover, max_rate = [], [], [], [], [], [], []
+    typical = 900.0 * 3_600_000 / step_ms
     for ln in range(n_lines):
         for k in range(meters_per_line):
             line.append(ln)
@@ -52,25 +69,40 @@ def plant(rng: random.Random, n_lines: int, meters_per_line: int) -> MeterTable:
                 tonnes.append(0.0)
             delta.append(rng.random() < 0.2)
             rollover.append(rng.choice((0.0, 0.0, 5000.0)))
+            judged = rng.random() < max_rate_share
+            max_rate.append(rng.choice((typical / 3, typical, 3 * typical, float("inf")))
+                            if judged else 0.0)
     return MeterTable(
         line=np.array(line, dtype=np.int32), kgce_per_unit=np.array(kgce),
         kwh_per_unit=np.array(kwh), t_per_unit=np.array(tonnes),
         delta_mode=np.array(delta, dtype=np.bool_), rollover=np.array(rollover),
-        n_lines=n_lines,
+        n_lines=n_lines, max_rate=np.array(max_rate),
     )
 
 
 def true_readings(
     rng: random.Random, meters: MeterTable, t0_ms: int, n_per_meter: int, step_ms: int,
-    reset_rate: float,
+    reset_rate: float, bad_read_rate: float = 0.0,
 ) -> list[tuple[int, int, float]]:
-    """(meter, ts_ms, value) per meter in time order, then all meters merged by time."""
+    """(meter, ts_ms, value) per meter in time order, then all meters merged by time.
+
+    ``bad_read_rate``: the share of readings that are bad reads instead (see
+    ``bad_read``); some of them are a meter replaced, whose register goes on from
+    another level."""
     out: list[tuple[int, int, float]] = []
     for m in range(meters.n_meters):
         is_production = meters.t_per_unit[m] > 0
         ts = t0_ms + rng.randrange(0, step_ms)
         value = 0.0
         for _ in range(n_per_meter):
+            if rng.random() < bad_read_rate:
+                ts += rng.choice((step_ms, step_ms // 3 or 1))
+                if rng.random() < 0.2 and not meters.delta_mode[m]:
+                    value += rng.choice((1e7, 3e9))  # replaced: a new level from here on
+                    out.append((m, ts, value))
+                else:
+                    out.append((m, ts, bad_read(rng, value)))
+                continue
             ts += rng.choice((step_ms, step_ms, step_ms // 3 or 1, 5 * step_ms, 40 * step_ms))
             idle = rng.random() < 0.25
             if is_production:
@@ -91,6 +123,12 @@ def true_readings(
             out.append((m, ts, reading))
     out.sort(key=lambda r: r[1])
     return out
+
+
+def bad_read(rng: random.Random, value: float) -> float:
+    """A wrong register read of a meter now at ``value``: 0, the 32-bit sentinel, a jump
+    far up or (a delta-mode meter's garbage) far down."""
+    return rng.choice((0.0, SENTINEL, value + 1e12, -1e12))
 
 
 def arrivals(
@@ -136,8 +174,13 @@ def random_stream(
     seed: int, *, n_lines: int, meters_per_line: int, n_per_meter: int, emit_every_ms: int,
     windows: tuple[int, ...], lateness_ms: int, jitter_ms: int, duplicate_rate: float,
     reset_rate: float, n_batches: int, min_production_t: float | None = None,
-    max_pending: int = 1 << 16,
+    max_pending: int = 1 << 16, max_rate_share: float = 0.0, bad_read_rate: float = 0.0,
+    wall_clock: str = "none",
 ) -> Stream:
+    """``wall_clock``: ``none`` (no ``now_ms``), ``same`` (one ``now_ms`` for every batch,
+    somewhere inside the stream's time span) or ``moving`` (per batch, about the newest
+    reading so far, from a few ticks behind it (readings ahead of the clock) to ahead
+    of it, sometimes stepping back)."""
     rng = random.Random(seed)
     config = KernelConfig(
         emit_every_ms=emit_every_ms,
@@ -145,12 +188,37 @@ def random_stream(
         allowed_lateness_ms=lateness_ms,
         min_production_t=min_production_t,
     )
-    meters = plant(rng, n_lines, meters_per_line)
+    step_ms = max(1, emit_every_ms // 2)
+    meters = plant(rng, n_lines, meters_per_line, step_ms, max_rate_share)
     t0 = 1_732_406_400_000 + rng.randrange(0, 10 * emit_every_ms)
-    readings = true_readings(rng, meters, t0, n_per_meter, max(1, emit_every_ms // 2),
-                             reset_rate)
+    readings = true_readings(rng, meters, t0, n_per_meter, step_ms, reset_rate, bad_read_rate)
     arrived = arrivals(rng, readings, jitter_ms, duplicate_rate)
-    return Stream(config, meters, messages_and_batches(rng, arrived, n_batches), max_pending)
+    batches = messages_and_batches(rng, arrived, n_batches)
+    return Stream(config, meters, batches, max_pending,
+                  wall_clocks(rng, batches, wall_clock, emit_every_ms))
+
+
+def wall_clocks(rng: random.Random, batches: list[Readings], kind: str,
+                emit_every_ms: int) -> tuple[int | None, ...] | None:
+    """The ``now_ms`` of each batch (see ``random_stream``)."""
+    if kind == "none" or not batches:
+        return None
+    lo = min(int(b.ts_ms.min()) for b in batches if len(b))
+    hi = max(int(b.ts_ms.max()) for b in batches if len(b))
+    if kind == "same":
+        now = rng.randrange(lo - 5 * emit_every_ms, hi + emit_every_ms)
+        return tuple(now for _ in batches)
+    assert kind == "moving"
+    out: list[int | None] = []
+    newest = lo
+    for b in batches:
+        if len(b):
+            newest = max(newest, int(b.ts_ms.max()))
+        if rng.random() < 0.1:
+            out.append(None)  # an uncapped call among capped ones
+        else:
+            out.append(newest + rng.randrange(-12 * emit_every_ms, 2 * emit_every_ms))
+    return tuple(out)
 
 
 def concatenate(batches: list[Readings]) -> Readings:

@@ -143,6 +143,7 @@ def run_demo(
             "metrics_port": metrics_port,
             # The simulated plant clock runs `speed` times faster than the wall clock.
             "max_future": "3650d",
+            "watermark_wall_clock": False,
         }
     )
     collector = Collector(settings, on_results=latest.update)

@@ -308,6 +308,7 @@ class MeterRegistry:
                 t_per_unit=tonnes,
                 delta_mode=np.array([d.mode == "delta" for d in self._desc], dtype=np.bool_),
                 rollover=np.array([d.rollover for d in self._desc], dtype=np.float64),
+                max_rate=self.max_rates_per_hour(),
                 n_lines=self.n_lines,
             )
         return self._table

@@ -50,6 +50,7 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
         ("wattline_mqtt_connected", "gauge", set()),
         ("wattline_mqtt_connects", "counter", set()),
         ("wattline_line_last_reading_timestamp_seconds", "gauge", {"site", "line"}),
+        ("wattline_line_clock_offset_seconds", "gauge", {"site", "line"}),
         ("wattline_intensity_kgce_per_t", "gauge", {"site", "line", "window"}),
         ("wattline_intensity_kwh_per_t", "gauge", {"site", "line", "window"}),
         ("wattline_alert_active", "gauge", {"site", "line", "rule"}),

@@ -23,6 +23,7 @@ RUN_FLAGS = {
     "--influx-bucket", "--influx-token", "--influx-token-file", "--store", "--store-retention",
     "--state-dir", "--spool-dir", "--spool-max-bytes", "--dead-letter-dir", "--checkpoint-every",
     "--metrics-port", "--metrics-host", "--emit-every", "--windows", "--allowed-lateness",
+    "--watermark-wall-clock", "--no-watermark-wall-clock",
     "--min-production-t", "--max-future", "--max-past", "--max-payload-bytes", "--max-lines",
     "--max-meters", "--influx-timeout", "--influx-health-timeout",
     "--batch-max-messages", "--batch-max-wait", "--queue-max-messages", "--alert-for",

@@ -138,6 +138,7 @@ def test_direction_and_max_rate_come_from_meta_and_the_file_wins() -> None:
     assert reg.description("s", "a", "energy", "other").direction == "export"
     assert reg.description("s", "a", "energy", "plain").direction == "import"
     assert reg.max_rates_per_hour().tolist() == [100.0, 5.0, 0.0]
+    assert reg.table().max_rate.tolist() == [100.0, 5.0, 0.0]  # what the kernels judge by
 
 
 def test_a_production_meter_cannot_export() -> None:
