@@ -41,7 +41,8 @@ written from this text and the contract, and compared by hypothesis):
    meter, or a wrong read taken as the baseline): the suspect becomes the
    baseline, uncounted, and the reading's delta from it is taken. Any taken
    reading clears the suspect; a delta-mode meter has none (its deltas do not
-   depend on a baseline). The deltas, converted by the meter table, make the
+   depend on a baseline), nor has a meter without a ``max_rate`` (a suspect left
+   from when it had one is forgotten at the start of the next call). The deltas, converted by the meter table, make the
    tick's bucket; each window sums the buckets of its last ``W / E`` ticks, i.e.
    deltas with ``T - W < t <= T``.
 4. A window whose production is more than zero (and more than zero and at
@@ -436,8 +437,6 @@ def _advance(
                         b0 += delta * fk
                         b1 += delta * fe
                         b2 += delta * ft
-                    if sus_ts[m] != NO_TIME:  # left from when the meter had a max_rate
-                        sus_ts[m] = NO_TIME
                 else:
                     st = sus_ts[m]
                     while used < pn:
@@ -696,6 +695,10 @@ def advance(
         readings = _in_range(readings)
         state.drops[_IMPLAUSIBLE] += out_of_range
     now = _now(now_ms)
+    # A meter without a max_rate has no suspect reading (one left from when it had one is
+    # forgotten): cleared here, once per call, rather than per meter and tick in the loop.
+    unjudged = meters.plausible_per_ms == 0.0
+    state.suspect_ts[:unjudged.shape[0]][unjudged] = NO_TIME
     if max_pending < 1 or max_pending & (max_pending - 1):
         raise ValueError(f"max_pending must be a power of two, got {max_pending}")
     W = len(config.windows_ms)

@@ -31,7 +31,9 @@ The rules, in the order they apply (the same text as ``intensity.py``'s):
   a ``max_rate`` judges each delta once it has a previous reading (its last
   finalised one): more than ``max_rate * 1.5 / 3_600_000 * max(elapsed ms,
   1000)`` in magnitude, and the reading is dropped as ``implausible``, leaving
-  the baseline where it was; a counter remembers it as a suspect. When the
+  the baseline where it was; a counter remembers it as a suspect (a meter
+  without a ``max_rate`` has none: one left from before is forgotten when a call
+  starts). When the
   next reading is implausible from the baseline but plausible from the suspect,
   the suspect becomes the baseline (uncounted) and the reading's delta from it
   counts. The deltas are converted to kgce, kWh and tonnes and summed into the
@@ -124,6 +126,9 @@ def reference_advance(
     and ``now_ms`` the wall clock that caps the watermark, as in ``advance``.
     """
     emitted: list[ReferenceTick] = []
+    for meter, meter_history in state.meters.items():
+        if not 0 < float(meters.max_rate[meter]) < math.inf:
+            meter_history.suspect = None  # a meter without a max_rate has no suspect
 
     def capped(newest_ms: int) -> int:
         return newest_ms if now_ms is None else min(newest_ms, now_ms)
