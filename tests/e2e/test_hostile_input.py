@@ -5,7 +5,6 @@ the daemon holds stays bounded. (Repeated keys: tests/e2e/test_bad_input.py.)"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from tests.e2e.gateway import publish_all, wait_until_subscribed
 from tests.processes import Stack, Wattline, wait_until
 from wattline.ingest.decode.payloads import VALUE_LIMIT
 from wattline.ingest.decode.registry import state_nbytes
-from wattline.kernels import KernelConfig, MeterTable, new_state
+from wattline.kernels import KernelConfig, new_state
 
 ROGUE_LINE = "rogue-1"
 # Registers a broken gateway might send: huge but in range, out of range, both signs.
@@ -202,13 +201,9 @@ def test_a_flood_of_new_lines_beyond_max_lines_is_refused_and_memory_stays_bound
 
 SENTINEL_STEP = 45  # the bad read comes half-way between readings 45 and 46
 MAX_RATE = 20_000.0  # kWh per hour; the furnace draws at most 6 kWh per 2 s = 10,800 kWh/h
-KERNEL_HAS_MAX_RATE = "max_rate" in {f.name for f in dataclasses.fields(MeterTable)}
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(not KERNEL_HAS_MAX_RATE, strict=True,
-                   reason="the kernel's meter table has no max_rate yet, so nothing is "
-                   "judged implausible")
 def test_a_sentinel_read_on_a_meter_with_max_rate_is_dropped_as_implausible(
     make_stack: Callable[..., Stack],
     make_publisher: Callable[..., mqtt.Client],
