@@ -3,8 +3,10 @@ behind a proxy that delays every answer 8 s, or takes connections and never answ
 the daemon takes messages as fast as with a healthy database (the spool takes the
 batches meanwhile), and once the database is back every point arrives, exact.
 
-The rate is measured on the same load in the same test, healthy then faulty: the
-daemon is paused (SIGSTOP) while a block of messages is published, so the broker
+The rate is measured on the same load in the same test, healthy and faulty in
+alternating rounds (the spool emptied before each healthy one), and the best rate of
+each compared, so that a moment's load from elsewhere on the machine does not decide:
+the daemon is paused (SIGSTOP) while a block of messages is published, so the broker
 holds them all, then resumed; the rate is the block's size over the time until its
 last message is counted on /metrics (``wattline_messages_received_total``).
 """
@@ -29,6 +31,7 @@ from wattline.ingest.sinks.parquet_store import read_store
 LINES = 20
 STEP_MS = 10_000
 BLOCK = 15_000  # messages per measured block: 3-8 s of intake on a busy 2-core machine
+ROUNDS = 2  # healthy and faulty blocks, alternately
 FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t")
 # The proxy's delay is inside --influx-timeout: the writes succeed, slowly.
 DAEMON_ARGS = ["--emit-every", "10s", "--windows", "1m,2m", "--allowed-lateness", "5s",
@@ -126,31 +129,37 @@ def test_intake_keeps_its_rate_while_the_database_is_slow_or_hangs_and_loses_not
     broker, victoria, proxy, daemon = proxied_stack
     start_ms = (int(time.time() * 1000) - 6 * 3_600_000) // STEP_MS * STEP_MS
     steps_per_block = BLOCK // (2 * LINES)
-    blocks = [_messages(site, start_ms, i * steps_per_block, BLOCK) for i in range(2)]
-    tail = _messages(site, start_ms, 2 * steps_per_block, 2_000)  # once the database is back
+    blocks = [_messages(site, start_ms, i * steps_per_block, BLOCK) for i in range(2 * ROUNDS)]
+    tail = _messages(site, start_ms, 2 * ROUNDS * steps_per_block, 2_000)  # database back
     client = connect_publisher(broker.port)
     try:
         wait_until_subscribed(daemon, client, site, timeout_s=30)
         warm = _messages(site, start_ms - 100 * STEP_MS, 0, 2 * LINES * 50)
         publish_all(client, warm, timeout_s=30)  # first batches, connections, caches
-        healthy = _intake_rate(daemon, client, blocks[0])
-        assert daemon.metric("wattline_spool_segments") == 0
-
-        proxy.set_mode(fault)
-        faulty = _intake_rate(daemon, client, blocks[1])
-        ratio = faulty / healthy
-        print(f"\nintake: healthy {healthy:.0f}/s, {fault} {faulty:.0f}/s, ratio {ratio:.2f}")
-        assert (daemon.metric("wattline_spool_segments") or 0) > 0, "the spool took the batches"
+        healthy: list[float] = []
+        faulty: list[float] = []
+        for round_ in range(ROUNDS):
+            proxy.set_mode("pass")
+            wait_until(lambda: not daemon.metric("wattline_spool_segments"), timeout_s=60,
+                       interval_s=0.5, what="the spool emptied before a healthy round")
+            healthy.append(_intake_rate(daemon, client, blocks[2 * round_]))
+            assert daemon.metric("wattline_spool_segments") == 0
+            proxy.set_mode(fault)
+            faulty.append(_intake_rate(daemon, client, blocks[2 * round_ + 1]))
+            assert (daemon.metric("wattline_spool_segments") or 0) > 0, \
+                "the spool took the batches"
+        ratio = max(faulty) / max(healthy)
+        print(f"\nintake: healthy {healthy}/s, {fault} {faulty}/s, best over best {ratio:.2f}")
         # Not above: a database that takes no writes leaves the daemon (and this machine)
         # the CPU that encoding and sending them cost, so the fault's rate is often higher.
-        assert ratio >= 0.9, f"intake {faulty:.0f}/s with a {fault} database, " \
-                             f"{healthy:.0f}/s healthy"
+        assert ratio >= 0.9, f"intake {faulty} msg/s with a {fault} database, " \
+                             f"{healthy} msg/s healthy"
 
         proxy.set_mode("pass")  # the database is back
         publish_all(client, tail, timeout_s=30)
     finally:
         close_publisher(client)
-    total = len(warm) + 2 * BLOCK + len(tail)
+    total = len(warm) + 2 * ROUNDS * BLOCK + len(tail)
     wait_until(lambda: _received(daemon) >= total, timeout_s=30, what="every message taken")
     wait_until(lambda: daemon.metric("wattline_spool_segments") == 0, timeout_s=40,
                interval_s=0.5, what="the spool delivered")

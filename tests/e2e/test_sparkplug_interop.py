@@ -162,7 +162,9 @@ def test_their_edge_node_and_device_reach_the_daemon_through_mosquitto(
     # 4 kWh (node) + 1 kWh (device) per 0.25 t
     assert stack.victoria.samples(selector)[last_tick] == [20.0]
     daemon = stack.daemon
-    assert daemon.metric("wattline_sparkplug_events_total", {"event": "birth"}) == 2.0
+    # One NBIRTH and one DBIRTH; a peer whose session dropped on a loaded machine births
+    # again on reconnect, which Sparkplug allows and which must change no figure.
+    assert daemon.metric("wattline_sparkplug_events_total", {"event": "birth"}) >= 2.0
     assert daemon.metric_sum("wattline_sparkplug_events_total", {"event": "seq_gap"}) == 0
     # pysparkplug 0.6.1 sends the NDEATH of a clean disconnect with the bdSeq it has
     # already moved on to for its next session, not the one of its NBIRTH: a host
