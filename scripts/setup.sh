@@ -2,7 +2,7 @@
 # Set up everything wattline's demo and tests need, and say what it does.
 #
 #   1. Debian packages the tests start as real components (mosquitto, victoria-metrics,
-#      prometheus, promtool, prometheus-alertmanager): installed with apt-get when run as
+#      prometheus, promtool, prometheus-alertmanager, influxdb): installed with apt-get when run as
 #      root and any is missing; otherwise the command to run is printed and the tests that
 #      need them skip (CI runs as root, so there they are always installed).
 #   2. A virtual environment in .venv (Python >= 3.11) with wattline installed editable,
@@ -19,8 +19,8 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
-APT_PACKAGES=(mosquitto mosquitto-clients victoria-metrics prometheus prometheus-alertmanager)
-PROGRAMS=(mosquitto victoria-metrics prometheus promtool prometheus-alertmanager)
+APT_PACKAGES=(mosquitto mosquitto-clients victoria-metrics prometheus prometheus-alertmanager influxdb)
+PROGRAMS=(mosquitto victoria-metrics prometheus promtool prometheus-alertmanager influxd)
 
 say() { printf 'setup: %s\n' "$*"; }
 

@@ -1,4 +1,4 @@
-"""Fixtures that start real components (Mosquitto, VictoriaMetrics, the daemon) for the tests.
+"""Fixtures that start real components (Mosquitto, VictoriaMetrics, InfluxDB 1.x, the daemon).
 
 The session-scoped ``mosquitto`` and ``victoria`` are shared: tests keep apart by
 using their own site names. Tests that restart, kill or fill a component take a
@@ -21,7 +21,14 @@ from typing import Any, NoReturn
 import pytest
 
 from tests.no_jit import JIT_DISABLED, replace_prefetch_hints
-from tests.processes import ChildProcess, ComponentMissing, Mosquitto, VictoriaMetrics, Wattline
+from tests.processes import (
+    ChildProcess,
+    ComponentMissing,
+    InfluxDB1,
+    Mosquitto,
+    VictoriaMetrics,
+    Wattline,
+)
 
 _CHILDREN = pytest.StashKey[list[ChildProcess]]()
 
@@ -136,6 +143,32 @@ def make_victoria(
         started.append(server)
         _track(request, server)
         server.start()
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture()
+def make_influxdb1(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., InfluxDB1]]:
+    """Factory of real InfluxDB 1.x servers owned by one test, each with its databases
+    made: ``make_influxdb1()`` (database ``wattline``), ``make_influxdb1(databases=("a",))``.
+    Skips (fails in CI) where ``influxd`` is not installed."""
+    started: list[InfluxDB1] = []
+
+    def make(*, databases: Sequence[str] = ("wattline",)) -> InfluxDB1:
+        try:
+            server = InfluxDB1(tmp_path_factory.mktemp("influxdb"))
+        except ComponentMissing as err:
+            missing_component(err)
+        started.append(server)
+        _track(request, server)
+        server.start()
+        for db in databases:
+            server.create_database(db)
         return server
 
     yield make

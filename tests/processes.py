@@ -1,4 +1,5 @@
-"""Real components as child processes on free ports: Mosquitto, VictoriaMetrics, the daemon.
+"""Real components as child processes on free ports: Mosquitto, VictoriaMetrics, InfluxDB 1.x,
+the daemon.
 
 Each runner starts its program as a plain child of the test process, bound to
 127.0.0.1 on a port picked by ``free_port()``, with its output in a log file,
@@ -38,6 +39,7 @@ __all__ = [
     "ChildProcess",
     "ComponentFailed",
     "ComponentMissing",
+    "InfluxDB1",
     "Mosquitto",
     "Stack",
     "VictoriaMetrics",
@@ -59,7 +61,7 @@ class ComponentMissing(RuntimeError):
     def __init__(self, program: str) -> None:
         super().__init__(
             f"{program} is not installed: run `make setup` as root (it apt-get installs "
-            "mosquitto, victoria-metrics, prometheus and prometheus-alertmanager)"
+            "mosquitto, victoria-metrics, prometheus, prometheus-alertmanager and influxdb)"
         )
         self.program = program
 
@@ -390,6 +392,108 @@ class VictoriaMetrics(ChildProcess):
             for ts, value in zip(series["timestamps"], series["values"], strict=True):
                 by_time.setdefault(int(ts), []).append(float(value))
         return dict(sorted(by_time.items()))
+
+
+class InfluxDB1(ChildProcess):
+    """A real InfluxDB 1.x (Debian's ``influxd``, 1.6.7): the v1 API only.
+
+    ``/write?db=&rp=&precision=``, ``/query`` with InfluxQL and ``/ping``; it keeps
+    its meta, data and WAL folders under ``workdir``, so a ``stop()``/``start()``
+    keeps what was written. ``create_database(name)`` makes a database (with its
+    default retention policy ``autogen``); ``query(influxql, db)`` returns rows.
+    """
+
+    name = "influxdb"
+
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        super().__init__(workdir)
+        self.binary = find_binary("influxd")
+        self.port = port or free_port()
+        self.rpc_port = free_port()
+        self.config_path = self.workdir / "influxdb.conf"
+        self.config_path.write_text(self._config())
+
+    def _config(self) -> str:
+        return "\n".join([
+            "reporting-disabled = true",
+            f'bind-address = "127.0.0.1:{self.rpc_port}"',
+            "[meta]",
+            f'  dir = "{self.workdir / "meta"}"',
+            "[data]",
+            f'  dir = "{self.workdir / "data"}"',
+            f'  wal-dir = "{self.workdir / "wal"}"',
+            '  query-log-enabled = false',
+            "[http]",
+            f'  bind-address = "127.0.0.1:{self.port}"',
+            "  log-enabled = false",
+            "[monitor]",
+            "  store-enabled = false",
+            "[continuous_queries]",
+            "  enabled = false",
+            "",
+        ])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [self.binary, "-config", str(self.config_path)]
+
+    def is_ready(self) -> bool:
+        status, _ = http_get(f"{self.url}/ping", timeout_s=1.0)
+        return status == 204
+
+    def _post_query(self, influxql: str, db: str | None) -> list[dict[str, Any]]:
+        form = {"q": influxql, "epoch": "ms"}
+        if db:
+            form["db"] = db
+        request = urllib.request.Request(
+            f"{self.url}/query", data=urllib.parse.urlencode(form).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            raise ComponentFailed(f"query {influxql!r} answered {err.code}: "
+                                  f"{err.read()[:300]!r}") from err
+        results = body.get("results", [])
+        for result in results:
+            if "error" in result:
+                raise ComponentFailed(f"query {influxql!r} failed: {result['error']}")
+        return results
+
+    def create_database(self, db: str) -> None:
+        """``CREATE DATABASE`` (a no-op when it exists)."""
+        self._post_query(f'CREATE DATABASE "{db}"', None)
+
+    def query(self, influxql: str, db: str) -> list[dict[str, Any]]:
+        """The rows of every series the statement answers, as dicts column -> value.
+
+        Times are epoch milliseconds (column ``time``); rows of a ``GROUP BY`` query
+        carry the series' tags as well; the measurement is in ``"_measurement"``.
+        """
+        rows: list[dict[str, Any]] = []
+        for result in self._post_query(influxql, db):
+            for series in result.get("series", []):
+                extra = {"_measurement": series.get("name"), **series.get("tags", {})}
+                for values in series.get("values", []):
+                    rows.append({**extra, **dict(zip(series["columns"], values, strict=True))})
+        return rows
+
+    def write(self, lines: str, db: str, *, precision: str = "ms",
+              rp: str | None = None) -> tuple[int, bytes]:
+        """POST line protocol to ``/write``; the status and body (errors are returned)."""
+        params = {"db": db, "precision": precision}
+        if rp:
+            params["rp"] = rp
+        request = urllib.request.Request(
+            f"{self.url}/write?{urllib.parse.urlencode(params)}", data=lines.encode(),
+            method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status), response.read()
+        except urllib.error.HTTPError as err:
+            return int(err.code), err.read()
 
 
 class Wattline(ChildProcess):
