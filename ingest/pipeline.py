@@ -213,7 +213,10 @@ class Pipeline:
         """Run one batch of messages through decoding, the kernels and the sinks."""
         started = time.perf_counter()
         readings = self.decoder.decode(batch)
-        ticks, heard = self._run_kernels(readings)
+        # The wall clock that caps watermarks is the batch's newest receipt time, which the
+        # write-ahead log keeps: a replay after a crash judges every reading as it was judged.
+        received_ms = int(max((m.received_s for m in batch), default=self._clock()) * 1000)
+        ticks, heard = self._run_kernels(readings, received_ms)
         sites, names = self.registry.line_sites, self.registry.line_names
         if ticks is None:
             table = INTENSITY_SCHEMA.empty_table()
@@ -254,7 +257,7 @@ class Pipeline:
                         row["message"])
         self.fanout.write_alerts(alerts)
 
-    def _run_kernels(self, readings: Readings) -> tuple[Ticks | None, list[int]]:
+    def _run_kernels(self, readings: Readings, now_ms: int) -> tuple[Ticks | None, list[int]]:
         table = self.registry.table()
         if table.n_meters > self.state.n_meters or table.n_lines > self.state.n_lines:
             grow_state(
@@ -266,7 +269,6 @@ class Pipeline:
         if len(readings) == 0:
             # Nothing new: ticks only move when readings move a line's watermark.
             return None, []
-        now_ms = int(self._clock() * 1000)
         ticks = advance(self.state, self.kernel_config, table, readings,
                         now_ms=now_ms if self.settings.watermark_wall_clock else None)
         dropped = 0
