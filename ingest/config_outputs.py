@@ -8,11 +8,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import field
+from urllib.parse import urlsplit
 
 from wattline.contract.errors import ConfigError
 from wattline.ingest.config_schema import Duration, doc, with_ms_accessors
 from wattline.ingest.config_sections import Section, must_exist, read_secret
-from wattline.ingest.redact import configure_logging
+from wattline.ingest.redact import configure_logging, redact_url
 
 __all__ = ["DurabilitySettings", "InfluxSettings", "LoggingSettings", "MetricsSettings",
            "PipelineSettings", "StoreSettings"]
@@ -55,6 +56,8 @@ class InfluxSettings(Section):
         return self.influx_token
 
     def check(self) -> None:
+        if self.influx_url:
+            check_http_url("influx_url", self.influx_url)
         if bool(self.influx_url) != bool(self.influx_bucket):
             raise ConfigError(
                 "influx_url" if not self.influx_url else "influx_bucket",
@@ -72,6 +75,21 @@ class InfluxSettings(Section):
                               f"influx_timeout ({self.influx_timeout})",
                               suggestion='e.g. influx_timeout = "10s", '
                               'influx_health_timeout = "2s"')
+
+
+def check_http_url(key: str, url: str) -> None:
+    """``ConfigError`` unless ``url`` is http(s)://host[:port][/path] (shown without its
+    password)."""
+    shown = redact_url(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(key, f"expected http://host:port or https://host:port, got {shown!r}")
+    try:
+        _ = parts.port  # a bad port raises ValueError
+    except ValueError as exc:
+        raise ConfigError(key, f"bad port in {shown!r}: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError(key, f"no host in {shown!r}; expected http://host:port")
 
 
 @with_ms_accessors

@@ -104,6 +104,9 @@ def parse_mqtt_url(url: str, key: str = "mqtt_url") -> MqttUrl:
         raise ConfigError(key, f"bad port in {shown!r}: {exc}") from None
     if not parts.hostname:
         raise ConfigError(key, f"no host in {shown!r}; expected mqtt://host:port")
+    if parts.path not in ("", "/"):
+        raise ConfigError(key, f"unexpected path {parts.path!r} in {shown!r}; expected "
+                          "mqtt://host:port (the topics come from --topic-prefix)")
     return MqttUrl(
         host=parts.hostname,
         port=port,

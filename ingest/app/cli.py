@@ -142,8 +142,10 @@ def main() -> None:
 
 @main.command(cls=SettingsCommand)
 @daemon_options
+@click.option("--debug", is_flag=True, envvar="WATTLINE_DEBUG", show_envvar=True,
+              help="Show the traceback of a start-up error, not only its one line.")
 @click.pass_context
-def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
+def run(ctx: click.Context, config_file: str | None, debug: bool, **flags: Any) -> None:
     """Run the collector daemon until SIGTERM or Ctrl-C; SIGHUP re-reads --config.
 
     It subscribes to {prefix}/+/+/+/+ and {prefix}/+/+/+/+/meta, decodes JSON
@@ -173,11 +175,12 @@ def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
         raise click.ClickException(str(err)) from None
     settings.logging.configure()
     from wattline.ingest.app.daemon import Collector
+    from wattline.ingest.app.startup import startup_error
 
     try:
         collector = Collector(settings)
-    except WattlineError as err:  # e.g. a missing optional piece: one line, no traceback
-        raise click.ClickException(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - e.g. a missing optional piece: one line
+        raise startup_error(err, settings, debug=debug) from None
     stop = threading.Event()
 
     reload = threading.Event()
@@ -193,7 +196,10 @@ def run(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGHUP, _on_hangup)
-    collector.start()
+    try:
+        collector.start()
+    except Exception as err:  # noqa: BLE001 - a folder or port it cannot use: one line
+        raise startup_error(err, settings, debug=debug) from None
     watchdog_s = watchdog_interval_s()
     systemd_notify(f"READY=1\nSTATUS=collecting from {redact_url(settings.mqtt_url)}")
     stalled_logged = False

@@ -113,9 +113,17 @@ class Collector:
         if self.settings.metrics_port is not None:
             self._server, _ = self.metrics.serve(self.settings.metrics_port,
                                                  self.settings.metrics_host)
+            # With port 0 the system picks one: say the one it picked.
             log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
-                     self.settings.metrics_port)
+                     self.metrics_port)
         self.source.start()
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port /metrics listens on (the one picked for --metrics-port 0), or None."""
+        if self._server is None:
+            return None
+        return int(self._server.server_port)  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         self.source.stop()
