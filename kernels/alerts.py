@@ -32,7 +32,8 @@ neither fires nor clears breaks the run. The rules, exactly:
   ``RULE_ABOVE_BENCHMARK``): for a line whose product has national levels, ``v``
   = the level window's intensity in the level's unit (``kgce_per_t`` for kgce/t,
   ``kwh_per_t`` for kWh/t). Fires when ``v`` is above the level; clears when the
-  window is idle or ``v <= level * (1 - level_clear_margin)``. The baseline is the
+  window is idle or ``v <= level - level_clear_margin * |level|`` (below the level
+  whatever its sign: a negative level's clear limit is more negative). The baseline is the
   worse (higher) level, the one a line must not exceed; exceeding the benchmark
   is the softer notice. value ``v``, threshold the level.
 
@@ -249,6 +250,13 @@ def _step(active, run, since_ms, start_value, start_threshold, line, rule, fire,
     return n_out + 1
 
 
+@nb.njit(cache=True, inline="always")
+def _level_clear(level, margin):
+    """Where a level alert clears: ``margin`` of the level's magnitude below it, on the
+    safe side whatever its sign (a BOF's baseline of -10 clears at -10.2, not -9.8)."""
+    return level * (1.0 - margin) if level >= 0.0 else level * (1.0 + margin)
+
+
 @nb.njit(cache=True)
 def _evaluate(t_line, t_tick, energy, kgce_t, kwh_t,
               short_w, long_w, level_w, surge_w, surge_ticks, surge_hours,
@@ -309,7 +317,7 @@ def _evaluate(t_line, t_tick, energy, kgce_t, kwh_t,
                 if np.isnan(level):
                     continue
                 fire = present and v > level
-                clear = (not present) or v <= level * (1.0 - level_margin)
+                clear = (not present) or v <= _level_clear(level, level_margin)
                 n_out = _step(active, run, since_ms, start_value, start_threshold,
                               line, rule, fire, clear, need, tick, v,
                               level, out_line, out_tick, out_rule, out_state, out_value,

@@ -42,9 +42,9 @@ written from this text and the contract, and compared by hypothesis):
    baseline, uncounted, and the reading's delta from it is taken. Any taken
    reading clears the suspect; a delta-mode meter has none (its deltas do not
    depend on a baseline), nor has a meter without a ``max_rate`` (a suspect left
-   from when it had one is forgotten at the start of the next call). The deltas, converted by the meter table, make the
-   tick's bucket; each window sums the buckets of its last ``W / E`` ticks, i.e.
-   deltas with ``T - W < t <= T``.
+   from when it had one is forgotten at the start of the next call). The deltas,
+   converted by the meter table, make the tick's bucket; each window sums the
+   buckets of its last ``W / E`` ticks, i.e. deltas with ``T - W < t <= T``.
 4. A window whose production is more than zero (and more than zero and at
    least ``min_production_t`` when that is set) gets ``kgce_per_t`` and
    ``kwh_per_t`` when both ratios are finite; any other window is idle and

@@ -53,6 +53,11 @@ class ReferenceAlerts:
     bands: dict[int, SurgeBand] = field(default_factory=dict)
 
 
+def below(level: float, margin: float) -> float:
+    """``margin`` of the level's magnitude below it, so on its safe side for any sign."""
+    return level * (1 - margin) if level >= 0 else level * (1 + margin)
+
+
 def reference_alerts(
     state: ReferenceAlerts, config: AlertConfig, rules: LineRules, ticks: Ticks
 ) -> list[tuple[int, int, str, int, float, float]]:
@@ -116,7 +121,7 @@ def reference_alerts(
                     continue
                 judge(line, tick, rule,
                       fire=not math.isnan(v) and v > level,
-                      clear=math.isnan(v) or v <= level * (1 - config.level_clear_margin),
+                      clear=math.isnan(v) or v <= below(level, config.level_clear_margin),
                       value=v, threshold=level)
     assert all(rule in RULES for _, rule in state.alerts)
     return events

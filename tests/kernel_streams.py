@@ -3,9 +3,9 @@
 A stream is built in three steps, each a plain function so a failing example is
 easy to read back:
 
-1. ``plant``: lines with meters of several carriers and production counters,
-   counter or delta mode, with or without a rollover, with or without a
-   ``max_rate``;
+1. ``plant``: lines with meters of several carriers (some of them export meters,
+   with negative factors) and production counters, counter or delta mode, with or
+   without a rollover, with or without a ``max_rate``;
 2. ``true_readings``: each meter's readings in time order (gaps, resets,
    rollovers, idle stretches, negative increments of net energy meters in delta
    mode, values on a 0.25 grid for production so sums are exact), and bad
@@ -48,10 +48,11 @@ SENTINEL = float(2**32 - 1)
 
 
 def plant(rng: random.Random, n_lines: int, meters_per_line: int, step_ms: int = 500,
-          max_rate_share: float = 0.0) -> MeterTable:
+          max_rate_share: float = 0.0, export_share: float = 0.2) -> MeterTable:
     """``max_rate_share`` of the meters get a ``max_rate``: about what their readings
     register at most (900 units a reading, a reading every ``step_ms``), a third of
-    it (many honest readings judged implausible) or three times it, or infinity."""
+    it (many honest readings judged implausible) or three times it, or infinity.
+    ``export_share`` of the energy meters are export meters (negative factors)."""
     line, kgce, kwh, tonnes, delta, rollover, max_rate = [], [], [], [], [], [], []
     typical = 900.0 * 3_600_000 / step_ms
     for ln in range(n_lines):
@@ -64,8 +65,10 @@ def plant(rng: random.Random, n_lines: int, meters_per_line: int, step_ms: int =
                 tonnes.append(rng.choice((1.0, 0.001)))  # t or kg
             else:
                 carrier = rng.randrange(len(CARRIER_KGCE))
-                kgce.append(CARRIER_KGCE[carrier])
-                kwh.append(1.0 if carrier == 0 else 0.0)
+                # An export meter (power or recovered gas sent out) has negative factors.
+                sign = -1.0 if rng.random() < export_share else 1.0
+                kgce.append(sign * CARRIER_KGCE[carrier])
+                kwh.append(sign if carrier == 0 else 0.0)
                 tonnes.append(0.0)
             delta.append(rng.random() < 0.2)
             rollover.append(rng.choice((0.0, 0.0, 5000.0)))

@@ -80,8 +80,18 @@ def _usable_factor(x: float) -> bool:
 def conversion_factors(
     kind: str, desc: MeterDescription, reference: ReferenceData
 ) -> tuple[float, float, float]:
-    """(kgce, kWh, tonnes) per unit of this meter's readings."""
+    """(kgce, kWh, tonnes) per unit of this meter's readings.
+
+    An export meter's factors are negative: its deltas are energy leaving the line's
+    boundary, and count against the line's energy (a BOF's recovered gas can make its
+    process energy negative). A production meter is never an export meter.
+    """
+    if desc.direction not in ("import", "export"):
+        raise MeterDescriptionError(f"direction must be import or export, got {desc.direction!r}")
     if kind == "production":
+        if desc.direction == "export":
+            raise MeterDescriptionError("a production meter cannot be an export meter: only "
+                                        "energy leaves a line's boundary")
         per_t = _UNIT_FACTORS["t"].get(desc.unit)
         if per_t is None or not _usable_factor(per_t):
             raise MeterDescriptionError(
@@ -107,6 +117,8 @@ def conversion_factors(
             f"{carrier.unit} and {kgce!r} to kgce: factors must be positive and finite"
         )
     kwh = per_unit if carrier.name == "electricity" else 0.0
+    if desc.direction == "export":
+        return -kgce, -kwh if kwh else 0.0, 0.0
     return kgce, kwh, 0.0
 
 

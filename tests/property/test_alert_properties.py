@@ -1,9 +1,10 @@
 """The Numba alert rules against the plain-Python reference on random ticks (hypothesis).
 
 Tick streams mix lines, idle stretches (NaN intensity), zero and negative long
-windows, values drawn from a few levels so that comparisons land exactly on a
-limit, steps and spikes in the energy rate, and calls cut at random rows. Kernel and
-reference must give the same events with bit-identical values.
+windows, positive, zero and negative national levels (a BOF's), values drawn from a
+few levels so that comparisons land exactly on a limit, steps and spikes in the
+energy rate, and calls cut at random rows. Kernel and reference must give the same
+events with bit-identical values.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from wattline.kernels.naive_alerts import ReferenceAlerts, reference_alerts
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
-LEVELS = (0.0, 50.0, 60.0, 61.0, 72.0, 90.0, 100.0, 150.0, 1e4)
+LEVELS = (0.0, 50.0, 60.0, 61.0, 72.0, 90.0, 100.0, 150.0, 1e4,
+          -30.0, -10.2, -10.0, -9.8, -5.0)  # a BOF's negative levels and either side of them
 
 
 @st.composite
@@ -82,9 +84,9 @@ def tick_streams(draw: st.DrawFn) -> tuple[Ticks, AlertConfig, LineRules]:
         level_unit=np.array(draw(st.lists(st.sampled_from(
             (LEVEL_NONE, LEVEL_KGCE_PER_T, LEVEL_KWH_PER_T)), min_size=n_lines,
             max_size=n_lines))),
-        baseline=np.array(draw(st.lists(st.sampled_from((72.0, 13_350.0, math.nan)),
+        baseline=np.array(draw(st.lists(st.sampled_from((72.0, 13_350.0, -10.0, 0.0, math.nan)),
                                         min_size=n_lines, max_size=n_lines))),
-        benchmark=np.array(draw(st.lists(st.sampled_from((61.0, 13_000.0, math.nan)),
+        benchmark=np.array(draw(st.lists(st.sampled_from((61.0, 13_000.0, -30.0, math.nan)),
                                          min_size=n_lines, max_size=n_lines))),
     )
     return ticks, config, rules

@@ -13,6 +13,7 @@ every sum the kernel emits is finite.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from tests.kernel_streams import Stream, concatenate, random_stream
 from wattline.ingest.durable.checkpoint import load_state, save_state
 from wattline.kernels import (
     DROP_REASONS,
+    MeterTable,
     StreamState,
     Ticks,
     advance,
@@ -228,3 +230,23 @@ def test_save_restore_continue_equals_running_straight_through(
     # Bit for bit, not just close: a restart must not change a single point or count.
     assert_identical(_joined(parts, len(stream.config.windows_ms)), straight)
     assert restored.drops.tolist() == straight_drops.tolist()
+
+
+@PROPERTY_SETTINGS
+@given(streams())
+def test_export_meters_count_exactly_negatively(stream: Stream) -> None:
+    """Every energy meter turned into its export twin: energy, kWh and both intensities
+    change sign bit for bit; production, drops and which windows are idle do not."""
+    m = stream.meters
+    flipped = MeterTable(line=m.line, kgce_per_unit=-m.kgce_per_unit,
+                         kwh_per_unit=-m.kwh_per_unit, t_per_unit=m.t_per_unit,
+                         delta_mode=m.delta_mode, rollover=m.rollover, n_lines=m.n_lines,
+                         max_rate=m.max_rate)
+    imported, _ = run_kernel(stream)
+    exported, _ = run_kernel(dataclasses.replace(stream, meters=flipped))
+    assert exported.tick_ms.tolist() == imported.tick_ms.tolist()
+    for name in ("energy_kgce", "electricity_kwh", "kgce_per_t", "kwh_per_t"):
+        assert np.array_equal(getattr(exported, name), -getattr(imported, name),
+                              equal_nan=True), name
+    assert np.array_equal(exported.production_t, imported.production_t)
+    assert exported.drops.tolist() == imported.drops.tolist()

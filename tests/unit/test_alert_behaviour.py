@@ -6,6 +6,7 @@ import numpy as np
 
 from wattline.kernels import Ticks
 from wattline.kernels.alerts import (
+    LEVEL_KGCE_PER_T,
     LEVEL_KWH_PER_T,
     RULES,
     AlertConfig,
@@ -109,3 +110,23 @@ def test_above_baseline_and_benchmark_in_kwh_per_t():
         ("above_baseline", 0, 17),
         ("above_benchmark", 0, 17),
     ]
+
+
+def test_a_negative_level_clears_below_it_not_above_where_it_fires():
+    rules = LineRules.uniform(1)
+    rules.level_unit[:] = LEVEL_KGCE_PER_T
+    rules.baseline[:] = -10.0  # a BOF with gas recovery
+    # -9.9 is above (worse than) -10; -10.1 is better, but not 2 % of 10 better: the
+    # alert holds; -10.3 clears it.
+    v = [-12.0] * 2 + [-9.9] * 4 + [-10.1] * 4 + [-10.3] * 4
+    got = [e for e in events(ticks(long_kgce_t=v), rules) if e[0] == "above_baseline"]
+    assert got == [("above_baseline", 1, 5), ("above_baseline", 0, 13)]
+
+
+def test_a_negative_level_hovering_between_clear_and_fire_does_not_flap():
+    rules = LineRules.uniform(1)
+    rules.level_unit[:] = LEVEL_KGCE_PER_T
+    rules.baseline[:] = -10.0
+    v = [-9.5] * 3 + [-9.95, -10.1, -9.9, -10.15] * 5
+    got = [e for e in events(ticks(long_kgce_t=v), rules) if e[0] == "above_baseline"]
+    assert got == [("above_baseline", 1, 3)]

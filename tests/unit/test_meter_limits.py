@@ -227,3 +227,20 @@ def test_no_metric_series_is_made_for_a_refused_line() -> None:
              for s in family.samples if "line" in s.labels}
     assert lines == {"line-0", "line-1"}
     assert pipeline.state.n_lines <= 2 * 2 and pipeline.state.n_meters <= 2 * 4
+
+
+def test_an_export_meter_has_the_negative_factors_of_its_import_twin() -> None:
+    configured = parse_meters({"s/bof/energy/gas-out": {"carrier": "natural_gas",
+                                                        "direction": "export"}})
+    reg = MeterRegistry(load_reference(), configured)
+    reg.apply_meta("s", "bof", "energy", "power-out", MeterMeta(direction="export"))
+    reg.apply_meta("s", "bof", "energy", "gas-in", MeterMeta(carrier="natural_gas"))
+    for meter in ("gas-out", "power-out", "gas-in", "power-in"):
+        reg.meter_index("s", "bof", "energy", meter)
+    reg.meter_index("s", "bof", "production", "steel")
+    table = reg.table()
+    gas, power = load_reference().carriers["natural_gas"], load_reference().carriers["electricity"]
+    assert table.kgce_per_unit.tolist() == [-gas.kgce_per_unit, -power.kgce_per_unit,
+                                            gas.kgce_per_unit, power.kgce_per_unit, 0.0]
+    assert table.kwh_per_unit.tolist() == [0.0, -1.0, 0.0, 1.0, 0.0]
+    assert table.t_per_unit.tolist() == [0.0, 0.0, 0.0, 0.0, 1.0]
