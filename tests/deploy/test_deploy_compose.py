@@ -312,7 +312,6 @@ def test_influxdb_bucket_and_org_are_the_ones_wattline_and_grafana_use() -> None
     assert default_of(option(command, "--influx-bucket")) == bucket
     assert default_of(grafana["INFLUX_BUCKET"]) == bucket
     assert default_of(option(command, "--influx-org")) == org
-    assert default_of(grafana["INFLUX_ORG"]) == org
     token = influx["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN_FILE"].removeprefix("/run/secrets/")
     assert token in service("influxdb")["secrets"]
     assert option(command, "--influx-token-file").removeprefix("/run/secrets/") == token

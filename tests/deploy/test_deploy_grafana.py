@@ -1,10 +1,11 @@
 """deploy/grafana: the dashboards ask only for what the pipeline writes and exports.
 
 Every query of every dashboard (panels, template variables, annotations) is read
-back and the names in it are checked: Flux and InfluxQL queries against the
+back and the names in it are checked: InfluxQL queries against the
 measurements, tags and fields of docs/formats.md, outputs, PromQL expressions against the
 metrics a fresh ``CollectorMetrics`` registers. A renamed field or metric breaks a
-test here before it blanks a panel on a plant's screen.
+test here before it blanks a panel on a plant's screen. The InfluxQL queries also run
+against a real InfluxDB 1.x in tests/e2e/test_dashboards_influxql.py.
 """
 
 from __future__ import annotations
@@ -22,15 +23,22 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from tests.conftest import missing_component
+from tests.grafana_dashboards import (
+    DASHBOARD_DIR,
+    DASHBOARD_FILES,
+    DATASOURCES_FILE,
+    Query,
+    all_panels,
+    dashboard_queries,
+    fill_influxql,
+    language,
+    load_dashboard,
+    provisioned_datasources,
+)
 from tests.processes import ComponentMissing, find_binary
 from wattline.contract.reference_data import load_reference
 from wattline.ingest.metrics import BatchHistogram, CollectorMetrics
 from wattline.ingest.sinks import line_protocol
-
-GRAFANA_DIR = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
-DASHBOARD_DIR = GRAFANA_DIR / "dashboards"
-DATASOURCES_FILE = GRAFANA_DIR / "provisioning" / "datasources" / "wattline.yml"
-DASHBOARD_FILES = sorted(DASHBOARD_DIR.glob("*.json"))
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,6 @@ SCHEMA: dict[str, Measurement] = {
         frozenset(line_protocol.ALERT_TAGS), frozenset(line_protocol.ALERT_FIELDS)
     ),
 }
-FLUX_COLUMNS = frozenset({"_measurement", "_field", "_value", "_time", "_start", "_stop"})
 # Series Prometheus makes itself for every scrape target, and the labels it adds.
 PROMETHEUS_SERIES = {"up": frozenset()}
 TARGET_LABELS = frozenset({"instance", "job"})
@@ -93,37 +100,6 @@ EXPORTED = exported_series()
 # --- reading the dashboards -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Query:
-    dashboard: str
-    where: str
-    datasource_uid: str
-    text: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.dashboard}:{self.where}"
-
-
-def load_dashboard(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def provisioned_datasources() -> dict[str, dict[str, Any]]:
-    """The provisioned data sources by uid."""
-    config = yaml.safe_load(DATASOURCES_FILE.read_text(encoding="utf-8"))
-    return {ds["uid"]: ds for ds in config["datasources"]}
-
-
-def all_panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Panels, including those inside (collapsed) rows."""
-    found = []
-    for panel in panels:
-        found.append(panel)
-        found.extend(all_panels(panel.get("panels", [])))
-    return found
-
-
 def datasource_refs(dashboard: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Every data source reference: panels, their targets, variables and annotations."""
     refs = []
@@ -141,73 +117,19 @@ def datasource_refs(dashboard: dict[str, Any]) -> list[tuple[str, dict[str, Any]
     return refs
 
 
-def dashboard_queries(path: Path) -> list[Query]:
-    """Every query text of one dashboard, with the uid of the data source it goes to."""
-    dashboard = load_dashboard(path)
-    name = path.stem
-    queries = []
-    for panel in all_panels(dashboard["panels"]):
-        for target in panel.get("targets", []):
-            uid = target.get("datasource", panel.get("datasource"))["uid"]
-            text = target.get("expr") or target.get("query")
-            queries.append(Query(name, f"{panel['title']}/{target['refId']}", uid, text))
-    for var in dashboard["templating"]["list"]:
-        if var["type"] == "query":
-            text = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
-            queries.append(Query(name, f"${var['name']}", var["datasource"]["uid"], text))
-    for annotation in dashboard["annotations"]["list"]:
-        queries.append(Query(name, f"annotation {annotation['name']}",
-                             annotation["datasource"]["uid"], annotation["target"]["query"]))
-    return queries
-
-
-def language(uid: str) -> str:
-    """flux, influxql or promql: what the provisioned data source ``uid`` speaks."""
-    ds = provisioned_datasources()[uid]
-    if ds["type"] == "prometheus":
-        return "promql"
-    return "flux" if ds["jsonData"].get("version") == "Flux" else "influxql"
-
-
-# --- Flux -----------------------------------------------------------------------------------
-
-
-def _quoted(text: str) -> list[str]:
-    return re.findall(r'"([^"]*)"', text)
-
-
-def flux_problems(query: str) -> list[str]:
-    """What a Flux query names that the pipeline does not write."""
-    if re.search(r"r\._(?:measurement|field)\s*(?!==)[=!<>]", query):
-        return ["_measurement and _field must be compared with == so that they can be checked"]
-    measurements = set(re.findall(r'r\._measurement\s*==\s*"([^"]+)"', query))
-    measurements |= set(re.findall(r'\bmeasurement:\s*"([^"]+)"', query))
-    if not measurements:
-        return ["the query names no measurement"]
-    unknown = sorted(measurements - SCHEMA.keys())
-    if unknown:
-        return [f"unknown measurement {m!r}" for m in unknown]
-    tags = frozenset().union(*(SCHEMA[m].tags for m in measurements))
-    fields = frozenset().union(*(SCHEMA[m].fields for m in measurements))
-    problems = [
-        f"unknown field {f!r}"
-        for f in sorted(set(re.findall(r'r\._field\s*==\s*"([^"]+)"', query)) - fields)
-    ]
-    columns = set(re.findall(r"\br\.([A-Za-z_]\w*)", query))
-    columns |= set(re.findall(r'\b(?:tag|column):\s*"([^"]+)"', query))
-    for listed in re.findall(r"\b(?:columns|rowKey|columnKey):\s*\[([^\]]*)\]", query):
-        columns |= set(_quoted(listed))
-    problems += [f"unknown column {c!r}" for c in sorted(columns - tags - fields - FLUX_COLUMNS)]
-    return problems
-
-
 # --- InfluxQL -------------------------------------------------------------------------------
 
 INFLUXQL_WORDS = frozenset({
     "select", "from", "where", "and", "or", "group", "by", "fill", "none", "null",
     "previous", "linear", "order", "asc", "desc", "limit", "slimit", "offset", "soffset",
-    "tz", "as", "time",
+    "tz", "as", "time", "show", "tag", "values", "with", "key",
 })
+# Grafana's own variables in an InfluxQL query; every other one is the dashboard's.
+GRAFANA_BUILTINS = frozenset({"timeFilter", "__interval"})
+
+
+def _quoted(text: str) -> list[str]:
+    return re.findall(r'"([^"]*)"', text)
 
 
 def influxql_problems(query: str) -> list[str]:
@@ -273,7 +195,7 @@ def promql_problems(expr: str) -> list[str]:
 
 
 def query_problems(query: Query) -> list[str]:
-    check = {"flux": flux_problems, "influxql": influxql_problems, "promql": promql_problems}
+    check = {"influxql": influxql_problems, "promql": promql_problems}
     return check[language(query.datasource_uid)](query.text)
 
 
@@ -281,26 +203,6 @@ ALL_QUERIES = [q for path in DASHBOARD_FILES for q in dashboard_queries(path)]
 
 
 # --- the checker itself can fail ------------------------------------------------------------
-
-
-def test_flux_checker_rejects_names_the_pipeline_does_not_write() -> None:
-    good = (
-        'from(bucket: v.defaultBucket) |> filter(fn: (r) => r._measurement == "energy_intensity"'
-        ' and r._field == "kgce_per_t" and r.line == "x") |> keep(columns: ["_time", "window"])'
-    )
-    assert flux_problems(good) == []
-    assert flux_problems(good.replace('"kgce_per_t"', '"kgce_per_tonne"')) == [
-        "unknown field 'kgce_per_tonne'"
-    ]
-    assert flux_problems(good.replace("r.line", "r.plant")) == ["unknown column 'plant'"]
-    assert flux_problems(good.replace('"window"', '"rule"')) == ["unknown column 'rule'"]
-    assert flux_problems(good.replace("energy_intensity", "intensity")) == [
-        "unknown measurement 'intensity'"
-    ]
-    assert flux_problems(good.replace('r._measurement == "energy_intensity" and ', "")) == [
-        "the query names no measurement"
-    ]
-    assert flux_problems(good.replace('r._field == "kgce_per_t"', "r._field =~ /kgce/"))
 
 
 def test_influxql_checker_rejects_names_the_pipeline_does_not_write() -> None:
@@ -318,6 +220,26 @@ def test_influxql_checker_rejects_names_the_pipeline_does_not_write() -> None:
     assert influxql_problems(good.replace('"energy_intensity"', '"db"."rp"."energy"')) == [
         "unknown measurement 'energy'"
     ]
+    tags = 'SHOW TAG VALUES FROM "energy_intensity" WITH KEY = "line" WHERE "site" =~ /^a$/'
+    assert influxql_problems(tags) == []
+    assert influxql_problems(tags.replace('"line"', '"plant"')) == [
+        "unknown tag or field 'plant'"
+    ]
+
+
+def test_influxql_filler_escapes_and_joins_values_as_grafana_does() -> None:
+    query = ('SELECT last("x") FROM "m" WHERE "site" =~ /^${site:regex}$/ AND "line" =~ '
+             '/${lines:raw}/ AND "line" =~ /^$line$/ AND $timeFilter GROUP BY time($__interval)')
+    filled = fill_influxql(query, {"site": "Plant A.1 (north)", "lines": "^eaf|^EAF",
+                                   "line": ["eaf 2", "k/1"]},
+                           time_filter="time >= 1ms and time <= 2ms", interval="1m")
+    assert filled == (
+        'SELECT last("x") FROM "m" WHERE "site" =~ /^Plant A\\.1 \\(north\\)$/ AND '
+        '"line" =~ /^eaf|^EAF/ AND "line" =~ /^(eaf 2|k\\/1)$/ AND '
+        'time >= 1ms and time <= 2ms GROUP BY time(1m)'
+    )
+    with pytest.raises(KeyError):
+        fill_influxql("SELECT * FROM m WHERE a =~ /$nope/", {}, time_filter="", interval="")
 
 
 def test_promql_checker_rejects_metrics_and_labels_the_collector_does_not_export() -> None:
@@ -384,9 +306,32 @@ def test_every_data_source_a_dashboard_uses_is_provisioned(path: Path) -> None:
         assert ref["type"] == provisioned[ref["uid"]]["type"], f"{where}: wrong type"
 
 
-def test_dashboards_query_influxdb_in_flux_and_influxql_and_prometheus() -> None:
+def test_dashboards_query_influxdb_in_influxql_only_and_prometheus() -> None:
+    """InfluxQL runs on InfluxDB 1.x, on 2.x through a DBRP mapping and on 3.x; Flux
+    on 2.x alone, so no panel, variable or annotation may need it."""
     languages = {language(q.datasource_uid) for q in ALL_QUERIES}
-    assert languages == {"flux", "influxql", "promql"}
+    assert languages == {"influxql", "promql"}
+    assert {language(uid) for uid in provisioned_datasources()} == {"influxql", "promql"}
+
+
+@pytest.mark.parametrize(
+    "query", [q for q in ALL_QUERIES if language(q.datasource_uid) == "influxql"],
+    ids=lambda q: q.id)
+def test_influxql_query_matches_variables_as_escaped_regular_expressions(query: Query) -> None:
+    """A dashboard variable sits inside a /regex/ with an explicit :regex (or :raw for
+    the product patterns): Grafana regex-escapes what the InfluxQL source fills in, which
+    is right inside /.../ and wrong inside a '...' string (a site named "a.b" would
+    become 'a\\.b'), and the explicit format keeps it so in every Grafana version."""
+    regexes = re.findall(r"=~\s*/((?:[^/\\]|\\.)*)/", query.text)
+    outside = re.sub(r"=~\s*/(?:[^/\\]|\\.)*/", "", query.text)
+    inside = re.findall(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)", " ".join(regexes))
+    assert inside or query.where == "$site", "the query filters on no variable"
+    for name, fmt, bare in inside:
+        assert not bare and fmt in {"regex", "raw"}, f"${{{name or bare}}} without :regex"
+    stray = set(re.findall(r"\$\{?(\w+)", outside)) - GRAFANA_BUILTINS
+    assert not stray, f"variables outside a regular expression: {sorted(stray)}"
+    if not query.text.startswith("SHOW"):
+        assert "$timeFilter" in outside, "the query is not limited to the dashboard's time"
 
 
 @pytest.mark.parametrize("query", ALL_QUERIES, ids=lambda q: q.id)
@@ -436,8 +381,11 @@ def test_overview_shows_every_product_against_its_national_levels() -> None:
         steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
         assert [s["value"] for s in steps[1:]] == [product.benchmark, product.baseline]
         fields = {f for t in panel["targets"]
-                  for f in re.findall(r'r\._field\s*==\s*"([^"]+)"', t["query"])}
+                  for f in re.findall(r'\bSELECT\s+last\("([^"]+)"\)', t["query"])}
         assert fields == {field_of_unit[product.unit]}
+        # Its lines are the ones its own pattern variable names.
+        (lines_var,) = set(re.findall(r"`\$(\w+_lines)`", panel["description"]))
+        assert all(f'"line" =~ /${{{lines_var}:raw}}/' in t["query"] for t in panel["targets"])
         assert "contract/data/energy.yaml" in panel["description"]
         assert product.source in panel["description"]
     assert seen == {"eaf_steel", "cement_clinker", "aluminium_liquid"}
@@ -445,8 +393,13 @@ def test_overview_shows_every_product_against_its_national_levels() -> None:
 
 def test_line_detail_shows_energy_alerts_as_annotations() -> None:
     detail = load_dashboard(DASHBOARD_DIR / "line-detail.json")
-    annotations = detail["annotations"]["list"]
-    assert any('r._measurement == "energy_alert"' in a["target"]["query"] for a in annotations)
+    (alerts,) = detail["annotations"]["list"]
+    target = alerts["target"]
+    assert re.search(r'\bFROM "energy_alert"', target["query"])
+    # The message already says the value, threshold and whether the alert started or
+    # ended (docs/formats.md); the rule becomes the annotation's tag.
+    assert (target["textColumn"], target["tagsColumn"]) == ("message", "rule")
+    assert re.match(r'SELECT "message", "rule" FROM', target["query"])
     assert "yet" not in json.dumps(detail), "the dashboard still says alerts are to come"
 
 
@@ -454,11 +407,8 @@ def test_datasources_take_their_settings_from_the_environment() -> None:
     """No organisation, bucket, URL or token is written into the provisioning file."""
     text = DATASOURCES_FILE.read_text(encoding="utf-8")
     sources = provisioned_datasources()
-    flux = sources["wattline-influx-flux"]
-    assert flux["jsonData"]["organization"] == "${INFLUX_ORG}"
-    assert flux["jsonData"]["defaultBucket"] == "${INFLUX_BUCKET}"
-    assert flux["secureJsonData"]["token"] == "${INFLUX_TOKEN}"
     influxql = sources["wattline-influx-influxql"]
+    assert influxql["isDefault"] is True
     assert influxql["jsonData"]["dbName"] == "${INFLUX_BUCKET}"
     assert influxql["jsonData"]["httpHeaderName1"] == "Authorization"
     assert influxql["secureJsonData"]["httpHeaderValue1"] == "Token ${INFLUX_TOKEN}"
