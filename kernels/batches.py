@@ -34,39 +34,12 @@ from dataclasses import dataclass, fields
 import numba as nb
 import numpy as np
 
-from wattline.kernels.state import NO_TIME
+from wattline.kernels.state import NO_TIME, FinalisedDeltas
+
+__all__ = ["BatchState", "Batches", "FinalisedDeltas", "batch_state_arrays",
+           "batch_state_from_arrays", "close_batches", "grow_batch_state", "new_batch_state"]
 
 _MAX_FLOAT = np.finfo(np.float64).max
-
-
-@dataclass
-class FinalisedDeltas:
-    """Finalised readings of batch lines: one row per reading, converted by the meter table
-    (a counter's baseline reading has zero deltas)."""
-
-    line: np.ndarray  # int32 [n]
-    ts_ms: np.ndarray  # int64 [n]
-    kgce: np.ndarray  # float64 [n]
-    kwh: np.ndarray  # float64 [n]
-    t: np.ndarray  # float64 [n]
-
-    def __post_init__(self) -> None:
-        self.line = np.ascontiguousarray(self.line, dtype=np.int32)
-        self.ts_ms = np.ascontiguousarray(self.ts_ms, dtype=np.int64)
-        for name in ("kgce", "kwh", "t"):
-            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
-        n = self.line.shape[0]
-        for f in fields(self):
-            if getattr(self, f.name).shape != (n,):
-                raise ValueError(f"finalised deltas column {f.name} must have {n} entries")
-
-    def __len__(self) -> int:
-        return int(self.line.shape[0])
-
-    @classmethod
-    def empty(cls) -> FinalisedDeltas:
-        return cls(np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0), np.empty(0),
-                   np.empty(0))
 
 
 @dataclass

@@ -96,6 +96,11 @@ class ReferenceState:
     lines: dict[int, LineHistory] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     magnitudes: bool = False  # also report each window's ``ReferenceTick.magnitudes`` (slower)
+    logged: frozenset[int] = frozenset()
+    """Lines whose finalised readings go to ``finalised`` (``advance(logged_lines=)``)."""
+    finalised: list[tuple[int, int, float, float, float]] = field(default_factory=list)
+    """(line, ts, kgce, kWh, t) of every finalised reading of a logged line (a counter's
+    baseline with zeros), in the order finalised."""
 
 
 @dataclass(frozen=True)
@@ -257,6 +262,8 @@ def _emit(
             )
             delta = _delta(meters, meter, history, ts, value)
             if delta is None:
+                if line in state.logged:
+                    state.finalised.append((line, ts, 0.0, 0.0, 0.0))
                 continue
             if isinstance(delta, str):
                 state.drops[delta] += 1
@@ -264,6 +271,8 @@ def _emit(
             energy.append(delta * float(meters.kgce_per_unit[meter]))
             electricity.append(delta * float(meters.kwh_per_unit[meter]))
             production.append(delta * float(meters.t_per_unit[meter]))
+            if line in state.logged:
+                state.finalised.append((line, ts, energy[-1], electricity[-1], production[-1]))
     history = state.lines[line]
     history.ticks.append(tick)
     history.buckets.append((math.fsum(energy), math.fsum(electricity), math.fsum(production)))

@@ -334,6 +334,36 @@ def state_from_arrays(arrays: Mapping[str, np.ndarray]) -> StreamState:
 
 
 @dataclass
+class FinalisedDeltas:
+    """Finalised readings of batch lines: one row per reading, converted by the meter table
+    (a counter's baseline reading has zero deltas)."""
+
+    line: np.ndarray  # int32 [n]
+    ts_ms: np.ndarray  # int64 [n]
+    kgce: np.ndarray  # float64 [n]
+    kwh: np.ndarray  # float64 [n]
+    t: np.ndarray  # float64 [n]
+
+    def __post_init__(self) -> None:
+        self.line = np.ascontiguousarray(self.line, dtype=np.int32)
+        self.ts_ms = np.ascontiguousarray(self.ts_ms, dtype=np.int64)
+        for name in ("kgce", "kwh", "t"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
+        n = self.line.shape[0]
+        for f in fields(self):
+            if getattr(self, f.name).shape != (n,):
+                raise ValueError(f"finalised deltas column {f.name} must have {n} entries")
+
+    def __len__(self) -> int:
+        return int(self.line.shape[0])
+
+    @classmethod
+    def empty(cls) -> FinalisedDeltas:
+        return cls(np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0), np.empty(0),
+                   np.empty(0))
+
+
+@dataclass
 class Ticks:
     """Rows emitted by one ``advance`` call: one per (line, tick).
 
@@ -353,6 +383,8 @@ class Ticks:
     kgce_per_t: np.ndarray  # float64 [n, W]
     kwh_per_t: np.ndarray  # float64 [n, W]
     drops: np.ndarray  # int64 [len(DROP_REASONS)]
+    finalised: FinalisedDeltas | None = None
+    """The readings of logged lines finalised in the call (``advance(logged_lines=)``)."""
 
     def __len__(self) -> int:
         return int(self.line.shape[0])

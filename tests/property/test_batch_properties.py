@@ -18,6 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.kernel_streams import random_stream
+from wattline.kernels import advance, new_state
 from wattline.kernels.batches import (
     Batches,
     FinalisedDeltas,
@@ -26,6 +28,7 @@ from wattline.kernels.batches import (
     close_batches,
     new_batch_state,
 )
+from wattline.kernels.naive import ReferenceState, reference_advance
 from wattline.kernels.naive_batches import ReferenceBatches, reference_batches
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
@@ -157,3 +160,37 @@ def test_batches_tile_each_lines_time_and_hold_all_its_energy(case) -> None:
                                                   float(state.comps[line, 0])])
         scale = math.fsum(abs(e[2]) for e in entries)
         assert abs(held - total) <= 1e-9 * max(scale, 1.0)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.integers(1, 4), st.integers(1, 60),
+       st.integers(1, 6), st.sampled_from((0.0, 0.5)))
+def test_batches_from_meter_readings_match_the_references_end_to_end(
+        seed: int, n_lines: int, meters_per_line: int, n_per_meter: int, n_batches: int,
+        max_rate_share: float) -> None:
+    """Readings through ``advance`` (every line a batch line) and ``close_batches`` give
+    the batches that the intensity reference's finalised readings give the batch
+    reference."""
+    stream = random_stream(seed, n_lines=n_lines, meters_per_line=meters_per_line,
+                           n_per_meter=n_per_meter, emit_every_ms=10_000, windows=(6,),
+                           lateness_ms=5_000, jitter_ms=10_000, duplicate_rate=0.1,
+                           reset_rate=0.05, n_batches=n_batches,
+                           max_rate_share=max_rate_share, bad_read_rate=0.05)
+    logged = np.ones(n_lines, dtype=np.bool_)
+    state = new_state(stream.config, n_lines, stream.meters.n_meters)
+    batch_state = new_batch_state(n_lines)
+    ref = ReferenceState(logged=frozenset(range(n_lines)))
+    ref_batches = ReferenceBatches()
+    got, want = [], []
+    for k, readings in enumerate(stream.batches):
+        ticks = advance(state, stream.config, stream.meters, readings, now_ms=stream.now_of(k),
+                        logged_lines=logged)
+        assert ticks.finalised is not None
+        got += rows(close_batches(batch_state, ticks.finalised))
+        ref.finalised.clear()
+        reference_advance(ref, stream.config, stream.meters, readings, now_ms=stream.now_of(k))
+        if ref.finalised:
+            want += reference_batches(ref_batches, *(list(c) for c in zip(*ref.finalised,
+                                                                          strict=True)))
+    for line in range(n_lines):
+        assert_same([r for r in got if r[0] == line], [r for r in want if r[0] == line])
