@@ -11,7 +11,8 @@ RUFF := $(firstword $(wildcard $(VENV)/bin/ruff) $(shell command -v ruff 2>/dev/
 KERNEL_TESTS := tests/unit/test_kernel_behaviour.py tests/unit/test_alert_behaviour.py \
 	tests/property/test_kernel_properties.py tests/property/test_alert_properties.py \
 	tests/property/test_kernel_finite.py tests/unit/test_batch_behaviour.py \
-	tests/property/test_batch_properties.py
+	tests/property/test_batch_properties.py tests/unit/test_period_behaviour.py \
+	tests/property/test_period_properties.py
 NOJIT_PYTEST = NUMBA_DISABLE_JIT=1 $(PY) -m pytest $(PYTEST_FLAGS) $(KERNEL_TESTS)
 
 .PHONY: setup test test-nojit demo bench lint clean
