@@ -205,6 +205,9 @@ class LoggingSettings(Section):
 
     log_level: str = field(default="info", metadata=doc(
         "Log verbosity.", choices=("debug", "info", "warning", "error")))
+    summary_every: Duration = field(default=Duration("5m"), metadata=doc(
+        "How often to log one summary line per line (readings taken, newest kgce/t per "
+        "window) and one of the readings dropped by reason; 0 turns the summaries off."))
 
     def configure(self) -> None:
         """Send this process's log to stderr at ``log_level``, with credentials (a URL's

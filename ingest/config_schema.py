@@ -202,6 +202,8 @@ class SettingSpec:
             return boolean(key, value)
         if self.kind is Duration:
             check_type(key, value, (str, int, float))
+            if isinstance(value, str) and value.strip().isdigit():
+                value = f"{value.strip()}s"  # a bare number from a flag counts seconds too
             return Duration(value, key)
         if self.kind is tuple:
             return _windows(key, value)

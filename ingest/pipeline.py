@@ -19,7 +19,8 @@ MQTT client's network loop and so slows the broker down instead of dropping.
 The work around the batch lives in its own modules, which the loop calls at fixed
 points: ``durable.durability`` (log, acknowledgements, checkpoints, replay),
 ``sinks.fanout`` (retries and counting per sink), ``staleness`` (the stale-line
-rule) and ``reload_apply`` (a reloaded configuration, between batches).
+rule), ``line_log`` (first readings and summaries in the log) and ``reload_apply``
+(a reloaded configuration, between batches).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from wattline.ingest.config import Settings
 from wattline.ingest.decode.batch import BatchDecoder, Message
 from wattline.ingest.decode.registry import MeterRegistry, state_nbytes
 from wattline.ingest.durable.durability import Durability
+from wattline.ingest.line_log import LineLog
 from wattline.ingest.log_limit import OncePerMinute
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.reload_apply import PendingReload
@@ -95,6 +97,8 @@ class Pipeline:
         resumed = self.durability.resume(self.registry, self.alerts)
         if resumed is not None:
             self.state = resumed
+        self.line_log = LineLog(self.registry, self.window_names, self.metrics,
+                                settings.summary_every_ms / 1000.0)
         self._reload = PendingReload()
         self._stale = StaleLineCheck(clock)
         self._queue: Handoff[Message] = Handoff(settings.queue_max_messages)
@@ -193,6 +197,7 @@ class Pipeline:
                 if durability.checkpoint_due():
                     self.checkpoint()
                 self.check_stale_lines()
+                self.line_log.tick()
         except BaseException as exc:
             self.failed = exc
             log.exception("pipeline stopped by an unexpected error")
@@ -224,6 +229,7 @@ class Pipeline:
         else:
             table = intensity_table(ticks, sites, names, self.window_names)
             alerts = self.alerts.on_ticks(ticks, sites, names)
+        self.line_log.after_batch(readings, ticks, table)
         back = self.alerts.heard(heard, self._clock(), sites, names)
         if back.num_rows:
             alerts = pa.concat_tables([alerts, back])

@@ -1,5 +1,5 @@
 """The ``wattline`` command: the daemon (``run``), ``check-config`` and ``demo``, with
-``simulate`` and ``bench`` added from their own modules.
+``simulate``, ``store`` and ``bench`` added from their own modules.
 
 The settings' flags are built from the schema (``wattline.ingest.config``): one per
 key, named after it, reading ``WATTLINE_<KEY>``, with the key's help text; ``run
@@ -21,6 +21,7 @@ from click.core import ParameterSource
 from wattline.benchmarks.cli import bench
 from wattline.contract.errors import ConfigError, WattlineError
 from wattline.ingest.app.simulate import simulate
+from wattline.ingest.app.store_cli import store
 from wattline.ingest.app.systemd import notify as systemd_notify
 from wattline.ingest.app.systemd import watchdog_interval_s
 from wattline.ingest.config import (
@@ -130,6 +131,7 @@ def main() -> None:
       wattline run --help            the daemon and all its settings
       wattline simulate --help       publish simulated gateways to a broker
       wattline check-config FILE     validate a config file
+      wattline store tail --help     the newest points of a line in a Parquet store
       wattline bench kernels         measure the kernels
       wattline bench ingest          measure the MQTT collector
       wattline bench sink            measure the InfluxDB writer and the spool
@@ -330,6 +332,7 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
 
 
 main.add_command(simulate)
+main.add_command(store)
 main.add_command(bench)
 
 

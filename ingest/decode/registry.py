@@ -16,6 +16,7 @@ are always taken back, whatever the limits.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Callable
@@ -299,6 +300,10 @@ class MeterRegistry:
 
     def description(self, site: str, line: str, kind: str, meter: str) -> MeterDescription:
         return self._desc[self._meters[(site, line, kind, meter)]]
+
+    def meter_names(self, start: int = 0) -> list[MeterName]:
+        """The names (site, line, kind, meter) of the meters numbered ``start`` and up."""
+        return list(itertools.islice(self._meters, start, None))
 
     def max_rates_per_hour(self) -> np.ndarray:
         """Per meter, its ``max_rate`` (per hour, in its unit); 0 where it has none."""

@@ -8,7 +8,8 @@ and ends to ``write_alerts``, once; the fan-out passes it to every sink in order
   writes (``wattline_sink_write_errors_total``);
 - on a retryable ``SinkError``, retries the same batch with exponential backoff
   (0.5 s doubling to 30 s, at least the server's ``Retry-After``), counting each
-  retry and logging once a minute. This holds the pipeline, and through its bounded
+  retry; logging when the failure starts, once a minute while it lasts and when the
+  sink writes again. This holds the pipeline, and through its bounded
   queue the broker, back: nothing is dropped while a sink is down. ``on_wait`` is
   called before each wait, so a pipeline waiting on a sink is not taken for hung;
 - on a sink's refusal for good, drops the batch for that sink alone and counts its
@@ -37,7 +38,7 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from wattline.ingest.log_limit import OncePerMinute
+from wattline.ingest.log_limit import OncePerMinute, Outage
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sinks.base import IntensitySink, SinkError
 from wattline.ingest.sinks.dead_letters import DeadLetters
@@ -69,6 +70,7 @@ class FanOut:
         self._stopping = stopping or threading.Event()
         self._on_wait = on_wait
         self._log_once = log_once or OncePerMinute()
+        self._outages: dict[str, Outage] = {sink.name: Outage() for sink in self.sinks}
         # Resolved once, so a batch costs one call per sink and nothing more.
         self._results = [(sink, sink.write, getattr(sink, "counted", True))
                          for sink in self.sinks]
@@ -130,6 +132,10 @@ class FanOut:
             try:
                 write(table)
                 self.metrics.sink_points.labels(name).inc(table.num_rows)
+                ended = self._outages[name].recovered()
+                if ended is not None:
+                    log.info("sink %s is writing again after %.0f s (%d failed writes)",
+                             name, *ended)
                 return
             except SinkError as exc:
                 self.metrics.sink_errors.labels(name).inc()
@@ -138,9 +144,14 @@ class FanOut:
                               "is dropped for this sink", name, table.num_rows, exc)
                     self.metrics.readings_dropped.labels("sink_rejected").inc(table.num_rows)
                     return
-                if self._log_once("sink_retry", name):
+                due = self._outages[name].failed()
+                if due == "start":
                     log.warning("sink %s failed (%s); retrying with backoff, holding the "
                                 "pipeline (and so the broker) back meanwhile", name, exc)
+                elif due == "still":
+                    log.warning("sink %s still failing after %.0f s (%d failed writes): %s; "
+                                "retrying, the pipeline (and so the broker) held back", name,
+                                self._outages[name].lasted_s, self._outages[name].failures, exc)
                 self.metrics.sink_retries.labels(name).inc()
                 if self._on_wait is not None:
                     self._on_wait()  # waiting on a sink is not a hang

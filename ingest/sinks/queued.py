@@ -28,6 +28,7 @@ from collections import deque
 
 import pyarrow as pa
 
+from wattline.ingest.log_limit import Outage
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sinks.base import IntensitySink, SinkError, SinkHealth
 
@@ -120,6 +121,7 @@ class QueuedSink:
     def _run(self) -> None:
         delay = self.retry_min_s
         failed = False
+        outage = Outage()
         while not self._stop.is_set():
             with self._lock:
                 if not self._queue:
@@ -137,10 +139,15 @@ class QueuedSink:
                 if exc.retryable:
                     self._last_error = str(exc)
                     self.metrics.sink_retries.labels(self.name).inc()
-                    if not failed:
+                    due = outage.failed()
+                    if due == "start":
                         log.warning("%s failed (%s); retrying with backoff, holding the "
                                     "pipeline (and so the broker) back once %d batches wait",
                                     self.name, exc, self.queue_batches)
+                    elif due == "still":
+                        log.warning("%s still failing after %.0f s (%d failed writes): %s; "
+                                    "retrying with backoff", self.name, outage.lasted_s,
+                                    outage.failures, exc)
                     failed = True
                     if exc.retry_after_s is not None:
                         delay = max(delay, min(exc.retry_after_s, self.retry_max_s))
@@ -151,8 +158,9 @@ class QueuedSink:
                           "dropped for this sink", self.name, table.num_rows, exc)
                 self.metrics.readings_dropped.labels("sink_rejected").inc(table.num_rows)
             else:
-                if failed:
-                    log.warning("%s is back", self.name)
+                ended = outage.recovered()
+                if ended is not None:
+                    log.warning("%s is back after %.0f s (%d failed writes)", self.name, *ended)
                 failed, delay, self._last_error = False, self.retry_min_s, None
             with self._lock:
                 self._queue.popleft()

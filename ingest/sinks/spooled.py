@@ -15,9 +15,9 @@ The pipeline never waits for the server: ``write`` hands the batch over and retu
 - A write that fails with a retryable error (down, overloaded, unreachable, timed
   out) sends the writer's batches to the spool the same way; the writer then delivers
   the spool oldest first, with exponential backoff and jitter between failures
-  (honouring ``Retry-After``). After a failure it asks the server to answer
-  (``inner.check``, a ``/ping`` bounded by the short health timeout) before it tries a
-  write again, so a server that hangs costs that timeout per try, not a write's.
+  (honouring ``Retry-After``), logging once a minute while the failure lasts. After a
+  failure it asks the server to answer (``inner.check``, a ``/ping`` bounded by the short
+  health timeout) first, so a server that hangs costs that timeout per try.
 - A batch the server refuses for good (a 4xx other than 408/429) goes to the
   dead-letter folder (``dead_letters``) with the server's message, and is counted; it
   is not retried.
@@ -51,6 +51,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from wattline.ingest.durable.spool import Segment, Spool, SpoolError
+from wattline.ingest.log_limit import Outage
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sinks.base import IntensitySink, SinkError, SinkHealth
 from wattline.ingest.sinks.dead_letters import DeadLetters
@@ -112,6 +113,7 @@ class SpooledSink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
+        self._outage = Outage()  # logs a failing server when it starts, then once a minute
         self._dropped_seen = dict(spool.dropped_rows)
         self._last_error: str | None = None  # the latest failure not followed by a delivery
 
@@ -291,10 +293,14 @@ class SpooledSink:
                 self._lock.notify_all()
             if error is None:
                 delay = self.retry_min_s
+                if (ended := self._outage.recovered()) is not None:
+                    log.info("%s answers again after %.0f s (%d failed writes)", self.name, *ended)
                 continue
-            self._warn_once("down", "%s failed (%s); spooling to %s and delivering in order, "
-                            "with backoff, once it is back", self.name, error,
-                            self.spool.directory)
+            if self._outage.failed() is not None:  # when it starts, then once a minute
+                self._warned.add("down")
+                log.warning("%s failing for %.0f s (%d writes): %s; spooling to %s, delivered "
+                            "in order once it is back", self.name, self._outage.lasted_s,
+                            self._outage.failures, error, self.spool.directory)
             if error.retry_after_s is not None:
                 delay = max(delay, min(error.retry_after_s, self.retry_max_s))
             self._stop.wait(delay * random.uniform(0.8, 1.2))
@@ -378,8 +384,7 @@ class SpooledSink:
 
     def _count_drops(self) -> None:
         for kind, rows in self.spool.dropped_rows.items():
-            new = rows - self._dropped_seen[kind]
-            if new:
+            if new := rows - self._dropped_seen[kind]:
                 self.metrics.spool_rows.labels(kind, "dropped").inc(new)
                 self._dropped_seen[kind] = rows
 

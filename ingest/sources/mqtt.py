@@ -19,6 +19,7 @@ import random
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from paho.mqtt.properties import Properties
 
 from wattline.contract.topics import META_LEVEL, TopicTemplate
 from wattline.ingest.config import MqttUrl
+from wattline.ingest.log_limit import Outage
 from wattline.ingest.metrics import CollectorMetrics
 
 log = logging.getLogger("wattline.mqtt")
@@ -93,6 +95,7 @@ class MqttSource:
         metrics: CollectorMetrics | None = None,
         client_factory: Callable[..., mqtt.Client] = mqtt.Client,
         manual_ack: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``manual_ack``: QoS 1/2 messages are acknowledged only when ``ack(token)`` is
         called with the token passed to ``on_message(topic, payload, token)`` (without it,
@@ -134,6 +137,7 @@ class MqttSource:
             self._client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file,
                                  cert_reqs=ssl.CERT_REQUIRED)
         self._failed_attempts = 0
+        self._outage = Outage(clock=clock)
         self._jitter = random.Random()
         self._set_next_reconnect_delay()
         self._client.on_connect = self._connected
@@ -157,10 +161,16 @@ class MqttSource:
         error = str(sys.exc_info()[1] or "connection failed")
         self._failed_attempts += 1
         self._set_next_reconnect_delay()
-        if error != self._last_connect_error:  # once per kind of failure, not per attempt
+        due = self._outage.failed()
+        if error != self._last_connect_error or due == "start":  # a new kind of failure
             self._last_connect_error = error
             log.warning("cannot connect to %s:%d: %s; retrying with backoff (next in %.0f s)",
                         self._url.host, self._url.port, error, self.next_reconnect_delay_s)
+        elif due == "still":  # once a minute while it lasts
+            log.warning("still cannot connect to %s:%d after %.0f s (%d attempts): %s; "
+                        "retrying with backoff (next in %.0f s)", self._url.host,
+                        self._url.port, self._outage.lasted_s, self._outage.failures, error,
+                        self.next_reconnect_delay_s)
 
     def start(self) -> None:
         log.info("connecting to %s:%d (MQTT %s, %s session)", self._url.host, self._url.port,
@@ -192,12 +202,18 @@ class MqttSource:
 
     def _connected(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
-            log.error("broker %s:%d refused the connection: %s", self._url.host, self._url.port,
-                      reason_code)
+            if self._outage.failed() is not None:  # when it starts, then once a minute
+                log.error("broker %s:%d refused the connection: %s (%d attempts in %.0f s)",
+                          self._url.host, self._url.port, reason_code, self._outage.failures,
+                          self._outage.lasted_s)
             return
         self._epoch += 1
         self._failed_attempts = 0
         self._last_connect_error = None
+        ended = self._outage.recovered()
+        if ended is not None:
+            log.info("broker %s:%d is back after %.0f s without it (%d failed attempts)",
+                     self._url.host, self._url.port, ended[0], ended[1])
         self._set_next_reconnect_delay()
         client.subscribe([(t, self._qos) for t in self._subscriptions])
         resumed = bool(getattr(flags, "session_present", False))
@@ -217,6 +233,8 @@ class MqttSource:
         elif self.connected.is_set():
             log.warning("disconnected from %s:%d (%s); reconnecting with backoff",
                         self._url.host, self._url.port, reason_code)
+        if not self._stopping and self._outage.since is None:
+            self._outage.failed()  # the outage starts here; the reconnects count on
         self.connected.clear()
         self._failed_attempts += 1
         self._set_next_reconnect_delay()

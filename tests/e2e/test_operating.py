@@ -1,4 +1,5 @@
-"""Operating the daemon: start-up errors in one line, the metrics port it picked."""
+"""Operating the daemon: start-up errors in one line, the metrics port it picked, what the
+log says while data flows and when the broker comes back."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.processes import Wattline, free_port, wait_until
+from tests.e2e.eaf_stream import ENERGY_METER, LINE
+from tests.e2e.gateway import publish_stream
+from tests.processes import Mosquitto, Wattline, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -92,3 +97,36 @@ def test_metrics_port_zero_logs_the_port_it_listens_on(tmp_path: Path) -> None:
         daemon.wait_ready(10)  # /metrics answers on the port the log gave
     finally:
         daemon.stop()
+
+
+def test_the_log_says_the_first_reading_of_a_line_and_meter_then_a_summary_of_it(
+    mosquitto: Mosquitto, connected_daemon: Callable[..., Wattline], site: str,
+) -> None:
+    daemon = connected_daemon(["--mqtt-url", mosquitto.url, "--summary-every", "1s"])
+    now_ms = int(time.time() * 1000)
+    topic = f"factory/{site}/{LINE}/energy/{ENERGY_METER}"
+    publish_stream(daemon, mosquitto.port, site,
+                   [(topic, {"ts": now_ms - 1000 * k, "v": 100.0 - k}) for k in range(5)])
+    quiet = re.compile(rf"line {site}/{LINE}, last \d+ s: 0 readings")
+    wait_until(lambda: quiet.search(daemon.log_text()), timeout_s=30,
+               what="a summary after the readings")
+    text = daemon.log_text()
+    assert text.count(f"INFO wattline.pipeline: first reading of line {site}/{LINE}\n") == 1
+    assert text.count(f"first reading of meter {site}/{LINE}/energy/{ENERGY_METER}\n") == 1
+    summaries = re.findall(rf"line {site}/{LINE}, last \d+ s: (\d+) readings", text)
+    assert sum(int(n) for n in summaries) == 5  # every reading counted once
+
+
+def test_a_broker_back_after_a_restart_is_logged_with_how_long_it_was_gone(
+    make_mosquitto: Callable[..., Mosquitto], connected_daemon: Callable[..., Wattline],
+) -> None:
+    broker = make_mosquitto()
+    daemon = connected_daemon(["--mqtt-url", broker.url])
+    broker.stop()
+    wait_until(lambda: "cannot connect to" in daemon.log_text(), timeout_s=30,
+               what="the daemon's first failed reconnect")
+    broker.start()
+    wait_until(lambda: "is back after" in daemon.log_text(), timeout_s=60,
+               what="the line saying the broker is back")
+    back = [line for line in daemon.log_text().splitlines() if "is back after" in line]
+    assert len(back) == 1 and f"broker 127.0.0.1:{broker.port} is back after" in back[0]

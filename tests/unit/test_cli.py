@@ -29,7 +29,7 @@ RUN_FLAGS = {
     "--batch-max-messages", "--batch-max-wait", "--queue-max-messages", "--alert-for",
     "--spike-ratio", "--spike-clear-ratio", "--spike-short-window", "--spike-long-window",
     "--surge-window", "--surge-k", "--level-window", "--stale-after", "--alert-topic",
-    "--no-alert-topic", "--log-level", "--debug", "--help",
+    "--no-alert-topic", "--log-level", "--summary-every", "--debug", "--help",
 }
 
 
