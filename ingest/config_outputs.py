@@ -18,6 +18,10 @@ from wattline.ingest.redact import configure_logging, redact_url
 __all__ = ["DurabilitySettings", "InfluxSettings", "LoggingSettings", "MetricsSettings",
            "PipelineSettings", "StoreSettings"]
 
+PASSWORD_ENV = "WATTLINE_INFLUX_PASSWORD"
+"""Where the InfluxDB 1.x password may come from besides --influx-password-file."""
+_V1_ONLY = ("influx_db", "influx_rp", "influx_user", "influx_password_file")
+
 
 @with_ms_accessors
 @dataclasses.dataclass(frozen=True)
@@ -25,15 +29,37 @@ class InfluxSettings(Section):
     """Where intensity points and alerts are written: the InfluxDB sink."""
 
     influx_url: str | None = field(default=None, metadata=doc(
-        "InfluxDB 2/3 (or any /api/v2/write server) to write energy_intensity points to, "
-        "e.g. http://127.0.0.1:8086.",
+        "InfluxDB to write energy_intensity and energy_alert points to, e.g. "
+        "http://127.0.0.1:8086: InfluxDB 2/3 or any /api/v2/write server, or InfluxDB 1.x "
+        "with --influx-api v1.",
         hint="http://127.0.0.1:8086"))
+    influx_api: str = field(default="v2", metadata=doc(
+        "Which write API the server speaks: v2 (/api/v2/write with --influx-org, "
+        "--influx-bucket and a token: InfluxDB 2/3) or v1 (/write with --influx-db: "
+        "InfluxDB 1.x).",
+        choices=("v1", "v2")))
     influx_org: str | None = field(default=None, metadata=doc(
-        "InfluxDB organisation.",
+        "InfluxDB organisation (v2 API).",
         hint="plant"))
     influx_bucket: str | None = field(default=None, metadata=doc(
-        "InfluxDB bucket (required with --influx-url).",
+        "InfluxDB bucket (v2 API; required with --influx-url).",
         hint="energy"))
+    influx_db: str | None = field(default=None, metadata=doc(
+        "InfluxDB 1.x database (v1 API; required with --influx-url there). It must exist: "
+        "CREATE DATABASE.",
+        hint="energy"))
+    influx_rp: str | None = field(default=None, metadata=doc(
+        "InfluxDB 1.x retention policy to write to (v1 API).",
+        default_help="the database's default",
+        hint="autogen"))
+    influx_user: str | None = field(default=None, metadata=doc(
+        "InfluxDB 1.x user (v1 API), for a server with authentication; the password comes "
+        "from --influx-password-file or the WATTLINE_INFLUX_PASSWORD environment variable, "
+        "never from a flag.",
+        hint="wattline"))
+    influx_password_file: str | None = field(default=None, metadata=doc(
+        "File holding the InfluxDB 1.x user's password (v1 API).",
+        hint="/etc/wattline/influx.password"))
     influx_token: str | None = field(default=None, repr=False, metadata=doc(
         "InfluxDB API token. Prefer --influx-token-file or the WATTLINE_INFLUX_TOKEN "
         "environment variable: flags show up in process lists.",
@@ -49,6 +75,13 @@ class InfluxSettings(Section):
         "unanswered before the health check says the server is not answering and new "
         "batches go to the spool; at most --influx-timeout."))
 
+    def resolved_influx_password(self) -> str | None:
+        """The v1 user's password: from ``influx_password_file``, else from the
+        WATTLINE_INFLUX_PASSWORD environment variable."""
+        if self.influx_password_file:
+            return read_secret(self.influx_password_file)
+        return os.environ.get(PASSWORD_ENV) or None
+
     def resolved_influx_token(self) -> str | None:
         """The token itself, read from ``influx_token_file`` when that is given."""
         if self.influx_token_file:
@@ -58,7 +91,15 @@ class InfluxSettings(Section):
     def check(self) -> None:
         if self.influx_url:
             check_http_url("influx_url", self.influx_url)
-        if bool(self.influx_url) != bool(self.influx_bucket):
+        if self.influx_api == "v1":
+            self._check_v1()
+        else:
+            for key in _V1_ONLY:
+                if getattr(self, key):
+                    raise ConfigError(key, "is a setting of the v1 API (InfluxDB 1.x)",
+                                      suggestion="add influx_api = \"v1\", or use "
+                                      "influx_bucket, influx_org and a token for v2")
+        if self.influx_api == "v2" and bool(self.influx_url) != bool(self.influx_bucket):
             raise ConfigError(
                 "influx_url" if not self.influx_url else "influx_bucket",
                 "influx_url and influx_bucket go together",
@@ -75,6 +116,28 @@ class InfluxSettings(Section):
                               f"influx_timeout ({self.influx_timeout})",
                               suggestion='e.g. influx_timeout = "10s", '
                               'influx_health_timeout = "2s"')
+
+    def _check_v1(self) -> None:
+        if bool(self.influx_url) != bool(self.influx_db):
+            raise ConfigError("influx_url" if not self.influx_url else "influx_db",
+                              "with influx_api v1, influx_url and influx_db go together",
+                              suggestion="give both, or neither to write only the local store")
+        for key in ("influx_org", "influx_bucket", "influx_token", "influx_token_file"):
+            if getattr(self, key):
+                raise ConfigError(key, "is a setting of the v2 API; InfluxDB 1.x (influx_api "
+                                  "v1) takes influx_db, influx_rp and influx_user")
+        if self.influx_url:
+            parts = urlsplit(self.influx_url)
+            if parts.username or parts.password:
+                raise ConfigError("influx_url", "holds credentials; give the user with "
+                                  "influx_user and the password with influx_password_file or "
+                                  f"{PASSWORD_ENV}")
+        must_exist(self, "influx_password_file")
+        if self.influx_user and not self.resolved_influx_password():
+            raise ConfigError("influx_user", "has no password",
+                              suggestion=f"give influx_password_file, or set {PASSWORD_ENV}")
+        if self.influx_password_file and not self.influx_user:
+            raise ConfigError("influx_password_file", "needs influx_user")
 
 
 def check_http_url(key: str, url: str) -> None:

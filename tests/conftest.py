@@ -155,13 +155,15 @@ def make_influxdb1(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., InfluxDB1]]:
     """Factory of real InfluxDB 1.x servers owned by one test, each with its databases
-    made: ``make_influxdb1()`` (database ``wattline``), ``make_influxdb1(databases=("a",))``.
-    Skips (fails in CI) where ``influxd`` is not installed."""
+    made: ``make_influxdb1()`` (database ``wattline``), ``make_influxdb1(databases=("a",))``;
+    ``admin=(user, password)`` turns authentication on. Skips (fails in CI) where
+    ``influxd`` is not installed."""
     started: list[InfluxDB1] = []
 
-    def make(*, databases: Sequence[str] = ("wattline",)) -> InfluxDB1:
+    def make(*, databases: Sequence[str] = ("wattline",),
+             admin: tuple[str, str] | None = None) -> InfluxDB1:
         try:
-            server = InfluxDB1(tmp_path_factory.mktemp("influxdb"))
+            server = InfluxDB1(tmp_path_factory.mktemp("influxdb"), admin=admin)
         except ComponentMissing as err:
             missing_component(err)
         started.append(server)

@@ -15,6 +15,7 @@ the same port and data directory, then ``stop()``. Calls must not overlap.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import json
 import os
@@ -401,15 +402,20 @@ class InfluxDB1(ChildProcess):
     its meta, data and WAL folders under ``workdir``, so a ``stop()``/``start()``
     keeps what was written. ``create_database(name)`` makes a database (with its
     default retention policy ``autogen``); ``query(influxql, db)`` returns rows.
+
+    ``admin=(user, password)`` turns authentication on: ``start()`` then creates that
+    admin user, and the helpers here use it.
     """
 
     name = "influxdb"
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None,
+                 admin: tuple[str, str] | None = None) -> None:
         super().__init__(workdir)
         self.binary = find_binary("influxd")
         self.port = port or free_port()
         self.rpc_port = free_port()
+        self.admin = admin
         self.config_path = self.workdir / "influxdb.conf"
         self.config_path.write_text(self._config())
 
@@ -426,6 +432,7 @@ class InfluxDB1(ChildProcess):
             "[http]",
             f'  bind-address = "127.0.0.1:{self.port}"',
             "  log-enabled = false",
+            f"  auth-enabled = {'true' if self.admin else 'false'}",
             "[monitor]",
             "  store-enabled = false",
             "[continuous_queries]",
@@ -444,12 +451,22 @@ class InfluxDB1(ChildProcess):
         status, _ = http_get(f"{self.url}/ping", timeout_s=1.0)
         return status == 204
 
-    def _post_query(self, influxql: str, db: str | None) -> list[dict[str, Any]]:
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        super().start(timeout_s)
+        if self.admin and not (self.workdir / "admin-created").exists():
+            user, password = self.admin
+            self._post_query(f"CREATE USER \"{user}\" WITH PASSWORD '{password}' "
+                             "WITH ALL PRIVILEGES", None, auth=False)
+            (self.workdir / "admin-created").touch()
+
+    def _post_query(self, influxql: str, db: str | None,
+                    auth: bool = True) -> list[dict[str, Any]]:
         form = {"q": influxql, "epoch": "ms"}
         if db:
             form["db"] = db
         request = urllib.request.Request(
-            f"{self.url}/query", data=urllib.parse.urlencode(form).encode(), method="POST")
+            f"{self.url}/query", data=urllib.parse.urlencode(form).encode(), method="POST",
+            headers=self._auth() if auth else {})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 body = json.loads(response.read())
@@ -461,6 +478,12 @@ class InfluxDB1(ChildProcess):
             if "error" in result:
                 raise ComponentFailed(f"query {influxql!r} failed: {result['error']}")
         return results
+
+    def _auth(self) -> dict[str, str]:
+        if not self.admin:
+            return {}
+        pair = base64.b64encode(":".join(self.admin).encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
 
     def create_database(self, db: str) -> None:
         """``CREATE DATABASE`` (a no-op when it exists)."""
@@ -488,7 +511,7 @@ class InfluxDB1(ChildProcess):
             params["rp"] = rp
         request = urllib.request.Request(
             f"{self.url}/write?{urllib.parse.urlencode(params)}", data=lines.encode(),
-            method="POST")
+            method="POST", headers=self._auth())
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return int(response.status), response.read()

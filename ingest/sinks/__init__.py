@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from wattline.ingest.sinks.build import BuiltSink, build_sinks
     from wattline.ingest.sinks.fanout import FanOut
     from wattline.ingest.sinks.influx import InfluxSink
+    from wattline.ingest.sinks.influx_v1 import InfluxV1Sink
     from wattline.ingest.sinks.line_protocol import encode_alerts, encode_intensity
     from wattline.ingest.sinks.mqtt_alerts import MqttAlertSink
     from wattline.ingest.sinks.parquet_store import ParquetStore, latest, read_store
@@ -33,6 +34,7 @@ _HOMES = {
     "FanOut": "fanout",
     "MqttAlertSink": "mqtt_alerts",
     "InfluxSink": "influx",
+    "InfluxV1Sink": "influx_v1",
     "encode_alerts": "line_protocol",
     "encode_intensity": "line_protocol",
     "ParquetStore": "parquet_store",
@@ -45,6 +47,7 @@ __all__ = [
     "FanOut",
     "HealthCheck",
     "InfluxSink",
+    "InfluxV1Sink",
     "IntensitySink",
     "MqttAlertSink",
     "ParquetStore",

@@ -36,7 +36,7 @@ Health: building a sink (``wattline.ingest.sinks.build``) returns it with a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -53,15 +53,27 @@ class SinkError(WattlineError):
     ``retryable``: the same batch may succeed if tried again later (the pipeline
     backs off and retries, holding readings back meanwhile); otherwise the batch is
     dropped for this sink and counted. ``retry_after_s`` is the server's own wish
-    (HTTP ``Retry-After``), when it gave one.
+    (HTTP ``Retry-After``), when it gave one. ``rejected``, for a refusal of some rows
+    only (InfluxDB 1.x writes the rest of a partial write), maps each refused row's
+    index in the batch to the server's reason; ``None`` means every row.
     """
 
     def __init__(
-        self, message: str, *, retryable: bool, retry_after_s: float | None = None
+        self, message: str, *, retryable: bool, retry_after_s: float | None = None,
+        rejected: Mapping[int, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        self.rejected = rejected
+
+    def refused_rows(self, table: pa.Table) -> tuple[pa.Table, str]:
+        """The rows of ``table`` this refusal covers, and why (one line per row when the
+        server named rows, else the message)."""
+        if self.rejected is None:
+            return table, str(self)
+        rows = sorted(self.rejected)
+        return table.take(rows), "\n".join(self.rejected[i] for i in rows)
 
 
 @runtime_checkable

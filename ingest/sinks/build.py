@@ -50,17 +50,26 @@ def build_sinks(settings: Settings, metrics: CollectorMetrics) -> list[BuiltSink
     return built
 
 
-def _influx(settings: Settings, metrics: CollectorMetrics) -> BuiltSink:
+def _influx_writer(settings: Settings) -> IntensitySink:
+    """The InfluxDB writer of the API the settings name (v2 unless told v1)."""
+    timeouts = {"timeout_s": settings.influx_timeout_ms / 1000,
+                "health_timeout_s": settings.influx_health_timeout_ms / 1000}
+    if settings.influx_api == "v1":
+        from wattline.ingest.sinks.influx_v1 import InfluxV1Sink
+
+        return InfluxV1Sink(settings.influx_url or "", settings.influx_db or "",
+                            retention_policy=settings.influx_rp,
+                            username=settings.influx_user,
+                            password=settings.resolved_influx_password(), **timeouts)
     from wattline.ingest.sinks.influx import InfluxSink
 
-    influx = InfluxSink(
-        settings.influx_url or "",
-        settings.influx_org or "",
-        settings.influx_bucket or "",
-        settings.resolved_influx_token() or "",
-        timeout_s=settings.influx_timeout_ms / 1000,
-        health_timeout_s=settings.influx_health_timeout_ms / 1000,
-    )
+    return InfluxSink(settings.influx_url or "", settings.influx_org or "",
+                      settings.influx_bucket or "", settings.resolved_influx_token() or "",
+                      **timeouts)
+
+
+def _influx(settings: Settings, metrics: CollectorMetrics) -> BuiltSink:
+    influx = _influx_writer(settings)
     spool_dir = settings.resolved_spool_dir
     if not spool_dir:
         from wattline.ingest.sinks.queued import QueuedSink

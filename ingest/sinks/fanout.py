@@ -140,9 +140,11 @@ class FanOut:
             except SinkError as exc:
                 self.metrics.sink_errors.labels(name).inc()
                 if not exc.retryable:
-                    log.error("sink %s refused a batch of %d points for good: %s; the batch "
-                              "is dropped for this sink", name, table.num_rows, exc)
-                    self.metrics.readings_dropped.labels("sink_rejected").inc(table.num_rows)
+                    refused = exc.refused_rows(table)[0].num_rows
+                    log.error("sink %s refused %d of %d points for good: %s; they are "
+                              "dropped for this sink", name, refused, table.num_rows, exc)
+                    self.metrics.readings_dropped.labels("sink_rejected").inc(refused)
+                    self.metrics.sink_points.labels(name).inc(table.num_rows - refused)
                     return
                 due = self._outages[name].failed()
                 if due == "start":

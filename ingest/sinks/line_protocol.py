@@ -7,10 +7,14 @@ One point per row of the batch, in the batch's order, each ending in a newline; 
 timestamp is the tick in epoch milliseconds, so the write must say ``precision=ms``.
 
 - Tag values have their commas, equals signs, spaces and backslashes escaped with a
-  backslash. A tag value with a line break (``\\n`` or ``\\r``) cannot be written in
-  line protocol at all, and an empty one would be dropped by the server, so both are
-  refused with ``ValueError`` rather than changed: a tag is a series' identity, and
-  a silently altered one would be a different series. The topic parser never lets
+  backslash (``/api/v2/write`` servers). InfluxDB 1.x's own parser reads a backslash
+  as an escape only before a comma, an equals sign or a space and keeps ``\\\\``
+  as two characters, so for it (``v1=True``) backslashes are written as they are and
+  a value ending in one, which it cannot read back, is refused. A tag value with a
+  line break (``\\n`` or ``\\r``) cannot be written in line protocol at all, and an
+  empty one would be dropped by the server, so both are refused with ``ValueError``
+  rather than changed: a tag is a series' identity, and a silently altered one would
+  be a different series. The topic parser never lets
   such names through (docs/formats.md, topics); this is the last guard.
 - Float fields are written as the shortest text that reads back to the same double
   (Arrow's cast to string: ``0.1``, ``1``, ``1e+20``), so a value read back is bit
@@ -44,12 +48,13 @@ OPTIONAL_FIELDS = ("kgce_per_t", "kwh_per_t")
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
 _TAG_SPECIAL = re.compile(r"([,= \\])")  # the same pattern serves Python re and Arrow's RE2
+_TAG_SPECIAL_V1 = re.compile(r"([,= ])")  # InfluxDB 1.x: backslashes stay as they are
 
 
-def escape_tag_value(value: str) -> str:
+def escape_tag_value(value: str, *, v1: bool = False) -> str:
     """One tag value escaped for line protocol; ``ValueError`` for one it cannot carry."""
-    _check_tag_value(value)
-    return _TAG_SPECIAL.sub(r"\\\1", value)
+    _check_tag_value(value, v1=v1)
+    return (_TAG_SPECIAL_V1 if v1 else _TAG_SPECIAL).sub(r"\\\1", value)
 
 
 def format_float(value: float) -> str:
@@ -59,7 +64,7 @@ def format_float(value: float) -> str:
     return repr(float(value))
 
 
-def encode_intensity(table: pa.Table) -> bytes:
+def encode_intensity(table: pa.Table, *, v1: bool = False) -> bytes:
     """A results batch (``INTENSITY_SCHEMA`` columns) as one line-protocol body.
 
     Raises ``ValueError`` naming the column and value for a tag value with a line
@@ -69,7 +74,7 @@ def encode_intensity(table: pa.Table) -> bytes:
         return b""
     parts: list[pa.Array | str] = [MEASUREMENT]
     for tag in TAGS:
-        parts += [f",{tag}=", _escaped_tags(tag, table.column(tag))]
+        parts += [f",{tag}=", _escaped_tags(tag, table.column(tag), v1=v1)]
     for i, name in enumerate(FIELDS):
         parts.append(_field_texts(name, table.column(name), first=i == 0))
     parts += [" ", pc.cast(_non_null("time_ms", table.column("time_ms")), pa.string()), "\n"]
@@ -77,11 +82,22 @@ def encode_intensity(table: pa.Table) -> bytes:
     return _concatenated(points)
 
 
-def _check_tag_value(value: str) -> None:
+def _check_tag_value(value: str, *, v1: bool = False) -> None:
     if not value:
         raise ValueError("an empty tag value cannot be written in line protocol")
     if "\n" in value or "\r" in value:
         raise ValueError(f"a tag value with a line break cannot be written: {value!r}")
+    if v1 and value.endswith("\\"):
+        raise ValueError(f"InfluxDB 1.x cannot read a tag value ending in a backslash: {value!r}")
+
+
+def v1_unwritable(table: pa.Table, tags: tuple[str, ...]) -> np.ndarray:
+    """Which rows have a tag value InfluxDB 1.x cannot read back (one ending in a backslash)."""
+    bad = np.zeros(table.num_rows, dtype=bool)
+    for tag in tags:
+        ends = pc.match_substring_regex(table.column(tag).cast(pa.string()), r"\\$")
+        bad |= np.asarray(ends.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    return bad
 
 
 def _non_null(name: str, column: pa.ChunkedArray) -> pa.Array:
@@ -92,17 +108,18 @@ def _non_null(name: str, column: pa.ChunkedArray) -> pa.Array:
     return array
 
 
-def _escaped_tags(tag: str, column: pa.ChunkedArray) -> pa.Array:
+def _escaped_tags(tag: str, column: pa.ChunkedArray, *, v1: bool = False) -> pa.Array:
     values = _non_null(tag, column).cast(pa.string())
     bad = pc.or_(pc.equal(pc.utf8_length(values), 0),
-                 pc.match_substring_regex(values, r"[\r\n]"))
+                 pc.match_substring_regex(values, r"[\r\n]" + (r"|\\$" if v1 else "")))
     if pc.any(bad).as_py():
         first = values.filter(bad)[0].as_py()
         try:
-            _check_tag_value(first)
+            _check_tag_value(first, v1=v1)
         except ValueError as exc:
             raise ValueError(f"tag {tag!r}: {exc}") from None
-    return pc.replace_substring_regex(values, _TAG_SPECIAL.pattern, r"\\\1")
+    special = _TAG_SPECIAL_V1 if v1 else _TAG_SPECIAL
+    return pc.replace_substring_regex(values, special.pattern, r"\\\1")
 
 
 def _field_texts(name: str, column: pa.ChunkedArray, *, first: bool) -> pa.Array:
@@ -141,14 +158,14 @@ def escape_string_field(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def encode_alerts(table: pa.Table) -> bytes:
+def encode_alerts(table: pa.Table, *, v1: bool = False) -> bytes:
     """Alert starts and ends (``wattline.contract.schemas.ALERT_SCHEMA``) as line protocol.
 
     Alerts are few (a start and an end per episode), so this goes row by row.
     """
     lines = []
     for row in table.to_pylist():
-        tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in ALERT_TAGS)
+        tags = ",".join(f"{tag}={escape_tag_value(row[tag], v1=v1)}" for tag in ALERT_TAGS)
         fields = [f"state={int(row['state'])}i"]
         for name in ("value", "threshold"):
             if row[name] is not None:

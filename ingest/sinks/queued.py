@@ -9,7 +9,7 @@ Without --state-dir or --spool-dir there is nowhere on disk to keep batches, so:
 - a full queue holds the pipeline back: ``write`` waits up to ``put_wait_s`` for
   room, then raises a retryable ``SinkError``, which the fan-out retries with its own
   backoff, so the broker is slowed down rather than anything dropped;
-- a batch refused for good is dropped, logged and counted
+- a batch (or, of a partial write, the rows) refused for good is dropped, logged and counted
   (``wattline_readings_dropped_total{reason="sink_rejected"}``);
 - ``close`` waits up to ``close_wait_s`` for the queue to be written, then logs how
   many points were not (they are lost: this is why production wants --state-dir).
@@ -154,9 +154,10 @@ class QueuedSink:
                     self._stop.wait(delay * random.uniform(0.8, 1.2))
                     delay = min(delay * 2, self.retry_max_s)
                     continue
-                log.error("%s refused a batch of %d points for good: %s; the batch is "
-                          "dropped for this sink", self.name, table.num_rows, exc)
-                self.metrics.readings_dropped.labels("sink_rejected").inc(table.num_rows)
+                refused = exc.refused_rows(table)[0].num_rows
+                log.error("%s refused %d of %d points for good: %s; they are dropped for "
+                          "this sink", self.name, refused, table.num_rows, exc)
+                self.metrics.readings_dropped.labels("sink_rejected").inc(refused)
             else:
                 ended = outage.recovered()
                 if ended is not None:

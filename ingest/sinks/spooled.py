@@ -20,7 +20,7 @@ The pipeline never waits for the server: ``write`` hands the batch over and retu
   health timeout) first, so a server that hangs costs that timeout per try.
 - A batch the server refuses for good (a 4xx other than 408/429) goes to the
   dead-letter folder (``dead_letters``) with the server's message, and is counted; it
-  is not retried.
+  is not retried. Of a partial write only the refused rows go there.
 - When the spool cannot take a batch (disk full, read-only), ``write`` raises a
   retryable ``SinkError``: the pipeline then holds back and retries, which slows
   the broker down rather than losing anything. The failure is counted in
@@ -338,19 +338,19 @@ class SpooledSink:
             except SinkError as exc:
                 if exc.retryable:
                     raise
-                self._refused(held, str(exc))
+                self._refused(held, *exc.refused_rows(held.table))
             except Exception as exc:  # a bug must not stop the writer
                 log.exception("%s failed unexpectedly on a batch; it goes to the dead letters",
                               self.name)
-                self._refused(held, f"unexpected error: {exc!r}")
+                self._refused(held, held.table, f"unexpected error: {exc!r}")
         except SinkError as exc:
             return exc
         return None
 
-    def _refused(self, held: _Held, reason: str) -> None:
-        rows = held.table.num_rows
+    def _refused(self, held: _Held, table: pa.Table, reason: str) -> None:
+        rows = table.num_rows
         self.metrics.dead_letter_rows.labels(self.name).inc(rows)
-        self.dead_letters.keep(held.table, held.kind,
+        self.dead_letters.keep(table, held.kind,
                                f"{self.name} refused {rows} {held.kind} row(s) for good", reason)
 
     def _delivered(self, held: _Held) -> None:

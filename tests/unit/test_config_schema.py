@@ -185,6 +185,16 @@ def test_the_flat_attributes_other_modules_read_still_exist(attribute: str) -> N
     ({"mqtt_url": "htp://broker:1883"}, "mqtt_url", "expected mqtt://host:port"),
     ({"mqtt_url": "mqtt://:1883"}, "mqtt_url", "no host in 'mqtt://:1883'"),
     ({"mqtt_url": "mqtt://broker:1883/factory"}, "mqtt_url", "unexpected path '/factory'"),
+    ({"influx_api": "v1", "influx_url": "http://x"}, "influx_db", "go together"),
+    ({"influx_api": "v1", "influx_url": "mqtt://x", "influx_db": "d"}, "influx_url",
+     "expected http://host:port or https://host:port"),
+    ({"influx_api": "v1", "influx_url": "http://u:secret@x", "influx_db": "d"}, "influx_url",
+     "holds credentials"),
+    ({"influx_api": "v1", "influx_url": "http://x", "influx_db": "d", "influx_bucket": "b"},
+     "influx_bucket", "is a setting of the v2 API"),
+    ({"influx_url": "http://x", "influx_bucket": "b", "influx_db": "d"}, "influx_db",
+     "is a setting of the v1 API"),
+    ({"influx_api": "v3"}, "influx_api", "must be v1 or v2"),
     ({"spike_short_window": "2h"}, "spike_short_window", "is not one of the windows"),
     ({"spike_clear_ratio": 2.0}, "spike_clear_ratio", "is above the start ratio"),
     ({"windows_typo": "1m"}, "windows_typo", "unknown key"),
@@ -194,6 +204,23 @@ def test_a_bad_value_is_named_by_its_key(values: dict, key: str, message: str) -
         settings_from_mapping(values)
     assert err.value.key == key
     assert message in err.value.message
+    assert "secret" not in str(err.value)
+
+
+def test_the_influxdb1_password_comes_from_its_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    v1 = {"influx_api": "v1", "influx_url": "http://x", "influx_db": "d", "influx_user": "u"}
+    monkeypatch.delenv("WATTLINE_INFLUX_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="has no password"):
+        settings_from_mapping(v1)
+    monkeypatch.setenv("WATTLINE_INFLUX_PASSWORD", "from-env")
+    assert settings_from_mapping(v1).resolved_influx_password() == "from-env"
+    secret = tmp_path / "password"
+    secret.write_text("from-file\n")
+    settings = settings_from_mapping({**v1, "influx_password_file": str(secret)})
+    assert settings.resolved_influx_password() == "from-file"
+    assert "from-" not in repr(settings)
 
 
 def test_values_from_flags_and_the_environment_arrive_as_strings() -> None:

@@ -1,0 +1,278 @@
+"""``InfluxV1Sink``: results batches to InfluxDB 1.x over its own API (``/write``).
+
+The same points as ``InfluxSink`` (``line_protocol``, with InfluxDB 1.x's escaping:
+``v1=True``), one gzipped request per batch to
+``/write?db=DB&rp=RP&precision=ms``, with the user and password (when given) as HTTP
+basic authentication, never in the URL. Answers map to ``SinkError`` as for the v2
+writer: connection failures, timeouts, 408, 429 and 5xx are retryable (with the
+server's ``Retry-After``), any other 4xx is a refusal for good with the server's message.
+
+A partial write is InfluxDB 1.x's answer when it stored some points of a batch and
+refused others (``400 partial write: field type conflict: ... dropped=N``; likewise
+for unparsable points and points outside the retention policy). The answer does not
+say which points, so the refused part is found by writing halves of it again, down
+to single points: a point written again carries the same values and overwrites
+itself, so this changes nothing stored. The ``SinkError`` raised then names only the
+refused rows (``rejected``), each with the server's message about it; the spool's
+writer dead-letters those alone. A row whose tag value ends in a backslash, which
+InfluxDB 1.x cannot read back, is refused the same way without being sent.
+
+The health check is ``GET /ping`` (204), bounded by the health timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import re
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+import numpy as np
+import pyarrow as pa
+import urllib3
+
+from wattline.ingest.redact import redact_text, redact_url
+from wattline.ingest.sinks.base import SinkError
+from wattline.ingest.sinks.line_protocol import (
+    ALERT_TAGS,
+    TAGS,
+    encode_alerts,
+    encode_intensity,
+    v1_unwritable,
+)
+
+__all__ = ["InfluxV1Sink"]
+
+log = logging.getLogger(__name__)
+
+GZIP_LEVEL = 1
+
+_HINTS = {
+    400: "the server cannot parse or store these points; see its message",
+    401: "check --influx-user and the password (--influx-password-file or "
+         "WATTLINE_INFLUX_PASSWORD)",
+    403: "the user may not write to this database",
+    404: "check --influx-db: the database must exist (CREATE DATABASE)",
+    413: "the batch is too large for the server; lower --batch-max-messages",
+}
+_DROPPED = re.compile(r"dropped=(\d+)")
+_UNWRITABLE = "InfluxDB 1.x cannot read back a tag value ending in a backslash"
+
+Answer = tuple[int, str, str | None]  # status, the server's message, Retry-After
+
+
+class InfluxV1Sink:
+    """Writes ``energy_intensity`` and ``energy_alert`` points to one InfluxDB 1.x database.
+
+    Args:
+        url: The server's base URL, ``http://host:8086``.
+        database: The database (it must exist).
+        retention_policy: Where in the database; ``None`` for its default.
+        username, password: For a server with authentication; ``None`` for none.
+        timeout_s, health_timeout_s, gzip: As for ``InfluxSink``.
+    """
+
+    name = "influxdb"
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        retention_policy: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        health_timeout_s: float | None = None,
+        gzip: bool = True,
+    ) -> None:
+        self.url = redact_url(url)
+        self.database = database
+        self.retention_policy = retention_policy
+        self.timeout_s = timeout_s
+        self.health_timeout_s = min(2.0, timeout_s) if health_timeout_s is None \
+            else health_timeout_s
+        self.gzip = gzip
+        base = url.rstrip("/")
+        params = {"db": database, "precision": "ms"}
+        if retention_policy:
+            params["rp"] = retention_policy
+        self._write_url = f"{base}/write?{urlencode(params)}"
+        self._ping_url = f"{base}/ping"
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        if username:
+            pair = f"{username}:{password or ''}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        self._secrets = [s for s in (password, self._headers.get("Authorization")) if s]
+        self._pool = urllib3.PoolManager(retries=False, maxsize=2)
+        self._write_timeout = urllib3.Timeout(connect=self.health_timeout_s, read=timeout_s)
+        self._ping_timeout = urllib3.Timeout(total=self.health_timeout_s)
+
+    def check(self) -> None:
+        """``SinkError`` (retryable) unless the server answers ``/ping`` in time."""
+        try:
+            response = self._pool.request("GET", self._ping_url, headers=self._headers,
+                                          timeout=self._ping_timeout)
+            status = response.status
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            status, reason = 0, type(exc).__name__
+        else:
+            reason = f"HTTP {status}"
+        if not 200 <= status < 300:
+            raise SinkError(f"InfluxDB at {self.url} does not answer /ping within "
+                            f"{self.health_timeout_s:g} s ({reason}); check that it runs and "
+                            "that --influx-url names it", retryable=True)
+
+    def open(self) -> None:
+        """Check the server answers; a server that is down is logged, not fatal."""
+        try:
+            self.check()
+        except SinkError as exc:
+            log.warning("%s; writes will be retried with backoff until it does", exc)
+        else:
+            log.info("InfluxDB 1.x at %s answers; writing to database %r (retention "
+                     "policy %s)", self.url, self.database,
+                     repr(self.retention_policy) if self.retention_policy else "its default")
+
+    def write(self, table: pa.Table) -> None:
+        """Write one batch, or raise ``SinkError`` (naming the refused rows of a partial write)."""
+        if table.num_rows:
+            self._post(table, encode_intensity, TAGS)
+
+    def write_alerts(self, table: pa.Table) -> None:
+        """Write alert starts and ends as ``energy_alert`` points, like ``write``."""
+        if table.num_rows:
+            self._post(table, encode_alerts, ALERT_TAGS)
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    # -- one batch ----------------------------------------------------------------------------
+
+    def _post(self, table: pa.Table, encode: Callable[..., bytes],
+              tags: tuple[str, ...]) -> None:
+        bad = v1_unwritable(table, tags)
+        unwritable = np.flatnonzero(bad)
+        rows = np.flatnonzero(~bad) if len(unwritable) else None
+        sent = table if rows is None else table.take(rows)
+        rejected = {int(i): f"{_UNWRITABLE} ({_first_bad(table, int(i), tags)})"
+                    for i in unwritable}
+        if sent.num_rows:
+            for index, reason in self._send_batch(sent, encode).items():
+                rejected[index if rows is None else int(rows[index])] = reason
+        if rejected:
+            first = rejected[min(rejected)]
+            raise SinkError(f"InfluxDB at {self.url} refused {len(rejected)} of "
+                            f"{table.num_rows} point(s): {first}", retryable=False,
+                            rejected=rejected)
+
+    def _send_batch(self, table: pa.Table, encode: Callable[..., bytes]) -> dict[int, str]:
+        """Write ``table``; the rows a partial write refused, with why (empty: all written)."""
+        try:
+            body = encode(table, v1=True)
+        except ValueError as exc:
+            raise SinkError(f"cannot write this batch as line protocol: {exc}; such a batch "
+                            "should never reach a sink, please report it",
+                            retryable=False) from None
+        answer = self._send(body)
+        if answer[0] < 300:
+            return {}
+        if not _partial(answer):
+            raise self._error(answer)
+        lines = body.splitlines(keepends=True)
+        if len(lines) != table.num_rows:  # never: one line per row
+            raise self._error(answer)
+        return self._refused_lines(lines, answer[1])
+
+    def _refused_lines(self, lines: list[bytes], message: str) -> dict[int, str]:
+        """Bisect a partially refused run of lines down to the lines refused, with why."""
+        refused: dict[int, str] = {}
+        todo = [(0, len(lines), message)]
+        while todo:
+            lo, hi, message = todo.pop()
+            if hi - lo == 1 or _all_dropped(message, hi - lo):
+                refused.update((i, message) for i in range(lo, hi))
+                continue
+            mid = (lo + hi) // 2
+            for a, b in ((lo, mid), (mid, hi)):
+                answer = self._send(b"".join(lines[a:b]))
+                if answer[0] < 300:
+                    continue
+                if _partial(answer) or answer[0] == 400:
+                    todo.append((a, b, answer[1]))
+                else:
+                    raise self._error(answer)
+        return refused
+
+    def _send(self, body: bytes) -> Answer:
+        """POST one body to /write; the answer, or a retryable ``SinkError`` when none."""
+        data = gzip.compress(body, compresslevel=GZIP_LEVEL) if self.gzip else body
+        try:
+            response = self._pool.request("POST", self._write_url, body=data,
+                                          headers=self._headers, timeout=self._write_timeout)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise SinkError(f"InfluxDB at {self.url} did not answer within "
+                            f"{self.timeout_s:g} s; it may be overloaded",
+                            retryable=True) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise SinkError(f"cannot reach InfluxDB at {self.url}: {self._hide(str(exc))}; "
+                            "check that it runs and that --influx-url names it",
+                            retryable=True) from None
+        return response.status, _message(response.data), response.headers.get("Retry-After")
+
+    def _error(self, answer: Answer) -> SinkError:
+        status, message, retry_after = answer
+        detail = f"InfluxDB at {self.url} answered HTTP {status}: {self._hide(message)}"
+        if status in (408, 429) or status >= 500:
+            if "retention policy not found" in message:
+                detail += " (check --influx-rp)"
+            return SinkError(detail, retryable=True, retry_after_s=_seconds(retry_after))
+        hint = _HINTS.get(status, "the server refuses this data")
+        return SinkError(f"{detail} ({hint})", retryable=False)
+
+    def _hide(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return redact_text(text)
+
+
+def _message(body: bytes) -> str:
+    """The ``error`` of InfluxDB's JSON answer, or the body as text."""
+    text = body.decode(errors="replace").strip()
+    try:
+        error = json.loads(text).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return (error if isinstance(error, str) else text)[:500] or "(no message)"
+
+
+def _partial(answer: Answer) -> bool:
+    return answer[0] == 400 and answer[1].startswith("partial write")
+
+
+def _all_dropped(message: str, lines: int) -> bool:
+    """Whether the answer says every line was dropped (parse errors are not counted)."""
+    found = _DROPPED.search(message)
+    return (found is not None and int(found.group(1)) == lines
+            and "unable to parse" not in message)
+
+
+def _first_bad(table: pa.Table, row: int, tags: tuple[str, ...]) -> str:
+    values = {tag: table.column(tag)[row].as_py() for tag in tags}
+    return ", ".join(f"{tag}={value!r}" for tag, value in values.items()
+                     if str(value).endswith("\\"))
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A ``Retry-After`` in seconds; ``None`` for none, or for the HTTP-date form."""
+    if retry_after is None:
+        return None
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        return None
