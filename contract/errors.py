@@ -25,6 +25,7 @@ PAYLOAD_ERROR_REASONS = (
     "duplicate_key",    # a JSON object with a repeated key (which value was meant is unknown)
     "meta_invalid",     # a meta payload with a wrong key, type or value
     "sparkplug_invalid",  # a Sparkplug B message that does not parse, or an unknown type
+    "mapping",          # a document on a [[payloads]] topic without the readings it maps
 )
 
 #: Why a topic was rejected.
@@ -46,6 +47,8 @@ _PAYLOAD_HINTS = {
                     '"max_rate": positive number per hour}, every key optional',
     "sparkplug_invalid": "publish Sparkplug B protobuf payloads on spBv1.0/{group}/"
                          "{N|D}{BIRTH|DATA|DEATH}/{node}[/{device}]",
+    "mapping": "publish the document the topic's [[payloads]] mapping describes, or fix the "
+               "mapping's readings expression in the config file",
 }
 
 _TOPIC_HINTS = {

@@ -32,8 +32,8 @@ commented out where it is unset by default. Check a config with
 Keys are the `wattline run` flags with underscores. A flag beats the environment
 variable WATTLINE_<FLAG>, which beats this file, which beats the default.
 The headings are the sections of `wattline run --help`; the keys themselves sit at
-the top level of the file (no [section] tables), except the [meters."..."] and
-[lines."..."] tables at the end.
+the top level of the file (no [section] tables), except the [meters."..."],
+[[payloads]] and [lines."..."] tables at the end.
 This file is generated from the settings' own definitions:
   wattline check-config --example > deploy/wattline.example.toml"""
 
@@ -80,6 +80,19 @@ def _setting(spec: SettingSpec) -> Iterator[str]:
 
 
 def _tables(spec: SettingSpec) -> Iterator[str]:
+    if isinstance(spec.example, list):  # an array of tables, [[name]], each with sub-tables
+        for table in spec.example:
+            yield ""
+            yield f"[[{spec.name}]]"
+            subtables = {k: v for k, v in table.items() if isinstance(v, dict)}
+            for key, value in table.items():
+                if key not in subtables:
+                    yield f"{key} = {toml_value(value)}"
+            for key, sub in subtables.items():
+                yield f"[{spec.name}.{key}]"
+                for k, v in sub.items():
+                    yield f"{toml_value(k)} = {toml_value(v)}"
+        return
     for name, keys in spec.example.items():
         yield ""
         yield f"[{spec.name}.{toml_value(name)}]"

@@ -9,7 +9,7 @@ from typing import Any
 
 from wattline.contract.errors import ConfigError
 
-__all__ = ["line_of", "load_toml", "point_at_file"]
+__all__ = ["line_of", "line_of_array_key", "load_toml", "point_at_file"]
 
 
 def load_toml(path: str) -> tuple[dict[str, Any], str]:
@@ -42,9 +42,53 @@ def line_of(text: str, key: str) -> int | None:
     return None
 
 
+_ARRAY_KEY = re.compile(r"(\w+)\[(\d+)\](?:\.(.+))?")
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]*?)\s*\]\]?")
+
+
+def line_of_array_key(text: str, table: str, number: int, key: str | None) -> int | None:
+    """The line of ``key`` (dotted, its last part a key, quoted or bare) in the
+    ``number``-th ``[[table]]`` of a TOML text (from 1), or of that header itself."""
+    header = None
+    seen = 0
+    lines = text.splitlines()
+    for n, line in enumerate(lines, start=1):
+        m = _HEADER.match(line)
+        if m is None:
+            continue
+        name = m.group(1).replace('"', "")
+        if line.lstrip().startswith("[[") and name == table:
+            seen += 1
+            if seen == number:
+                header = n
+            elif seen > number:
+                break
+        elif header is not None and not name.startswith(f"{table}."):
+            break
+    if header is None or key is None:
+        return header
+    if key[-1] in "'\"":  # a quoted key, which may hold dots
+        last = key[key.rindex(key[-1], 0, len(key) - 1) + 1:-1]
+    else:
+        last = key.rsplit(".", 1)[-1]
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(last)}[\"']?\s*=")
+    for n in range(header + 1, len(lines) + 1):
+        m = _HEADER.match(lines[n - 1])
+        if m is not None and not m.group(1).replace('"', "").startswith(f"{table}."):
+            break
+        if pattern.match(lines[n - 1]):
+            return n
+    return header
+
+
 def point_at_file(err: ConfigError, path: str) -> None:
-    """Make a validation error name ``path`` and the line its key is set on."""
+    """Make a validation error name ``path`` and the line its key is set on (a key of
+    an array of tables, ``payloads[2].value``, in the 2nd ``[[payloads]]``)."""
     if err.line is None:
         text = Path(path).read_text(encoding="utf-8")
-        err.line = line_of(text, err.key.split(".")[0])
+        m = _ARRAY_KEY.fullmatch(err.key)
+        if m is not None:
+            err.line = line_of_array_key(text, m.group(1), int(m.group(2)), m.group(3))
+        else:
+            err.line = line_of(text, err.key.split(".")[0])
     err.path = path

@@ -243,7 +243,8 @@ def with_ms_accessors(cls: type[T]) -> type[T]:
     working and nothing parses again."""
     for spec in specs(cls, ""):
         name = f"{spec.name}_ms"
-        if spec.optional or spec.kind not in (Duration, tuple) or hasattr(cls, name):
+        if spec.optional or spec.kind not in (Duration, tuple) or spec.is_table \
+                or hasattr(cls, name):
             continue
         if spec.kind is Duration:
             def get(self: Any, key: str = spec.name) -> int:

@@ -22,6 +22,7 @@ from wattline.ingest.config_mqtt import (
     expand_client_id,
     parse_subscribe_lines,
 )
+from wattline.ingest.config_payloads import parse_payloads
 from wattline.ingest.config_schema import (
     LEFT_OUT,
     Duration,
@@ -32,6 +33,7 @@ from wattline.ingest.config_schema import (
     with_ms_accessors,
 )
 from wattline.ingest.config_tables import LineSettings, MeterSettings, parse_lines, parse_meters
+from wattline.ingest.decode.mapping import PayloadMapping
 
 __all__ = ["AlertSettings", "DecodeSettings", "MqttSettings", "Section", "SemanticsSettings",
            "must_exist", "read_secret"]
@@ -62,7 +64,8 @@ class Section:
             if spec.kind is Duration and isinstance(value, str) \
                     and not isinstance(value, Duration):
                 object.__setattr__(self, spec.name, Duration(value, spec.name))
-            elif spec.kind is tuple and not all(isinstance(v, Duration) for v in value):
+            elif spec.kind is tuple and not spec.is_table \
+                    and not all(isinstance(v, Duration) for v in value):
                 object.__setattr__(self, spec.name, durations(*value))
 
     def check(self) -> None:
@@ -206,6 +209,28 @@ class DecodeSettings(Section):
             "plant-a/eaf-1/energy/burner-gas": {"carrier": "natural_gas", "unit": "m3"},
             "plant-a/eaf-1/production/tapped-steel": {"unit": "t"},
         }))
+    payloads: tuple[PayloadMapping, ...] = field(default=(), metadata=doc(
+        "Gateways that publish several tags in one JSON document of their own (Kepware's "
+        "IoT Gateway, Node-RED flows), read by JMESPath expressions in [[payloads]] "
+        "tables: topic (an MQTT filter, subscribed to as written), readings (the list of "
+        "readings in the document), value, time and time_format (epoch_ms, epoch_s or "
+        "rfc3339), optional quality and good, and each reading's site, line, kind and "
+        "meter, or a tag looked up in a tags table. Every expression reads document, "
+        "topic (the list of levels) and reading; docs/formats.md has the details, and "
+        "deploy/mappings/ ready-made tables.",
+        parse=parse_payloads,
+        example=[{
+            "topic": "iotgateway",
+            "readings": "document.values",
+            "tag": "reading.id",
+            "value": "reading.v",
+            "quality": "reading.q",
+            "good": [True],
+            "time": "reading.t",
+            "time_format": "epoch_ms",
+            "tags": {"Channel1.EAF1.MainIncomer": "plant-a/eaf-1/energy/main-incomer",
+                     "Channel1.EAF1.TappedSteel": "plant-a/eaf-1/production/tapped-steel"},
+        }]))
 
 
 @with_ms_accessors

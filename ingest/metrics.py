@@ -84,7 +84,8 @@ class CollectorMetrics:
         r = self.registry
         self.messages_received = Counter(
             "wattline_messages_received_total",
-            "MQTT messages received, by kind of topic (reading or meta).",
+            "MQTT messages received, by kind of topic (reading, meta, sparkplug, or mapped: "
+            "read by a [[payloads]] mapping).",
             ["topic_kind"],
             registry=r,
         )

@@ -69,7 +69,8 @@ class Collector:
                      "client_id of its own (docs/operations.md)")
         topics = subscription_filters(self.pipeline.topics, settings.subscribed_lines,
                                       sparkplug=settings.sparkplug,
-                                      share_group=settings.mqtt_share_group)
+                                      share_group=settings.mqtt_share_group,
+                                      mapped=[m.topic for m in settings.payloads])
         self.source = MqttSource(
             parse_mqtt_url(settings.mqtt_url),
             topics,

@@ -2,9 +2,10 @@
 
 The pipeline's first stage. Per message it looks at the topic (a known reading topic
 is one dictionary lookup; a ``meta`` topic updates the meter registry; a Sparkplug B
-topic is decoded whole); then the reading payloads of the whole batch are decoded
-together by the compiled scanner (``payload_scan``), and the few it hands back by
-``decode_readings``, the contract's definition. A meter is registered once a message
+topic, and one that a ``[[payloads]]`` mapping reads (``mapping``), is decoded whole);
+then the reading payloads of the whole batch are decoded together by the compiled
+scanner (``payload_scan``), and the few it hands back by ``decode_readings``, the
+contract's definition. A meter is registered once a message
 of it brings a usable reading, unless the registry's limits refuse it: then its
 readings are dropped (``meter_limit``), and the refusal is counted in
 ``wattline_meters_refused_total`` and logged once a minute per limit, naming the
@@ -23,6 +24,8 @@ import numpy as np
 from wattline.contract.errors import PayloadError, TopicError
 from wattline.contract.topics import MeterTopic, TopicTemplate, valid_name
 from wattline.ingest.config import Settings
+from wattline.ingest.decode.mapping import MeterName as MappedName
+from wattline.ingest.decode.mapping import PayloadMapper, PayloadMapping
 from wattline.ingest.decode.payloads import (
     VALUE_LIMIT,
     DecodedReadings,
@@ -79,6 +82,8 @@ class BatchDecoder:
         mqtt = settings.mqtt
         self.topics = TopicTemplate(mqtt.topic_template, prefix=mqtt.topic_prefix)
         self.sparkplug = SparkplugDecoder() if mqtt.sparkplug else None
+        self.mapper = PayloadMapper(settings.decode.payloads) if settings.decode.payloads \
+            else None
         self.publish_command: Callable[[str, bytes], None] | None = None
         """Publishes a Sparkplug command (a rebirth request); set by the collector."""
         self._scanner = PayloadScanner()
@@ -105,18 +110,24 @@ class BatchDecoder:
         s = self.settings.decode
         meter_of_topic = self._meter_of_topic
         sparkplug = self.sparkplug
+        mapper = self.mapper
         meters: list[int] = []  # per reading message: its meter; -1 until registered or
         # when refused
         payloads: list[bytes] = []
         received: list[float] = []
         names: list[str] = []
         unregistered: list[tuple[int, MeterTopic]] = []  # (position, topic) of new meters
+        # Sparkplug B and mapped messages, decoded whole: (position, per meter its readings)
         sparkplug_at: list[tuple[int, list[tuple[int, np.ndarray, np.ndarray]]]] = []
         n_meta_msgs = 0
         for msg in batch:
             name = msg.topic
             meter = meter_of_topic.get(name, UNSEEN)
             if meter == UNSEEN:
+                mapping = mapper.match(name) if mapper is not None else None
+                if mapping is not None:
+                    sparkplug_at.append((len(payloads), self._decode_mapped(msg, mapping)))
+                    continue
                 if sparkplug is not None and is_sparkplug(name):
                     sparkplug_at.append((len(payloads), self._decode_sparkplug(msg)))
                     continue
@@ -239,7 +250,7 @@ class BatchDecoder:
             self.reject("topic_name", msg.topic, "group or edge node id is not a valid name")
             return []
         now_ms = int(msg.received_s * 1000)
-        out = []
+        parts: list[tuple[MappedName, np.ndarray, np.ndarray]] = []
         dropped = dict(result.dropped)
         received = sum(dropped.values())
         for r in result.readings:
@@ -255,19 +266,48 @@ class BatchDecoder:
                 if count:
                     dropped[reason] = dropped.get(reason, 0) + count
             if keep.any():
-                idx = self.registry.meter_index(result.site, result.line, r.kind, r.meter)
-                if idx == REFUSED:
-                    dropped["meter_limit"] = (dropped.get("meter_limit", 0)
-                                              + int(keep.sum()))
-                else:
-                    out.append((idx, r.ts_ms[keep], r.value[keep]))
-        self.metrics.readings_received.inc(received)
+                parts.append(((result.site, result.line, r.kind, r.meter), r.ts_ms[keep],
+                              r.value[keep]))
+        return self._admit(msg.topic, parts, received, dropped)
+
+    def _decode_mapped(self, msg: Message,
+                       mapping: PayloadMapping) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """A document on a ``[[payloads]]`` topic, read by its mapping: (meter index,
+        times, values) per meter, each meter's readings one message as in Sparkplug B."""
+        s = self.settings.decode
+        assert self.mapper is not None
+        self.metrics.messages_received.labels("mapped").inc()
+        try:
+            result = self.mapper.read(
+                mapping, msg.topic, msg.payload, now_ms=int(msg.received_s * 1000),
+                max_future_ms=s.max_future.ms, max_past_ms=s.max_past.ms,
+                max_bytes=s.max_payload_bytes)
+        except PayloadError as exc:
+            self.reject(exc.reason, msg.topic, exc.detail)
+            return []
+        for reason, detail in result.refused:
+            self.reject(reason, msg.topic, detail)
+        return self._admit(msg.topic, result.parts, result.received, dict(result.dropped))
+
+    def _admit(self, topic: str, parts: list[tuple[MappedName, np.ndarray, np.ndarray]],
+               received: int, dropped: dict[str, int]) -> list[tuple[int, np.ndarray,
+                                                                     np.ndarray]]:
+        """Register the meters of a message decoded whole and count its readings: the
+        usable ones as (meter index, times, values); a refused meter's are dropped."""
+        out = []
+        for name, ts, value in parts:
+            idx = self.registry.meter_index(*name)
+            if idx == REFUSED:
+                dropped["meter_limit"] = dropped.get("meter_limit", 0) + ts.shape[0]
+            else:
+                out.append((idx, ts, value))
+        if received:
+            self.metrics.readings_received.inc(received)
         for reason, count in dropped.items():
             if count:
                 self.metrics.readings_dropped.labels(reason).inc(count)
-                if reason != "meter_limit" and self._log_once(reason, msg.topic):
-                    log.warning("dropped %d reading(s) on %r: %s", count, msg.topic[:200],
-                                reason)
+                if reason != "meter_limit" and self._log_once(reason, topic):
+                    log.warning("dropped %d reading(s) on %r: %s", count, topic[:200], reason)
         return out
 
     def _apply_meta(self, topic: MeterTopic, msg: Message) -> None:

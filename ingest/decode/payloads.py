@@ -66,6 +66,8 @@ __all__ = [
     "MeterMeta",
     "decode_meta",
     "decode_readings",
+    "judge_reading",
+    "rfc3339_ms",
 ]
 
 #: Why a single reading was dropped, in the order they are checked.
@@ -77,6 +79,7 @@ READING_DROP_REASONS = (
     "ts_invalid",
     "ts_out_of_range",
     "sparkplug_alias",  # a Sparkplug B metric whose alias no BIRTH named
+    "mapping",  # a [[payloads]] mapping found no value, time or name for it (or no tag)
     "meter_limit",  # a new meter or line beyond --max-meters / --max-lines (the registry's)
 )
 
@@ -264,6 +267,17 @@ def _judge(ts: object, v: object, q: object, lo: int, hi: int) -> tuple[int, flo
     if not lo <= ms <= hi:
         return "ts_out_of_range"
     return ms, value
+
+
+def judge_reading(ts_ms: int, v: object, lo: int, hi: int) -> tuple[int, float] | str:
+    """A reading that has no quality, its time already in ms, as ``(ts_ms, value)`` or
+    the reason it is dropped: the rules of every JSON reading, for other decoders."""
+    return _judge(ts_ms, v, _ABSENT, lo, hi)
+
+
+def rfc3339_ms(text: str) -> int | None:
+    """Epoch ms of an RFC 3339 timestamp with an offset; ``None`` if it is not one."""
+    return _rfc3339_ms(text)
 
 
 def _names_non_finite(text: str) -> bool:

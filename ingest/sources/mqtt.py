@@ -9,7 +9,7 @@ rather than dropping. It is a ``wattline.ingest.sources.base.Source``.
 
 ``subscription_filters`` says what the collector subscribes to: the readings and meta
 of every line, or of the lines ``subscribe_lines`` names, Sparkplug B nodes likewise,
-all under ``$share/GROUP/`` with a share group.
+the topics of the ``[[payloads]]`` mappings, all under ``$share/GROUP/`` with a share group.
 """
 
 from __future__ import annotations
@@ -43,10 +43,12 @@ def subscription_filters(
     *,
     sparkplug: bool = False,
     share_group: str | None = None,
+    mapped: Sequence[str] = (),
 ) -> list[str]:
     """The MQTT filters of a collector: readings and meta of each (site, line) in
     ``lines`` (``+`` for any; None: every line), Sparkplug B node and device topics of
-    the same (group = site, edge node = line) with ``sparkplug``, each under
+    the same (group = site, edge node = line) with ``sparkplug``, the ``[[payloads]]``
+    mappings' topic filters (``mapped``, as written), each under
     ``$share/<share_group>/`` when given."""
     pairs = list(lines) if lines is not None else [("+", "+")]
     filters: list[str] = []
@@ -61,6 +63,7 @@ def subscription_filters(
                         ("NBIRTH", "NDATA", "NDEATH")]
             filters += [f"{NAMESPACE}/{site}/{kind}/{line}/+" for kind in
                         ("DBIRTH", "DDATA", "DDEATH")]
+    filters += [f for f in mapped if f not in filters]
     if share_group:
         filters = [f"$share/{share_group}/{f}" for f in filters]
     return filters

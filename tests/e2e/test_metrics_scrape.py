@@ -121,7 +121,7 @@ def test_metrics_of_a_running_daemon_have_the_documented_names_types_and_labels(
     bounded = {
         "site": {site}, "line": {LINE}, "window": {"1m", "10m"}, "rule": set(ALL_RULES),
         "state": {"start", "end"}, "sink": {"parquet", "influxdb"},
-        "topic_kind": {"reading", "meta", "sparkplug"},
+        "topic_kind": {"reading", "meta", "sparkplug", "mapped"},
         "event": {"spooled", "delivered", "dropped", *SPARKPLUG_EVENTS},
         "kind": {"intensity", "alerts"},
         "limit": {"max_lines", "max_meters"},

@@ -68,7 +68,8 @@ def test_every_setting_appears_in_the_example_once() -> None:
             assert f"# {spec.name}: not set here" in text, spec.name
     for spec in SCHEMA:
         if spec.is_table:
-            assert re.search(rf'^\[{spec.name}\."', text, flags=re.MULTILINE), spec.name
+            assert re.search(rf'^(\[{spec.name}\."|\[\[{spec.name}\]\]$)', text,
+                             flags=re.MULTILINE), spec.name
 
 
 def test_the_example_headings_follow_the_sections_in_order() -> None:
