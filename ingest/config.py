@@ -9,7 +9,8 @@ key (and its line in the file) when something is wrong.
 Each key is declared once, in its component's section (``config_sections``: type,
 default, help text); ``Settings`` here is all sections together. How a key is
 declared and converted is ``config_schema``; the ``[meters."..."]`` and
-``[lines."..."]`` tables are ``config_tables``; the file's lines, ``config_file``.
+``[lines."..."]`` tables are ``config_tables``, the ``[[payloads]]`` mappings
+``config_payloads``; the file's lines, ``config_file``.
 See ``deploy/wattline.example.toml`` for every key.
 """
 
@@ -180,8 +181,8 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
 def read_config_file(path: str) -> dict[str, Any]:
     """Read a TOML config; errors name the file, key and line.
 
-    Settings are top-level keys (``emit_every = "10s"``); ``[meters."..."]`` and
-    ``[lines."..."]`` are its only tables.
+    Settings are top-level keys (``emit_every = "10s"``); ``[meters."..."]``,
+    ``[lines."..."]`` and ``[[payloads]]`` are its only tables.
     """
     values, text = load_toml(path)
     for key in values:

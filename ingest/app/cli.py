@@ -284,7 +284,9 @@ def check_config(file: str | None, example: bool) -> None:
         MeterRegistry(load_reference(), settings.meters)
     except WattlineError as err:
         raise click.ClickException(str(err)) from None
-    click.echo(f"{file}: OK ({len(settings.meters)} meter(s) described, windows "
+    mapped = (f", payload mappings on {', '.join(m.topic for m in settings.payloads)}"
+              if settings.payloads else "")
+    click.echo(f"{file}: OK ({len(settings.meters)} meter(s) described{mapped}, windows "
                f"{','.join(settings.windows)}, tick {settings.emit_every})")
 
 

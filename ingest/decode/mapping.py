@@ -201,7 +201,10 @@ class PayloadMapper:
                     reason = "mapping"
                 else:
                     ms = to_ms(t)
-                    judged = "ts_invalid" if ms is None else judge_reading(ms, v, lo, hi)
+                    # the value is judged before the time, as in JSON (lo: a valid time)
+                    judged = judge_reading(lo if ms is None else ms, v, lo, hi)
+                    if ms is None and type(judged) is not str:
+                        judged = "ts_invalid"
                     if type(judged) is str:
                         reason = judged
                     else:

@@ -105,3 +105,15 @@ def test_a_bad_mapping_names_its_table_key_and_line(tmp_path: Path, old: str, ne
 def test_payloads_must_be_an_array_of_tables(tmp_path: Path) -> None:
     err = error_of(tmp_path, '[payloads]\ntopic = "x"\n')
     assert err.key == "payloads" and "[[payloads]]" in str(err)
+
+
+def test_check_config_names_the_mapped_topics(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from wattline.ingest.app.cli import main
+
+    path = tmp_path / "both.toml"
+    path.write_text(GOOD)
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "payload mappings on iotgateway, node-red/+" in result.output
