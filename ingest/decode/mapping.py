@@ -33,12 +33,14 @@ Lifecycle: the decoder builds one ``PayloadMapper`` from the settings and calls
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
+from jmespath.visitor import TreeInterpreter
 
 from wattline.contract.errors import PayloadError
 from wattline.contract.topics import KINDS, valid_name
@@ -124,6 +126,9 @@ class PayloadMapper:
         self.mappings = mappings
         self._of_topic: dict[str, PayloadMapping | None] = {}
         self._tags = {m.number: dict(m.tags) for m in mappings}
+        self._eval = {m.number: {k: evaluator(e) for k, e in m.compiled.items()}
+                      for m in mappings}
+        self._name_problems: dict[MeterName, str | None] = {}
 
     def match(self, topic: str) -> PayloadMapping | None:
         """The first mapping whose filter ``topic`` matches, or None (remembered)."""
@@ -151,8 +156,8 @@ class PayloadMapper:
         if size == 0:
             raise PayloadError("empty", "zero-length payload")
         context: dict[str, Any] = {"document": parse_json(payload), "topic": topic.split("/")}
-        compiled = mapping.compiled
-        items = _search(compiled["readings"], context)
+        compiled = self._eval[mapping.number]
+        items = compiled["readings"](context)
         if type(items) is not list:
             raise PayloadError("mapping", f"readings {dict(mapping.expressions)['readings']!r} "
                                f"of [[payloads]] table {mapping.number} ({mapping.topic}) found "
@@ -167,17 +172,19 @@ class PayloadMapper:
         to_ms = _TO_MS[mapping.time_format]
         good = mapping.good
         kept: list[tuple[int, float, MeterName]] = []
-        judged_names: dict[MeterName, str | None] = {}
+        judged_names = self._name_problems
+        if len(judged_names) >= MAX_CACHED_TOPICS:
+            judged_names.clear()
         refused: dict[MeterName, str] = {}
         dropped: dict[str, int] = {}
         for item in items:
             context["reading"] = item
             name: MeterName | None
             if tag_expr is not None:
-                tag = _search(tag_expr, context)
+                tag = tag_expr(context)
                 name = tags.get(tag) if type(tag) is str else None
             else:
-                found = [_search(e, context) for e in name_exprs]
+                found = [e(context) for e in name_exprs]
                 name = (found[0], found[1], found[2], found[3]) \
                     if all(type(n) is str for n in found) else None
             reason: str | None = None
@@ -191,12 +198,12 @@ class PayloadMapper:
                     refused.setdefault(name, problem)
                     continue  # like a message on a topic that names no meter: not a reading
             if reason is None and quality_expr is not None:
-                q = _search(quality_expr, context)
+                q = quality_expr(context)
                 if q is not None and quality_key(q) not in good:
                     reason = "quality"
             if reason is None:
-                v = _search(value_expr, context)
-                t = _search(time_expr, context)
+                v = value_expr(context)
+                t = time_expr(context)
                 if v is None or t is None:
                     reason = "mapping"
                 else:
@@ -246,13 +253,39 @@ def _name_problem(name: MeterName) -> str | None:
     return None
 
 
-def _search(expression: ParsedResult, context: dict[str, Any]) -> Any:
-    """The expression's result; a JMESPath error (a function given the wrong type) finds
-    nothing, like a missing key."""
-    try:
-        return expression.search(context)
-    except JMESPathError:
-        return None
+def evaluator(expression: ParsedResult) -> Callable[[Any], Any]:
+    """``expression`` as a function of the context. A JMESPath error (a function given
+    the wrong type) finds nothing, like a missing key. A plain path of fields
+    (``reading.v``, most of a mapping) is a few dictionary lookups, with JMESPath's
+    meaning: a field of anything but an object is nothing."""
+    keys = _field_path(expression.parsed)
+    if keys is not None:
+        def path(value: Any) -> Any:
+            for key in keys:
+                if type(value) is not dict:
+                    return None
+                value = value.get(key)
+            return value
+        return path
+    interpreter = TreeInterpreter()  # keeps no state between calls
+    parsed = expression.parsed
+
+    def search(value: Any) -> Any:
+        try:
+            return interpreter.visit(parsed, value)
+        except JMESPathError:
+            return None
+    return search
+
+
+def _field_path(node: dict[str, Any]) -> tuple[str, ...] | None:
+    if node.get("type") == "field":
+        return (node["value"],)
+    if node.get("type") == "subexpression":
+        parts = [_field_path(c) for c in node["children"]]
+        if all(p is not None for p in parts):
+            return tuple(k for p in parts if p is not None for k in p)
+    return None
 
 
 def _epoch_ms(t: Any) -> int | None:

@@ -65,3 +65,28 @@ def test_mapped_readings_follow_the_json_rules(readings: list[tuple[Any, Any]]) 
     assert got.dropped == want_dropped
     assert got_kept == sorted(want_kept, key=lambda r: r[0])  # in time order, stable
     assert got.received == len(items)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text("ab", max_size=2),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abv"),
+                                                                inner, max_size=3),
+    max_leaves=12)
+EXPRESSIONS = ("reading", "reading.v", "reading.a.b", "document.a.v.b", "reading.a[0]",
+               "reading.v || reading.a", "to_number(reading.v)", "reading.a[?b].v")
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, json_values)
+def test_the_compiled_evaluators_agree_with_jmespath(reading: Any, document: Any) -> None:
+    import jmespath
+
+    from wattline.ingest.decode.mapping import evaluator
+
+    context = {"document": document, "topic": ["gw", "m"], "reading": reading}
+    for text in EXPRESSIONS:
+        try:
+            want = jmespath.search(text, context)
+        except jmespath.exceptions.JMESPathError:
+            want = None
+        assert evaluator(jmespath.compile(text))(context) == want, text
