@@ -1,7 +1,10 @@
-"""`wattline demo`: the whole pipeline in one command, with either embedded broker."""
+"""`wattline demo`: the whole pipeline in one command, with either embedded broker; a
+signal stops it as cleanly as Ctrl-C."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from tests.conftest import missing_component
-from tests.processes import ComponentMissing, find_binary
+from tests.processes import ComponentMissing, find_binary, wait_until
 from wattline.ingest.sinks.parquet_store import read_store
 
 DEMO_LINES = ("eaf-1", "potline-1", "kiln-1")
@@ -48,3 +51,56 @@ def test_demo_shows_and_stores_every_lines_intensity(tmp_path: Path, broker: str
                                   pc.equal(results["window"], "15m")))
     newest = kiln["kgce_per_t"].drop_null().to_pylist()[-1]
     assert 100 <= newest <= 120, newest
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_a_signal_stops_the_demo_with_its_broker_and_temporary_folders(
+    tmp_path: Path, signum: int
+) -> None:
+    try:
+        find_binary("mosquitto")
+    except ComponentMissing as err:
+        missing_component(err)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    out = tmp_path / "demo.out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATTLINE_")}
+    env["TMPDIR"] = str(temp)
+    with out.open("w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "wattline.ingest", "demo", "--duration", "120",
+             "--metrics-port", "0", "--refresh", "1", "--broker", "mosquitto"],
+            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        wait_until(lambda: "; store " in out.read_text(), timeout_s=60,
+                   what="the demo running")
+        brokers = [child for child in _children(demo.pid)
+                   if Path(f"/proc/{child}/comm").read_text().strip() == "mosquitto"]
+        assert len(brokers) == 1
+        assert {p.name.split("-")[1] for p in temp.iterdir()} == {"demo", "mosquitto"}
+        demo.send_signal(signum)
+        demo.wait(60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    text = out.read_text()
+    assert f"stopping ({signal.Signals(signum).name})" in text, text
+    assert not _alive(brokers[0])
+    assert list(temp.iterdir()) == []
