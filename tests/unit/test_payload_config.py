@@ -117,3 +117,16 @@ def test_check_config_names_the_mapped_topics(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check-config", str(path)])
     assert result.exit_code == 0, result.output
     assert "payload mappings on iotgateway, node-red/+" in result.output
+
+
+def test_a_reload_of_the_same_mappings_changes_nothing_and_a_new_one_needs_a_restart(
+        tmp_path: Path) -> None:
+    from wattline.ingest.app.reload import plan_reload
+
+    path = tmp_path / "both.toml"
+    path.write_text(GOOD)
+    current = check_config_file(str(path))
+    assert plan_reload(current, check_config_file(str(path))).needs_restart == ()
+    path.write_text(GOOD.replace('value = "reading.v"', 'value = "reading.value"'))
+    plan = plan_reload(current, check_config_file(str(path)))
+    assert plan.needs_restart == ("payloads",) and plan.settings.payloads == current.payloads
