@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from wattline.contract.reference_data import load_reference
 from wattline.ingest.alerting import ALERT_SCHEMA, LineAlerts, kernel_windows
+from wattline.ingest.batch_lines import BatchLines
 from wattline.ingest.config import Settings
 from wattline.ingest.decode.batch import BatchDecoder, Message
 from wattline.ingest.decode.registry import MeterRegistry, state_nbytes
@@ -94,9 +95,11 @@ class Pipeline:
         self.durability = Durability(settings.state_dir, self.kernel_config, self.metrics,
                                      checkpoint_every_s=settings.checkpoint_every_ms / 1000.0,
                                      log_once=self._log_once)
+        self.batch_lines = BatchLines(settings)
         resumed = self.durability.resume(self.registry, self.alerts)
         if resumed is not None:
             self.state = resumed
+            self.batch_lines.restore(self.durability.saved_alerts)
         self.line_log = LineLog(self.registry, self.window_names, self.metrics,
                                 settings.summary_every_ms / 1000.0)
         self._reload = PendingReload()
@@ -168,7 +171,8 @@ class Pipeline:
         if not self.fanout.flush(wait_s=5.0 if self._stop.is_set() else 0.0):
             return False  # the log still holds the messages; tried again next turn
         return self.durability.save(self.state, self.registry.snapshot(),
-                                    alert_state_arrays(self.alerts.state))
+                                    {**alert_state_arrays(self.alerts.state),
+                                     **self.batch_lines.state_arrays()})
 
     def request_reload(self, settings: Settings) -> None:
         """Switch to ``settings`` at the next turn of the loop (any thread); only keys that
@@ -229,6 +233,9 @@ class Pipeline:
         else:
             table = intensity_table(ticks, sites, names, self.window_names)
             alerts = self.alerts.on_ticks(ticks, sites, names)
+            batches = self.batch_lines.on_ticks(ticks, sites, names)
+            if batches.num_rows:
+                self.fanout.write_batches(batches)
         self.line_log.after_batch(readings, ticks, table)
         back = self.alerts.heard(heard, self._clock(), sites, names)
         if back.num_rows:
@@ -276,7 +283,9 @@ class Pipeline:
             # Nothing new: ticks only move when readings move a line's watermark.
             return None, []
         ticks = advance(self.state, self.kernel_config, table, readings,
-                        now_ms=now_ms if self.settings.watermark_wall_clock else None)
+                        now_ms=now_ms if self.settings.watermark_wall_clock else None,
+                        logged_lines=self.batch_lines.logged_lines(self.registry.line_sites,
+                                                                   self.registry.line_names))
         dropped = 0
         for reason, count in zip(DROP_REASONS, ticks.drops.tolist(), strict=True):
             if count:

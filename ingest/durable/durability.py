@@ -77,6 +77,9 @@ class Durability:
         """Acknowledges a message to the broker (the source's ``ack``); set by the collector
         when acknowledgements wait for durability."""
         self.generation = 0
+        self.saved_alerts: dict[str, np.ndarray] | None = None
+        """The alert arrays of the checkpoint resumed from (the batch lines' open
+        batches travel among them), if any."""
         self.wal: WriteAheadLog | None = None
         self._replay: list[WalRecord] = []
         self._held_acks: list[Any] = []
@@ -113,6 +116,7 @@ class Durability:
             return None
         registry.restore(checkpoint.registry)
         self.generation = checkpoint.generation
+        self.saved_alerts = checkpoint.alerts
         if checkpoint.alerts is not None:
             alerts.state = alert_state_from_arrays(checkpoint.alerts)
             sites, names = registry.line_sites, registry.line_names

@@ -20,7 +20,8 @@ session starts so downstream is ready before readings flow:
    not guard against it. A sink that keeps no alerts (the Parquet store) has no
    ``write_alerts`` and is an ``IntensitySink`` only; the InfluxDB sink writes
    them as ``energy_alert`` points, the MQTT alert sink publishes each line's
-   active set.
+   active set. Likewise ``write_batches(table)`` (``BATCH_SCHEMA``, the closed
+   batches of batch lines), which the InfluxDB sink has, as ``energy_batch``.
 3. ``close()`` once, after the last batch (and after ``open()`` only); it
    releases connections and files.
 
@@ -44,7 +45,10 @@ import pyarrow as pa
 
 from wattline.contract.errors import WattlineError
 
-__all__ = ["HealthCheck", "IntensitySink", "Sink", "SinkError", "SinkHealth"]
+__all__ = ["WRITES", "HealthCheck", "IntensitySink", "Sink", "SinkError", "SinkHealth"]
+
+WRITES = {"intensity": "write", "alerts": "write_alerts", "batches": "write_batches"}
+"""The sink method that writes each kind of table (the spool's and queues' kinds)."""
 
 
 class SinkError(WattlineError):

@@ -5,7 +5,7 @@ than 408/429; ``SpooledSink``), and single rows with a NaN or infinite value, wh
 no sink can store (``FanOut``, before any sink sees them). Each call to ``keep``
 writes one Arrow IPC file and a text file beside it holding the reason::
 
-    DIR/dead-<ns>-<kind>.arrow     the rows (kind: intensity | alerts)
+    DIR/dead-<ns>-<kind>.arrow     the rows (kind: intensity | alerts | batches)
     DIR/dead-<ns>-<kind>.txt       why, one line (or one line per row)
 
 Both are written under a temporary name, fsynced and renamed. A spool segment that

@@ -78,6 +78,10 @@ class FanOut:
             (sink, sink.write_alerts, getattr(sink, "counted", True))  # type: ignore[attr-defined]
             for sink in self.sinks if hasattr(sink, "write_alerts")
         ]
+        self._batches: list[tuple[IntensitySink, Write, bool]] = [
+            (sink, sink.write_batches, getattr(sink, "counted", True))  # type: ignore[attr-defined]
+            for sink in self.sinks if hasattr(sink, "write_batches")
+        ]
 
     def open(self) -> None:
         """Open every sink, in order."""
@@ -109,6 +113,10 @@ class FanOut:
     def write_alerts(self, table: pa.Table) -> None:
         """One batch of alert starts and ends to every sink that takes alerts."""
         self._to_each(self._alerts, table, "alerts")
+
+    def write_batches(self, table: pa.Table) -> None:
+        """One batch of closed batches (``energy_batch``) to every sink that takes them."""
+        self._to_each(self._batches, table, "batches")
 
     def _to_each(self, writes: list[tuple[IntensitySink, Write, bool]], table: pa.Table,
                  kind: str) -> None:

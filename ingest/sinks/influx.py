@@ -31,7 +31,7 @@ from influxdb_client.service.write_service import WriteService
 
 from wattline.ingest.redact import redact_url
 from wattline.ingest.sinks.base import SinkError
-from wattline.ingest.sinks.line_protocol import encode_alerts, encode_intensity
+from wattline.ingest.sinks.line_protocol import encode_alerts, encode_batches, encode_intensity
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,11 @@ class InfluxSink:
         """Write alert starts and ends (``ALERT_SCHEMA``) as ``energy_alert`` points."""
         if table.num_rows:
             self._post(table, encode_alerts)
+
+    def write_batches(self, table: pa.Table) -> None:
+        """Write closed batches (``BATCH_SCHEMA``) as ``energy_batch`` points."""
+        if table.num_rows:
+            self._post(table, encode_batches)
 
     def _post(self, table: pa.Table, encode: Callable[[pa.Table], bytes]) -> None:
         try:

@@ -173,3 +173,25 @@ def encode_alerts(table: pa.Table, *, v1: bool = False) -> bytes:
         fields.append(f"message={escape_string_field(row['message'])}")
         lines.append(f"{ALERT_MEASUREMENT},{tags} {','.join(fields)} {int(row['time_ms'])}\n")
     return "".join(lines).encode()
+
+
+BATCH_MEASUREMENT = "energy_batch"
+BATCH_TAGS = ("site", "line")
+BATCH_FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t",
+                "duration_s")
+
+
+def encode_batches(table: pa.Table) -> bytes:
+    """Closed batches (``wattline.contract.schemas.BATCH_SCHEMA``) as ``energy_batch`` line
+    protocol, stamped with each batch's close.
+
+    Batches are few (one per heat or tap), so this goes row by row.
+    """
+    lines = []
+    for row in table.to_pylist():
+        tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in BATCH_TAGS)
+        fields = [f"batch={escape_string_field(row['batch'])}"]
+        fields += [f"{name}={format_float(row[name])}" for name in BATCH_FIELDS
+                   if row[name] is not None]
+        lines.append(f"{BATCH_MEASUREMENT},{tags} {','.join(fields)} {int(row['time_ms'])}\n")
+    return "".join(lines).encode()

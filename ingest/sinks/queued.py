@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from wattline.ingest.log_limit import Outage
 from wattline.ingest.metrics import CollectorMetrics
-from wattline.ingest.sinks.base import IntensitySink, SinkError, SinkHealth
+from wattline.ingest.sinks.base import WRITES, IntensitySink, SinkError, SinkHealth
 
 __all__ = ["QueuedSink"]
 
@@ -103,6 +103,10 @@ class QueuedSink:
         if hasattr(self.inner, "write_alerts"):
             self._put(table, "alerts")
 
+    def write_batches(self, table: pa.Table) -> None:
+        if hasattr(self.inner, "write_batches"):
+            self._put(table, "batches")
+
     def _put(self, table: pa.Table, kind: str) -> None:
         if table.num_rows == 0:
             return
@@ -132,7 +136,7 @@ class QueuedSink:
                 check = getattr(self.inner, "check", None)
                 if failed and check is not None:
                     check()
-                write = self.inner.write if kind == "intensity" else self.inner.write_alerts  # type: ignore[attr-defined]
+                write = getattr(self.inner, WRITES[kind])
                 write(table)
             except SinkError as exc:
                 self.metrics.sink_errors.labels(self.name).inc()

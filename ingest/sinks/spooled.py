@@ -32,9 +32,9 @@ The pipeline never waits for the server: ``write`` hands the batch over and retu
   then gives the writer ``slow_after_s`` to finish; what is spooled stays on disk and
   is delivered after the next start.
 
-The pipeline thread calls ``write``/``write_alerts``/``flush``/``close``; only the
-writer thread touches the inner sink after ``open``; ``health`` may be called from any
-thread. They share one lock, never held during a request to the server.
+The pipeline thread calls ``write``/``write_alerts``/``write_batches``/``flush``/
+``close``; only the writer thread touches the inner sink after ``open``; ``health`` may
+be called from any thread. They share one lock, never held during a request to the server.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ import pyarrow as pa
 from wattline.ingest.durable.spool import Segment, Spool, SpoolError
 from wattline.ingest.log_limit import Outage
 from wattline.ingest.metrics import CollectorMetrics
-from wattline.ingest.sinks.base import IntensitySink, SinkError, SinkHealth
+from wattline.ingest.sinks.base import WRITES, IntensitySink, SinkError, SinkHealth
 from wattline.ingest.sinks.dead_letters import DeadLetters
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,10 @@ class SpooledSink:
     def write_alerts(self, table: pa.Table) -> None:
         if hasattr(self.inner, "write_alerts"):
             self._submit(table, "alerts")
+
+    def write_batches(self, table: pa.Table) -> None:
+        if hasattr(self.inner, "write_batches"):
+            self._submit(table, "batches")
 
     def flush(self, wait_s: float = 0.0) -> bool:
         """Wait at most ``wait_s`` for the batches held in memory to be written, then spool
@@ -331,8 +335,7 @@ class SpooledSink:
             if self._probe and check is not None:
                 check()
             self._probe = False
-            write = (self.inner.write if held.kind == "intensity"
-                     else self.inner.write_alerts)  # type: ignore[attr-defined]
+            write = getattr(self.inner, WRITES[held.kind])
             try:
                 write(held.table)
             except SinkError as exc:

@@ -1,0 +1,94 @@
+"""Batch lines: which lines cut their stream into batches, and their ``energy_batch`` rows.
+
+A line is a batch line when its config table says ``batch = true``. The pipeline asks
+the intensity kernel to log the readings it finalises on those lines
+(``advance(logged_lines=)``), and ``BatchLines.on_ticks`` hands that log to the batch
+kernel (``wattline.kernels.batches``), which closes a batch at every production delta
+above zero. Each batch closed becomes one row of ``BATCH_SCHEMA``: the
+``energy_batch`` measurement of docs/formats.md. A batch is closed when the tick that
+holds its close is emitted, i.e. once the line's watermark has passed the close, so
+no reading can still join it. Pipeline thread only.
+
+The open batch of every line is kept in the checkpoint, next to the alert state
+(``state_arrays`` / ``restore``), so a restart neither loses nor repeats a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from wattline.contract.schemas import BATCH_SCHEMA
+from wattline.ingest.config import Settings
+from wattline.kernels import Ticks
+from wattline.kernels.batches import (
+    BatchState,
+    batch_state_arrays,
+    batch_state_from_arrays,
+    close_batches,
+    grow_batch_state,
+    new_batch_state,
+)
+
+__all__ = ["BATCH_PREFIX", "BatchLines"]
+
+BATCH_PREFIX = "batch_"
+"""Prefix of the batch state's arrays among the checkpoint's alert arrays."""
+
+
+class BatchLines:
+    """The batch lines of one pipeline and their open batches."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.configured = {name for name, own in settings.alerts.lines.items() if own.batch}
+        self.state: BatchState = new_batch_state(0)
+        self._names: list[tuple[str, str]] = []
+        self._logged = np.zeros(0, dtype=np.bool_)
+
+    def logged_lines(self, sites: Sequence[str], lines: Sequence[str]) -> np.ndarray | None:
+        """Per kernel line whether it is a batch line; ``None`` when none is (no log)."""
+        if not self.configured:
+            return None
+        if len(sites) != len(self._names):
+            self._names = list(zip(sites, lines, strict=True))
+            self._logged = np.array([f"{s}/{ln}" in self.configured for s, ln in self._names],
+                                    dtype=np.bool_)
+            grow_batch_state(self.state, len(self._names))
+        return self._logged
+
+    def on_ticks(self, ticks: Ticks, sites: Sequence[str], lines: Sequence[str]) -> pa.Table:
+        """The batches closed by a call's finalised readings, as ``BATCH_SCHEMA`` rows."""
+        if ticks.finalised is None or not len(ticks.finalised):
+            return BATCH_SCHEMA.empty_table()
+        grow_batch_state(self.state, len(sites))
+        closed = close_batches(self.state, ticks.finalised)
+        if not len(closed):
+            return BATCH_SCHEMA.empty_table()
+        idx = pa.array(closed.line)
+        site = pa.array(list(sites), pa.string()).take(idx)
+        line = pa.array(list(lines), pa.string()).take(idx)
+        names = [f"{ln}-{ts}" for ln, ts in zip(line.to_pylist(), closed.close_ms.tolist(),
+                                                strict=True)]
+        return pa.Table.from_arrays(
+            [site, line, pa.array(names, pa.string()), pa.array(closed.close_ms),
+             pa.array(closed.energy_kgce), pa.array(closed.electricity_kwh),
+             pa.array(closed.production_t),
+             pa.array(closed.kgce_per_t, mask=np.isnan(closed.kgce_per_t)),
+             pa.array(closed.kwh_per_t, mask=np.isnan(closed.kwh_per_t)),
+             pa.array(closed.duration_s)],
+            schema=BATCH_SCHEMA,
+        )
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The open batches, as named arrays for the checkpoint."""
+        return {BATCH_PREFIX + k: v for k, v in batch_state_arrays(self.state).items()}
+
+    def restore(self, arrays: dict[str, np.ndarray] | None) -> None:
+        """Take the open batches back from a checkpoint's arrays (none in one from before
+        batch lines existed: every line starts without an open batch)."""
+        mine = {k.removeprefix(BATCH_PREFIX): v for k, v in (arrays or {}).items()
+                if k.startswith(BATCH_PREFIX)}
+        if mine:
+            self.state = batch_state_from_arrays(mine)
