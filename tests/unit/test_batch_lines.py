@@ -107,16 +107,11 @@ def test_an_open_batch_survives_a_restart_from_a_checkpoint(tmp_path: Path) -> N
     assert _rows(first) + _rows(second) == EXPECTED
 
 
-def test_batch_and_idle_kw_are_checked_and_name_the_line() -> None:
-    lines = parse_lines({"s/eaf-1": {"batch": True, "idle_kw": 500}})
-    assert lines["s/eaf-1"].batch and lines["s/eaf-1"].idle_kw == 500.0
+def test_batch_is_checked_and_names_the_line() -> None:
+    assert parse_lines({"s/eaf-1": {"batch": True}})["s/eaf-1"].batch
     assert not parse_lines({"s/kiln": {"product": "cement_clinker"}})["s/kiln"].batch
     with pytest.raises(ConfigError, match=r"lines.'s/eaf-1'.batch"):
         parse_lines({"s/eaf-1": {"batch": "yes"}})
-    with pytest.raises(ConfigError, match="batch = true"):
-        parse_lines({"s/eaf-1": {"idle_kw": 500}})
-    with pytest.raises(ConfigError, match=r"idle_kw"):
-        parse_lines({"s/eaf-1": {"batch": True, "idle_kw": -1}})
 
 
 def test_batches_as_line_protocol_carry_the_id_and_every_field() -> None:
