@@ -38,8 +38,10 @@ from wattline.ingest.redact import redact_text, redact_url
 from wattline.ingest.sinks.base import SinkError
 from wattline.ingest.sinks.line_protocol import (
     ALERT_TAGS,
+    BATCH_TAGS,
     TAGS,
     encode_alerts,
+    encode_batches,
     encode_intensity,
     v1_unwritable,
 )
@@ -148,6 +150,11 @@ class InfluxV1Sink:
         """Write alert starts and ends as ``energy_alert`` points, like ``write``."""
         if table.num_rows:
             self._post(table, encode_alerts, ALERT_TAGS)
+
+    def write_batches(self, table: pa.Table) -> None:
+        """Write closed batches as ``energy_batch`` points, like ``write``."""
+        if table.num_rows:
+            self._post(table, encode_batches, BATCH_TAGS)
 
     def close(self) -> None:
         self._pool.clear()

@@ -181,7 +181,7 @@ BATCH_FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", 
                 "duration_s")
 
 
-def encode_batches(table: pa.Table) -> bytes:
+def encode_batches(table: pa.Table, *, v1: bool = False) -> bytes:
     """Closed batches (``wattline.contract.schemas.BATCH_SCHEMA``) as ``energy_batch`` line
     protocol, stamped with each batch's close.
 
@@ -189,7 +189,7 @@ def encode_batches(table: pa.Table) -> bytes:
     """
     lines = []
     for row in table.to_pylist():
-        tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in BATCH_TAGS)
+        tags = ",".join(f"{tag}={escape_tag_value(row[tag], v1=v1)}" for tag in BATCH_TAGS)
         fields = [f"batch={escape_string_field(row['batch'])}"]
         fields += [f"{name}={format_float(row[name])}" for name in BATCH_FIELDS
                    if row[name] is not None]

@@ -32,9 +32,9 @@ The pipeline never waits for the server: ``write`` hands the batch over and retu
   then gives the writer ``slow_after_s`` to finish; what is spooled stays on disk and
   is delivered after the next start.
 
-The pipeline thread calls ``write``/``write_alerts``/``write_batches``/``flush``/
-``close``; only the writer thread touches the inner sink after ``open``; ``health`` may
-be called from any thread. They share one lock, never held during a request to the server.
+The pipeline thread calls the ``write`` methods, ``flush`` and ``close``; only the
+writer thread touches the inner sink after ``open``; ``health`` may be called from any
+thread. They share one lock, never held during a request to the server.
 """
 
 from __future__ import annotations
@@ -177,12 +177,10 @@ class SpooledSink:
         self._submit(table, "intensity")
 
     def write_alerts(self, table: pa.Table) -> None:
-        if hasattr(self.inner, "write_alerts"):
-            self._submit(table, "alerts")
+        self._submit(table, "alerts")
 
     def write_batches(self, table: pa.Table) -> None:
-        if hasattr(self.inner, "write_batches"):
-            self._submit(table, "batches")
+        self._submit(table, "batches")
 
     def flush(self, wait_s: float = 0.0) -> bool:
         """Wait at most ``wait_s`` for the batches held in memory to be written, then spool
@@ -204,8 +202,8 @@ class SpooledSink:
         return True
 
     def _submit(self, table: pa.Table, kind: str) -> None:
-        if table.num_rows == 0:
-            return
+        if table.num_rows == 0 or not hasattr(self.inner, WRITES[kind]):
+            return  # nothing, or what the inner sink does not keep
         with self._lock:
             if self._takes_in_memory(table.num_rows):
                 self._memory.append(_Held(table, kind))
@@ -335,9 +333,8 @@ class SpooledSink:
             if self._probe and check is not None:
                 check()
             self._probe = False
-            write = getattr(self.inner, WRITES[held.kind])
             try:
-                write(held.table)
+                getattr(self.inner, WRITES[held.kind])(held.table)
             except SinkError as exc:
                 if exc.retryable:
                     raise
