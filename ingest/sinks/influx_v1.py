@@ -10,9 +10,10 @@ server's ``Retry-After``), any other 4xx is a refusal for good with the server's
 A partial write is InfluxDB 1.x's answer when it stored some points of a batch and
 refused others (``400 partial write: field type conflict: ... dropped=N``; likewise
 for unparsable points and points outside the retention policy). The answer does not
-say which points, so the refused part is found by writing halves of it again, down
-to single points: a point written again carries the same values and overwrites
-itself, so this changes nothing stored. The ``SinkError`` raised then names only the
+say which points, so the refused part is found by writing parts of the batch again:
+the points carrying the conflicting field it names and the others, else halves, down
+to single points where need be. A point written again carries the same values and
+overwrites itself, so this changes nothing stored. The ``SinkError`` raised then names only the
 refused rows (``rejected``), each with the server's message about it; the spool's
 writer dead-letters those alone. A row whose tag value ends in a backslash, which
 InfluxDB 1.x cannot read back, is refused the same way without being sent.
@@ -61,6 +62,7 @@ _HINTS = {
     413: "the batch is too large for the server; lower --batch-max-messages",
 }
 _DROPPED = re.compile(r"dropped=(\d+)")
+_CONFLICT = re.compile(r'field type conflict: input field "([^"]+)"')
 _UNWRITABLE = "InfluxDB 1.x cannot read back a tag value ending in a backslash"
 
 Answer = tuple[int, str, str | None]  # status, the server's message, Retry-After
@@ -197,23 +199,36 @@ class InfluxV1Sink:
         return self._refused_lines(lines, answer[1])
 
     def _refused_lines(self, lines: list[bytes], message: str) -> dict[int, str]:
-        """Bisect a partially refused run of lines down to the lines refused, with why."""
+        """Narrow a partially refused set of lines down to the lines refused, with why.
+
+        A set whose answer names a conflicting field is split into the lines with that
+        field and those without (one request each settles a whole conflict), any other
+        set into halves. The answers' counts of dropped points spare requests: a set
+        dropped whole is refused, and the second part holds what the first did not.
+        """
         refused: dict[int, str] = {}
-        todo = [(0, len(lines), message)]
+        todo = [(list(range(len(lines))), message)]
         while todo:
-            lo, hi, message = todo.pop()
-            if hi - lo == 1 or _all_dropped(message, hi - lo):
-                refused.update((i, message) for i in range(lo, hi))
+            rows, message = todo.pop()
+            if len(rows) == 1 or _all_dropped(message, len(rows)):
+                refused.update((i, message) for i in rows)
                 continue
-            mid = (lo + hi) // 2
-            for a, b in ((lo, mid), (mid, hi)):
-                answer = self._send(b"".join(lines[a:b]))
-                if answer[0] < 300:
-                    continue
-                if _partial(answer) or answer[0] == 400:
-                    todo.append((a, b, answer[1]))
-                else:
+            first, second = _split(lines, rows, message)
+            answer = self._send(b"".join(lines[i] for i in first))
+            if answer[0] >= 300:
+                if not (_partial(answer) or answer[0] == 400):
                     raise self._error(answer)
+                todo.append((first, answer[1]))
+            # Counted drops tell what the second part holds without asking again.
+            left = _dropped(message) - (_dropped(answer[1]) if answer[0] >= 300 else 0)
+            if left == len(second):
+                refused.update((i, message) for i in second)
+            elif left != 0:  # some, or (a count missing) unknown
+                answer = self._send(b"".join(lines[i] for i in second))
+                if answer[0] >= 300:
+                    if not (_partial(answer) or answer[0] == 400):
+                        raise self._error(answer)
+                    todo.append((second, answer[1]))
         return refused
 
     def _send(self, body: bytes) -> Answer:
@@ -262,11 +277,33 @@ def _partial(answer: Answer) -> bool:
     return answer[0] == 400 and answer[1].startswith("partial write")
 
 
-def _all_dropped(message: str, lines: int) -> bool:
-    """Whether the answer says every line was dropped (parse errors are not counted)."""
+def _split(lines: list[bytes], rows: list[int], message: str) -> list[list[int]]:
+    """``rows`` as the lines carrying the field the answer names and the others, or (when
+    that does not split them) as two halves."""
+    named = _CONFLICT.search(message)
+    if named:
+        field = named.group(1).encode()
+        carrying = [i for i in rows if b" " + field + b"=" in lines[i]
+                    or b"," + field + b"=" in lines[i]]
+        if 0 < len(carrying) < len(rows):
+            others = sorted(set(rows) - set(carrying))
+            return [carrying, others]
+    mid = len(rows) // 2
+    return [rows[:mid], rows[mid:]]
+
+
+def _dropped(message: str) -> int:
+    """How many points the answer says were dropped; -1 where it does not say exactly
+    (unparsable points are not counted)."""
     found = _DROPPED.search(message)
-    return (found is not None and int(found.group(1)) == lines
-            and "unable to parse" not in message)
+    if found is None or "unable to parse" in message:
+        return -(1 << 40)
+    return int(found.group(1))
+
+
+def _all_dropped(message: str, lines: int) -> bool:
+    """Whether the answer says every line was dropped."""
+    return _dropped(message) == lines
 
 
 def _first_bad(table: pa.Table, row: int, tags: tuple[str, ...]) -> str:

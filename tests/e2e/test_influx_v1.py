@@ -180,6 +180,8 @@ def test_a_field_type_conflict_dead_letters_only_the_points_influxdb1_refused(
                                                 start) and t,
                       timeout_s=10, what="the refused points in the dead letters")
     assert _keys(dead, start) == refused
+    counted = stack.daemon.metric("wattline_dead_letter_rows_total", {"sink": "influxdb"})
+    assert counted == dead.num_rows
     assert all(r["kwh_per_t"] is not None for r in dead.to_pylist())
     reasons = "".join(p.read_text() for p in (state / "dead-letter").glob("dead-*.txt"))
     assert "field type conflict" in reasons and 'input field "kwh_per_t"' in reasons
@@ -321,3 +323,27 @@ def test_a_server_that_is_down_is_retryable_and_fails_the_health_check() -> None
     with pytest.raises(SinkError, match="does not answer /ping"):
         sink.check()
     sink.close()
+
+
+@pytest.mark.e2e
+def test_points_refused_among_others_carrying_the_same_field_are_found_exactly(
+    make_influxdb1: Callable[..., InfluxDB1],
+) -> None:
+    # Field types hold per shard (a week): an integer kwh_per_t in an old week refuses
+    # the batch's points of that week alone, mixed in among points of this one.
+    influx = make_influxdb1(databases=(DB,))
+    old, now = 1_000_000_000_000, recent_start_ms()
+    assert influx.write(f"energy_intensity,site=x,line=y,window=1m kwh_per_t=1i {old}", DB)[0] \
+        == 204
+    times = [now + i for i in range(40)]
+    for i in (3, 17, 18, 31):
+        times[i] = old + i
+    sink = InfluxV1Sink(influx.url, DB)
+    with pytest.raises(SinkError) as err:
+        sink.write(pa.Table.from_pylist([_row("s", "L", t) for t in times],
+                                        schema=INTENSITY_SCHEMA))
+    sink.close()
+    assert sorted(err.value.rejected or {}) == [3, 17, 18, 31]
+    assert all("field type conflict" in why for why in (err.value.rejected or {}).values())
+    read = influx.query("SELECT * FROM energy_intensity WHERE site = 's'", DB)
+    assert sorted(r["time"] for r in read) == sorted(t for t in times if t > old + 100)

@@ -115,3 +115,18 @@ def test_the_influxdb_sink_names_its_server_without_the_password() -> None:
     with pytest.raises(SinkError) as caught:
         sink.check()
     assert "writer:***@" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_the_influxdb1_sink_shows_neither_its_password_nor_its_authorization() -> None:
+    from tests.processes import free_port
+    from wattline.ingest.sinks.base import SinkError
+    from wattline.ingest.sinks.influx_v1 import InfluxV1Sink
+
+    sink = InfluxV1Sink(f"http://127.0.0.1:{free_port()}", "db", username="writer",
+                        password="hunter2", timeout_s=1.0)
+    for call in (sink.check, lambda: sink._send(b"m f=1 1\n")):
+        with pytest.raises(SinkError) as caught:
+            call()
+        assert "hunter2" not in str(caught.value) and "Basic" not in str(caught.value)
+    assert sink._hide("Authorization: " + sink._headers["Authorization"]) == "Authorization: ***"
+    sink.close()

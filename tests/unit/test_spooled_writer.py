@@ -221,3 +221,44 @@ def test_the_queue_without_a_spool_writes_in_order_and_holds_back_when_full() ->
     sink.write(batch(3))
     sink.close()
     assert inner.written == [0, 1, 2, 3]
+
+
+def _partly_refusing(inner: Scripted) -> None:
+    """``inner`` refuses the rows 1 and 3 of every batch, as an InfluxDB 1.x partial write
+    does: the others count as written."""
+    def write(table: pa.Table) -> None:
+        times = table["time_ms"].to_pylist()
+        inner.written.extend(t for i, t in enumerate(times) if i not in (1, 3))
+        raise SinkError("partial write", retryable=False,
+                        rejected={1: "conflict at 1", 3: "conflict at 3"})
+
+    inner.write = write  # type: ignore[method-assign]
+
+
+def test_of_a_partial_write_only_the_refused_rows_go_to_the_dead_letters(
+        tmp_path: Path) -> None:
+    inner = Scripted()
+    _partly_refusing(inner)
+    sink, metrics = make(tmp_path, inner)
+    sink.write(pa.table({"time_ms": [10, 11, 12, 13, 14], "value": [1.0] * 5}))
+    wait_until(lambda: list((tmp_path / "dead").glob("dead-*.txt")), timeout_s=10,
+               what="the dead letters")
+    sink.close()
+    (dead,) = (tmp_path / "dead").glob("dead-*-intensity.arrow")
+    assert ipc.open_file(str(dead)).read_all()["time_ms"].to_pylist() == [11, 13]
+    assert dead.with_suffix(".txt").read_text() == "conflict at 1\nconflict at 3\n"
+    assert sample(metrics, "wattline_dead_letter_rows_total", sink="influxdb") == 2
+    assert inner.written == [10, 12, 14] and not len(sink.spool)
+
+
+def test_the_queue_without_a_spool_counts_only_the_refused_rows_of_a_partial_write() -> None:
+    inner = Scripted()
+    _partly_refusing(inner)
+    metrics = CollectorMetrics()
+    sink = QueuedSink(inner, metrics, retry_min_s=0.01)
+    sink.open()
+    sink.write(pa.table({"time_ms": [10, 11, 12, 13, 14], "value": [1.0] * 5}))
+    wait_until(lambda: sample(metrics, "wattline_readings_dropped_total",
+                              reason="sink_rejected") == 2, timeout_s=10, what="the count")
+    sink.close()
+    assert inner.written == [10, 12, 14]
