@@ -17,6 +17,7 @@ from dataclasses import field
 from typing import Any
 
 from wattline.contract.errors import ConfigError
+from wattline.ingest.calendar import parse_shifts, zone
 from wattline.ingest.config_mqtt import (
     check_share_group,
     expand_client_id,
@@ -254,8 +255,32 @@ class SemanticsSettings(Section):
         "Production (t) a window needs to have an intensity.",
         default_help="more than 0",
         hint=0.5))
+    plant_timezone: str = field(default="UTC", metadata=doc(
+        "IANA time zone of the plant's calendar, in which shifts, days and months start "
+        "(Europe/Berlin, Asia/Shanghai, ...); clock changes are honoured."))
+    shifts: str = field(default="00:00,08:00,16:00", metadata=doc(
+        "Comma-separated local start times (HH:MM) of the plant's shifts; each shift "
+        "lasts until the next one starts."))
+    period_grace: Duration = field(default=Duration("2h"), metadata=doc(
+        "How long after a shift, day or month ends (in the line's event time, or wall "
+        "clock for a silent line) it still takes late readings before its final totals "
+        "are written."))
+
+    @property
+    def shift_starts(self) -> list[str]:
+        return [s.strip() for s in self.shifts.split(",") if s.strip()]
 
     def check(self) -> None:
+        try:
+            zone(self.plant_timezone)
+        except ValueError as exc:
+            raise ConfigError("plant_timezone", str(exc)) from None
+        try:
+            parse_shifts(self.shift_starts)
+        except ValueError as exc:
+            raise ConfigError("shifts", str(exc)) from None
+        if self.period_grace.ms < 0:
+            raise ConfigError("period_grace", "must not be negative")
         if self.min_production_t is not None and self.min_production_t < 0:
             raise ConfigError("min_production_t", "must not be negative")
         emit = self.emit_every.ms

@@ -7,6 +7,7 @@
                                                 -> topics, payloads -> Readings
                                                 -> kernels.advance -> Ticks
                                                 -> results, alerts -> fan-out to sinks
+                                                -> periods_stage -> period rows -> sinks
                                                 -> metrics
                                                 -> checkpoint when due, stale lines
 
@@ -45,6 +46,7 @@ from wattline.ingest.durable.durability import Durability
 from wattline.ingest.line_log import LineLog
 from wattline.ingest.log_limit import OncePerMinute
 from wattline.ingest.metrics import CollectorMetrics
+from wattline.ingest.periods_stage import PeriodStage
 from wattline.ingest.reload_apply import PendingReload
 from wattline.ingest.results import INTENSITY_SCHEMA, intensity_table
 from wattline.ingest.sinks.base import IntensitySink
@@ -96,7 +98,8 @@ class Pipeline:
                                      checkpoint_every_s=settings.checkpoint_every_ms / 1000.0,
                                      log_once=self._log_once)
         self.batch_lines = BatchLines(settings)
-        resumed = self.durability.resume(self.registry, self.alerts)
+        self.periods = PeriodStage(settings, self.metrics, clock)
+        resumed = self.durability.resume(self.registry, self.alerts, self.periods)
         if resumed is not None:
             self.state = resumed
             self.batch_lines.restore(self.durability.saved_alerts)
@@ -172,7 +175,8 @@ class Pipeline:
             return False  # the log still holds the messages; tried again next turn
         return self.durability.save(self.state, self.registry.snapshot(),
                                     {**alert_state_arrays(self.alerts.state),
-                                     **self.batch_lines.state_arrays()})
+                                     **self.batch_lines.state_arrays()},
+                                    self.periods.arrays())
 
     def request_reload(self, settings: Settings) -> None:
         """Switch to ``settings`` at the next turn of the loop (any thread); only keys that
@@ -197,6 +201,10 @@ class Pipeline:
                 elif self._stop.is_set() and not len(self._queue):
                     self.checkpoint()  # drained: the state now holds everything received
                     return
+                else:
+                    self._write_periods(self.periods.idle(self.registry.table(),
+                                                          self.registry.line_sites,
+                                                          self.registry.line_names))
                 # Also when idle: the batches since the last checkpoint get theirs on time.
                 if durability.checkpoint_due():
                     self.checkpoint()
@@ -246,6 +254,8 @@ class Pipeline:
             self._publish_gauges(table, ticks.line)
         if alerts.num_rows:
             self._emit_alerts(alerts)
+        self._write_periods(self.periods.run(self.registry.table(), readings, received_ms,
+                                             sites, names))
         if self._on_results is not None:
             self._on_results(table)
         now = self._clock()
@@ -255,6 +265,10 @@ class Pipeline:
         self.metrics.batches.inc()
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return table
+
+    def _write_periods(self, periods: pa.Table) -> None:
+        if periods.num_rows:
+            self.fanout.write_periods(periods)
 
     def check_stale_lines(self) -> None:
         """Start a stale alert on each line quiet for --stale-after (checked once a second)."""

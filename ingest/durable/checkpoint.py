@@ -6,6 +6,8 @@ A checkpoint is two files in the state directory:
   and pending readings, per-line watermarks, next ticks, window buckets and sums);
 - ``alerts-<generation>.npz``: the alert rules' state (active alerts, runs, surge
   bands), since alerts exist;
+- ``periods-<generation>.npz``: the periods kernel's state (per meter the readings not
+  yet settled, per line its open shift, day and month), since periods exist;
 - ``checkpoint.json``: the generation, the kernel settings it was made with, and the
   meter registry (meters in index order, with their meta), which the state's array
   indices refer to.
@@ -39,6 +41,7 @@ class Checkpoint:
     registry: dict[str, Any]
     generation: int
     alerts: dict[str, np.ndarray] | None = None  # the alert rules' state, when saved
+    periods: dict[str, np.ndarray] | None = None  # the periods kernel's state, when saved
 
 
 def save_state(state: StreamState, path: str | os.PathLike[str]) -> None:
@@ -59,7 +62,8 @@ def _kernel_settings(config: KernelConfig) -> dict[str, Any]:
 
 def save_checkpoint(directory: str | os.PathLike[str], state: StreamState,
                     registry: dict[str, Any], config: KernelConfig, generation: int,
-                    alerts: dict[str, np.ndarray] | None = None) -> None:
+                    alerts: dict[str, np.ndarray] | None = None,
+                    periods: dict[str, np.ndarray] | None = None) -> None:
     """Write generation ``generation``; older state files are removed afterwards."""
     folder = private_dir(directory)
     state_name = f"state-{generation:012d}.npz"
@@ -69,10 +73,14 @@ def save_checkpoint(directory: str | os.PathLike[str], state: StreamState,
     if alerts is not None:
         meta["alerts"] = alerts_name = f"alerts-{generation:012d}.npz"
         write_atomically(folder / alerts_name, lambda f: np.savez(f, **alerts))
+    if periods is not None:
+        meta["periods"] = periods_name = f"periods-{generation:012d}.npz"
+        write_atomically(folder / periods_name, lambda f: np.savez(f, **periods))
     body = json.dumps(meta).encode()
     write_atomically(folder / CHECKPOINT_FILE, lambda f: f.write(body))
-    keep = {state_name, meta.get("alerts")}
-    for old in [*folder.glob("state-*.npz"), *folder.glob("alerts-*.npz")]:
+    keep = {state_name, meta.get("alerts"), meta.get("periods")}
+    for old in [*folder.glob("state-*.npz"), *folder.glob("alerts-*.npz"),
+                *folder.glob("periods-*.npz")]:
         if old.name not in keep:
             old.unlink()
 
@@ -96,9 +104,13 @@ def load_checkpoint(directory: str | os.PathLike[str], config: KernelConfig) -> 
             "with, or move the directory away to start the windows afresh",
         )
     state = load_state(Path(directory) / meta["state"])
-    alerts = None
-    if meta.get("alerts"):
-        with np.load(Path(directory) / meta["alerts"]) as z:
-            alerts = {name: z[name] for name in z.files}
+    alerts, periods = (_arrays(directory, meta.get(key)) for key in ("alerts", "periods"))
     return Checkpoint(state=state, registry=meta["registry"], generation=int(meta["generation"]),
-                      alerts=alerts)
+                      alerts=alerts, periods=periods)
+
+
+def _arrays(directory: str | os.PathLike[str], name: str | None) -> dict[str, np.ndarray] | None:
+    if not name:
+        return None
+    with np.load(Path(directory) / name) as z:
+        return {key: z[key] for key in z.files}

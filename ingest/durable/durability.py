@@ -98,18 +98,19 @@ class Durability:
 
     # -- start-up ----------------------------------------------------------------------------
 
-    def resume(self, registry: MeterRegistry, alerts: LineAlerts) -> StreamState | None:
+    def resume(self, registry: MeterRegistry, alerts: LineAlerts,
+               periods: Any = None) -> StreamState | None:
         """Load the newest checkpoint into ``registry`` and ``alerts`` and return its kernel
         state (``None`` without one), read the log written since, and open the log."""
         if not self.state_dir:
             return None
-        state = self._load(self.state_dir, registry, alerts)
+        state = self._load(self.state_dir, registry, alerts, periods)
         self._replay = read_wal(self.wal_dir, self.generation)
         self.wal = WriteAheadLog(self.wal_dir, self.generation)
         return state
 
     def _load(self, state_dir: str, registry: MeterRegistry,
-              alerts: LineAlerts) -> StreamState | None:
+              alerts: LineAlerts, periods: Any = None) -> StreamState | None:
         checkpoint = load_checkpoint(state_dir, self.kernel_config)
         if checkpoint is None:
             log.info("no checkpoint in %s yet: windows start empty", state_dir)
@@ -122,6 +123,8 @@ class Durability:
             sites, names = registry.line_sites, registry.line_names
             alerts.rules_for(sites, names)
             alerts.restore_active(sites, names)
+        if checkpoint.periods is not None and periods is not None:
+            periods.restore(checkpoint.periods)  # open shifts, days and months go on
         log.info("resumed from checkpoint %d in %s: %d meters on %d lines", self.generation,
                  state_dir, registry.n_meters, registry.n_lines)
         return checkpoint.state
@@ -175,14 +178,15 @@ class Durability:
     # -- checkpoints -------------------------------------------------------------------------
 
     def save(self, state: StreamState, registry: dict[str, Any],
-             alerts: dict[str, np.ndarray]) -> bool:
+             alerts: dict[str, np.ndarray],
+             periods: dict[str, np.ndarray] | None = None) -> bool:
         """Write a checkpoint (kernel state, meter numbering, alert state), start a new log
         and release the held acknowledgements; ``False`` when none was written."""
         if not self.state_dir:
             return False
         try:
             save_checkpoint(self.state_dir, state, registry, self.kernel_config,
-                            self.generation + 1, alerts=alerts)
+                            self.generation + 1, alerts=alerts, periods=periods)
         except OSError as exc:
             self._last_checkpoint_s = self._clock()  # try again after another interval
             self.metrics.checkpoint_errors.inc()

@@ -3,7 +3,7 @@
 A spool is a folder of Arrow IPC files, one per batch, named so that they sort in
 the order they were spooled::
 
-    DIR/seg-<sequence, 16 digits>-<kind>.arrow        kind: intensity | alerts | batches
+    DIR/seg-<sequence, 16 digits>-<kind>.arrow        kind: intensity | alerts | batches | periods
 
 Each segment is written under a hidden name, fsynced, renamed into place and its
 folder fsynced (``wattline.ingest.durable.files.write_arrow_atomically``), so a crash leaves whole
@@ -31,8 +31,8 @@ from wattline.ingest.durable.files import fsync_dir, private_dir, write_arrow_at
 
 log = logging.getLogger(__name__)
 
-KINDS = ("intensity", "alerts", "batches")
-_SEGMENT = re.compile(r"^seg-(\d{16})-(intensity|alerts|batches)\.arrow$")
+KINDS = ("intensity", "alerts", "batches", "periods")
+_SEGMENT = re.compile(r"^seg-(\d{16})-(intensity|alerts|batches|periods)\.arrow$")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ session starts so downstream is ready before readings flow:
    ``write_alerts`` and is an ``IntensitySink`` only; the InfluxDB sink writes
    them as ``energy_alert`` points, the MQTT alert sink publishes each line's
    active set. Likewise ``write_batches(table)`` (``BATCH_SCHEMA``, the closed
-   batches of batch lines), which the InfluxDB sink has, as ``energy_batch``.
+   batches of batch lines), which the InfluxDB sink has, as ``energy_batch``, and
+   ``write_periods(table)`` (``PERIOD_SCHEMA``, shift, day and month rows), as
+   ``energy_period``.
 3. ``close()`` once, after the last batch (and after ``open()`` only); it
    releases connections and files.
 
@@ -47,7 +49,8 @@ from wattline.contract.errors import WattlineError
 
 __all__ = ["WRITES", "HealthCheck", "IntensitySink", "Sink", "SinkError", "SinkHealth"]
 
-WRITES = {"intensity": "write", "alerts": "write_alerts", "batches": "write_batches"}
+WRITES = {"intensity": "write", "alerts": "write_alerts", "batches": "write_batches",
+          "periods": "write_periods"}
 """The sink method that writes each kind of table (the spool's and queues' kinds)."""
 
 

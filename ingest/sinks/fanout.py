@@ -1,8 +1,9 @@
 """``FanOut``: every sink behind one call, with the retries and counting they share.
 
-The pipeline hands each results batch to ``write`` and each batch of alert starts
-and ends to ``write_alerts``, once; the fan-out passes it to every sink in order
-(results to all, alerts to those that have ``write_alerts``) and, per sink name:
+The pipeline hands each results batch to ``write``, each batch of alert starts
+and ends to ``write_alerts``, of closed batches to ``write_batches`` and of period
+rows to ``write_periods``, once; the fan-out passes it to every sink in order
+(results to all, the others to those that have the method) and, per sink name:
 
 - counts the points taken (``wattline_sink_points_written_total``) and the failed
   writes (``wattline_sink_write_errors_total``);
@@ -81,6 +82,9 @@ class FanOut:
         self._batches: list[tuple[IntensitySink, Write, bool]] = [
             (sink, sink.write_batches, getattr(sink, "counted", True))  # type: ignore[attr-defined]
             for sink in self.sinks if hasattr(sink, "write_batches")
+        self._periods: list[tuple[IntensitySink, Write, bool]] = [
+            (sink, sink.write_periods, getattr(sink, "counted", True))  # type: ignore[attr-defined]
+            for sink in self.sinks if hasattr(sink, "write_periods")
         ]
 
     def open(self) -> None:
@@ -117,6 +121,9 @@ class FanOut:
     def write_batches(self, table: pa.Table) -> None:
         """One batch of closed batches (``energy_batch``) to every sink that takes them."""
         self._to_each(self._batches, table, "batches")
+    def write_periods(self, table: pa.Table) -> None:
+        """One batch of period rows (``PERIOD_SCHEMA``) to every sink that takes them."""
+        self._to_each(self._periods, table, "periods")
 
     def _to_each(self, writes: list[tuple[IntensitySink, Write, bool]], table: pa.Table,
                  kind: str) -> None:

@@ -31,7 +31,12 @@ from influxdb_client.service.write_service import WriteService
 
 from wattline.ingest.redact import redact_url
 from wattline.ingest.sinks.base import SinkError
-from wattline.ingest.sinks.line_protocol import encode_alerts, encode_batches, encode_intensity
+from wattline.ingest.sinks.line_protocol import (
+    encode_alerts,
+    encode_batches,
+    encode_intensity,
+    encode_periods,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +134,11 @@ class InfluxSink:
         """Write closed batches (``BATCH_SCHEMA``) as ``energy_batch`` points."""
         if table.num_rows:
             self._post(table, encode_batches)
+
+    def write_periods(self, table: pa.Table) -> None:
+        """Write period rows as ``energy_period`` points."""
+        if table.num_rows:
+            self._post(table, encode_periods)
 
     def _post(self, table: pa.Table, encode: Callable[[pa.Table], bytes]) -> None:
         try:

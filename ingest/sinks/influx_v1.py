@@ -40,10 +40,12 @@ from wattline.ingest.sinks.base import SinkError
 from wattline.ingest.sinks.line_protocol import (
     ALERT_TAGS,
     BATCH_TAGS,
+    PERIOD_TAGS,
     TAGS,
     encode_alerts,
     encode_batches,
     encode_intensity,
+    encode_periods,
     v1_unwritable,
 )
 
@@ -157,6 +159,11 @@ class InfluxV1Sink:
         """Write closed batches as ``energy_batch`` points, like ``write``."""
         if table.num_rows:
             self._post(table, encode_batches, BATCH_TAGS)
+
+    def write_periods(self, table: pa.Table) -> None:
+        """Write period rows as ``energy_period`` points, like ``write``."""
+        if table.num_rows:
+            self._post(table, encode_periods, PERIOD_TAGS)
 
     def close(self) -> None:
         self._pool.clear()

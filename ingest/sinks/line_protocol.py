@@ -146,6 +146,24 @@ def _concatenated(points: pa.Array) -> bytes:
     return points.buffers()[2].slice(int(start), int(end - start)).to_pybytes()
 
 
+PERIOD_MEASUREMENT = "energy_period"
+PERIOD_TAGS = ("site", "line", "period")
+
+
+def encode_periods(table: pa.Table, *, v1: bool = False) -> bytes:
+    """Period rows (``wattline.ingest.periods_stage.PERIOD_SCHEMA``) as ``energy_period``
+    points at each period's start: the sums and ratios as floats (ratios left out when
+    idle), ``final`` and ``late_readings`` as integers. Few rows: built row by row."""
+    lines = []
+    for row in table.to_pylist():
+        tags = ",".join(f"{tag}={escape_tag_value(row[tag], v1=v1)}" for tag in PERIOD_TAGS)
+        fields = [f"{name}={format_float(row[name])}" for name in FIELDS
+                  if row[name] is not None]
+        fields += [f"final={int(row['final'])}i", f"late_readings={int(row['late_readings'])}i"]
+        lines.append(f"{PERIOD_MEASUREMENT},{tags} {','.join(fields)} {int(row['time_ms'])}\n")
+    return "".join(lines).encode()
+
+
 ALERT_MEASUREMENT = "energy_alert"
 ALERT_TAGS = ("site", "line", "rule")
 ALERT_FIELDS = ("state", "value", "threshold", "message")

@@ -107,6 +107,10 @@ class QueuedSink:
         if hasattr(self.inner, "write_batches"):
             self._put(table, "batches")
 
+    def write_periods(self, table: pa.Table) -> None:
+        if hasattr(self.inner, "write_periods"):
+            self._put(table, "periods")
+
     def _put(self, table: pa.Table, kind: str) -> None:
         if table.num_rows == 0:
             return

@@ -2,35 +2,31 @@
 
 The pipeline never waits for the server: ``write`` hands the batch over and returns.
 
-- While the spool is empty and the writer keeps up (its queue has room and its
-  current write has not gone unanswered for ``slow_after_s``), the batch joins a
-  short in-memory queue (``queue_batches`` batches, ``queue_rows`` rows) that the
-  writer thread delivers in order.
-- Otherwise the batch goes to the on-disk spool (``wattline.ingest.durable.spool``),
-  fsynced, and so does every later batch until the spool is empty again. Before the
-  first one, whatever the writer holds in memory (and the batch it is writing) is
-  spooled too, so the spool always holds every undelivered batch in the order they
-  were made. A batch spooled while its write was under way, and then written, has its
-  segment removed: it is not sent twice.
-- A write that fails with a retryable error (down, overloaded, unreachable, timed
-  out) sends the writer's batches to the spool the same way; the writer then delivers
-  the spool oldest first, with exponential backoff and jitter between failures
-  (honouring ``Retry-After``), logging once a minute while the failure lasts. After a
-  failure it asks the server to answer (``inner.check``, a ``/ping`` bounded by the short
-  health timeout) first, so a server that hangs costs that timeout per try.
-- A batch the server refuses for good (a 4xx other than 408/429) goes to the
-  dead-letter folder (``dead_letters``) with the server's message, and is counted; it
-  is not retried. Of a partial write only the refused rows go there.
-- When the spool cannot take a batch (disk full, read-only), ``write`` raises a
-  retryable ``SinkError``: the pipeline then holds back and retries, which slows
-  the broker down rather than losing anything. The failure is counted in
-  ``wattline_spool_errors_total`` and logged.
-- ``flush(wait_s)`` waits at most ``wait_s`` for the in-memory batches to be written,
-  then spools the rest (at once when the write under way is unanswered for
-  ``slow_after_s``); the pipeline calls it before each checkpoint, so no result whose
-  messages a checkpoint covers lives in memory only. ``close`` flushes (5 s at most),
-  then gives the writer ``slow_after_s`` to finish; what is spooled stays on disk and
-  is delivered after the next start.
+- While the spool is empty and the writer keeps up (its queue has room and its current write has
+  not gone unanswered for ``slow_after_s``), the batch joins a short in-memory queue
+  (``queue_batches`` batches, ``queue_rows`` rows) that the writer thread delivers in order.
+- Otherwise the batch goes to the on-disk spool (``wattline.ingest.durable.spool``), fsynced,
+  and so does every later batch until the spool is empty again. Before the first one, whatever
+  the writer holds in memory (and the batch it is writing) is spooled too, so the spool always
+  holds every undelivered batch in the order they were made. A batch spooled while its write was
+  under way, and then written, has its segment removed: it is not sent twice.
+- A write that fails with a retryable error (down, overloaded, unreachable, timed out) sends the
+  writer's batches to the spool the same way; the writer then delivers the spool oldest first,
+  with exponential backoff and jitter between failures (honouring ``Retry-After``), logging once
+  a minute while the failure lasts. After a failure it asks the server to answer
+  (``inner.check``, a ``/ping`` bounded by the short health timeout) first, so a server that
+  hangs costs that timeout per try.
+- A batch the server refuses for good (a 4xx other than 408/429) goes to the dead-letter folder
+  (``dead_letters``) with the server's message, and is counted; it is not retried. Of a partial
+  write only the refused rows go there.
+- When the spool cannot take a batch (disk full, read-only), ``write`` raises a retryable
+  ``SinkError``: the pipeline then holds back and retries, which slows the broker down rather
+  than losing anything. The failure is counted in ``wattline_spool_errors_total`` and logged.
+- ``flush(wait_s)`` waits at most ``wait_s`` for the in-memory batches to be written, then
+  spools the rest (at once when the write under way is unanswered for ``slow_after_s``); the
+  pipeline calls it before each checkpoint, so no result whose messages a checkpoint covers
+  lives in memory only. ``close`` flushes (5 s at most), then gives the writer ``slow_after_s``
+  to finish; what is spooled stays on disk and is delivered after the next start.
 
 The pipeline thread calls the ``write`` methods, ``flush`` and ``close``; only the
 writer thread touches the inner sink after ``open``; ``health`` may be called from any
@@ -181,6 +177,9 @@ class SpooledSink:
 
     def write_batches(self, table: pa.Table) -> None:
         self._submit(table, "batches")
+
+    def write_periods(self, table: pa.Table) -> None:
+        self._submit(table, "periods")
 
     def flush(self, wait_s: float = 0.0) -> bool:
         """Wait at most ``wait_s`` for the batches held in memory to be written, then spool

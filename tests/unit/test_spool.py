@@ -45,7 +45,7 @@ def test_over_the_cap_the_oldest_segments_are_dropped_and_counted(tmp_path: Path
         spool.append(batch(100 * i), "intensity")
     assert len(spool) == 3 and spool.bytes <= spool.max_bytes
     assert spool.dropped_segments == 3
-    assert spool.dropped_rows == {"intensity": 150, "alerts": 0, "batches": 0}
+    assert spool.dropped_rows == {"intensity": 150, "alerts": 0, "batches": 0, "periods": 0}
     assert spool.read(spool.oldest())["time_ms"][0].as_py() == 300
 
 

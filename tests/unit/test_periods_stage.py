@@ -1,0 +1,100 @@
+"""The periods stage in the pipeline: rows to sinks that take them, line protocol, and
+its state through a checkpoint and a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+
+from wattline.ingest.config import settings_from_mapping
+from wattline.ingest.pipeline import Message, Pipeline
+from wattline.ingest.sinks.line_protocol import encode_periods
+
+T0 = 1_768_431_600_000  # 2026-01-15 00:00 in Europe/Berlin
+
+
+class PeriodSink:
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.periods: list[pa.Table] = []
+
+    def open(self) -> None:
+        pass
+
+    def write(self, table: pa.Table) -> None:
+        pass
+
+    def write_periods(self, table: pa.Table) -> None:
+        self.periods.append(table)
+
+    def close(self) -> None:
+        pass
+
+
+def _messages(site: str, first: int, last: int) -> list[Message]:
+    """Steps ``first .. last`` of 10 minutes: 60 kWh and 1 t a step."""
+    msgs = []
+    for k in range(first, last + 1):
+        ts = T0 + 600_000 * k
+        for kind, meter, value in (("energy", "incomer", 60.0 * k),
+                                   ("production", "scale", 1.0 * k)):
+            payload = json.dumps({"ts": ts, "v": value}).encode()
+            msgs.append(Message(f"factory/{site}/eaf-1/{kind}/{meter}", payload, ts / 1000))
+    return msgs
+
+
+def _pipeline(sink: PeriodSink, state_dir: Path | None = None) -> Pipeline:
+    settings = {"max_past": "100000d", "plant_timezone": "Europe/Berlin"}
+    if state_dir is not None:
+        settings["state_dir"] = str(state_dir)
+    return Pipeline(settings_from_mapping(settings), [sink], clock=lambda: T0 / 1000 + 86400 * 3)
+
+
+def _final_days(sink: PeriodSink) -> list[dict]:
+    rows = pa.concat_tables(sink.periods).to_pylist() if sink.periods else []
+    return [r for r in rows if r["final"] and r["period"] == "day" and r["time_ms"] == T0]
+
+
+def test_the_pipeline_writes_a_final_local_day_to_sinks_that_take_periods() -> None:
+    sink = PeriodSink()
+    _pipeline(sink).process(_messages("s", -1, 6 * 27))
+    (day,) = _final_days(sink)
+    assert (day["site"], day["line"], day["electricity_kwh"], day["production_t"]) == (
+        "s", "eaf-1", 24 * 6 * 60.0, 24 * 6 * 1.0)
+    assert day["kwh_per_t"] == 60.0 and day["late_readings"] == 0
+
+
+def test_period_rows_are_energy_period_points_at_the_periods_start() -> None:
+    sink = PeriodSink()
+    _pipeline(sink).process(_messages("s", -1, 6 * 27))
+    table = pa.Table.from_pylist(_final_days(sink), schema=sink.periods[0].schema)
+    assert encode_periods(table).decode() == (
+        f"energy_period,site=s,line=eaf-1,period=day energy_kgce={8640 * 0.1229!r},"
+        f"electricity_kwh=8640.0,production_t=144.0,kgce_per_t={8640 * 0.1229 / 144!r},"
+        f"kwh_per_t=60.0,final=1i,late_readings=0i {T0}\n")
+
+
+def test_an_idle_period_leaves_its_ratios_out_of_the_point() -> None:
+    sink = PeriodSink()
+    msgs = [m for m in _messages("s", -1, 6 * 27) if "/energy/" in m.topic]
+    _pipeline(sink).process(msgs)
+    table = pa.Table.from_pylist(_final_days(sink), schema=sink.periods[0].schema)
+    assert "per_t" not in encode_periods(table).decode()
+
+
+def test_a_restart_from_a_checkpoint_neither_loses_nor_repeats_the_final_day(
+        tmp_path: Path) -> None:
+    straight = PeriodSink()
+    _pipeline(straight).process(_messages("s", -1, 6 * 27))
+    first, second = PeriodSink(), PeriodSink()
+    before = _pipeline(first, tmp_path)
+    before.process(_messages("s", -1, 6 * 20))
+    assert before.checkpoint()
+    before.durability.close()
+    after = _pipeline(second, tmp_path)
+    after.process(_messages("s", 6 * 20 + 1, 6 * 27))
+    assert not _final_days(first)
+    assert _final_days(second) == _final_days(straight)
