@@ -82,6 +82,7 @@ class FanOut:
         self._batches: list[tuple[IntensitySink, Write, bool]] = [
             (sink, sink.write_batches, getattr(sink, "counted", True))  # type: ignore[attr-defined]
             for sink in self.sinks if hasattr(sink, "write_batches")
+        ]
         self._periods: list[tuple[IntensitySink, Write, bool]] = [
             (sink, sink.write_periods, getattr(sink, "counted", True))  # type: ignore[attr-defined]
             for sink in self.sinks if hasattr(sink, "write_periods")
@@ -121,6 +122,7 @@ class FanOut:
     def write_batches(self, table: pa.Table) -> None:
         """One batch of closed batches (``energy_batch``) to every sink that takes them."""
         self._to_each(self._batches, table, "batches")
+
     def write_periods(self, table: pa.Table) -> None:
         """One batch of period rows (``PERIOD_SCHEMA``) to every sink that takes them."""
         self._to_each(self._periods, table, "periods")
