@@ -110,7 +110,7 @@ class Pipeline:
         self._queue: Handoff[Message] = Handoff(settings.queue_max_messages)
         self._stop = threading.Event()
         self.fanout = FanOut(self.sinks, self.metrics, stopping=self._stop,
-                             on_wait=self._beat, log_once=self._log_once,
+                             on_wait=self._beat,
                              dead_letters=DeadLetters(settings.resolved_dead_letter_dir))
         self._thread: threading.Thread | None = None
         self.failed: BaseException | None = None

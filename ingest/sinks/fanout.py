@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from wattline.ingest.log_limit import OncePerMinute, Outage
+from wattline.ingest.log_limit import Outage
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sinks.base import IntensitySink, SinkError
 from wattline.ingest.sinks.dead_letters import DeadLetters
@@ -62,7 +62,6 @@ class FanOut:
         *,
         stopping: threading.Event | None = None,
         on_wait: Callable[[], None] | None = None,
-        log_once: OncePerMinute | None = None,
         dead_letters: DeadLetters | None = None,
     ) -> None:
         self.sinks = list(sinks)
@@ -70,7 +69,6 @@ class FanOut:
         self.dead_letters = dead_letters or DeadLetters(None)
         self._stopping = stopping or threading.Event()
         self._on_wait = on_wait
-        self._log_once = log_once or OncePerMinute()
         self._outages: dict[str, Outage] = {sink.name: Outage() for sink in self.sinks}
         # Resolved once, so a batch costs one call per sink and nothing more.
         self._results = [(sink, sink.write, getattr(sink, "counted", True))
