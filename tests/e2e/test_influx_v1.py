@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
+from tests.e2e import real_names
 from tests.e2e.eaf_stream import (
     CHECKED_TICKS_MS,
     ENERGY_METER,
@@ -221,6 +222,23 @@ def test_plant_names_round_trip_through_influxdb1_and_add_no_tag_or_field(
     assert {k: got[k] for k in ("site", "line", "rule", "message", "state")} == {
         k: alert[k] for k in ("site", "line", "rule", "message", "state")}
     sink.close()
+
+
+@pytest.mark.e2e
+def test_names_from_gateway_topics_reach_influxdb1_exactly(
+    v1_stack: Callable[..., V1Stack], make_publisher: Callable[..., mqtt.Client],
+) -> None:
+    stack = v1_stack(real_names.ARGS)
+    client = make_publisher(stack.broker)
+    real_names.wait_subscribed(stack, client)  # type: ignore[arg-type]
+    start = real_names.start_ms()
+    real_names.publish(client, real_names.json_readings(PLANT_SITE, PLANT_LINE, start))
+    last = start + real_names.STEPS * real_names.STEP_MS // real_names.TICK_MS * \
+        real_names.TICK_MS
+    query = f"SELECT kwh_per_t FROM energy_intensity WHERE time = {last}ms AND window = '1m'"
+    (row,) = wait_until(lambda: stack.influx.query(query + " GROUP BY *", DB), timeout_s=60,
+                        interval_s=0.3, what="the last tick in InfluxDB")
+    assert (row["site"], row["line"], row["kwh_per_t"]) == (PLANT_SITE, PLANT_LINE, 16.0)
 
 
 @pytest.mark.e2e
