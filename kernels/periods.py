@@ -53,6 +53,12 @@ this module by hypothesis):
    NaN, unless production is more than zero, and at least
    ``min_production_t`` when that is set, and both ratios are finite).
 
+The kernel moves ``settled`` at every message as rule 2 says but finalises the
+readings it passed once per line and call, after the messages (and before a
+message whose meter's buffer they might fill): the same readings, deltas and rows,
+only summed in another order. Final rows therefore agree with any other cut of the
+stream into calls to rounding, not bit for bit.
+
 With ``period_grace`` 2 h a period closes once the line's watermark is 2 h past
 its end: a replay closes its periods as it goes, and a line that goes silent
 still gets its final periods, ``period_grace`` of wall clock later, up to its
@@ -314,30 +320,57 @@ def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta
           rollover, plausible, last_ts, last_value, sus_ts, sus_value, p_ts, p_v, p_late,
           p_start, p_len, open_start, open_end, open_sum, open_comp, open_late,
           bounds, bstart, min_prod, strict, n,
-          o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops):
+          o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
+          s_int, s_float, s_open, s_sums):
     """Rule 3 for line ``lu`` up to ``P`` (``final``), or rule 4's walk over all its
-    pending readings on copies (not ``final``). Returns the rows written so far."""
+    pending readings on copies (not ``final``). Returns the rows written so far.
+
+    ``s_*`` are scratch arrays (the caller's, made once per call, so a walk allocates
+    nothing): per meter of the line its cursor, baseline and suspect; per kind the
+    open period's bounds, late readings and sums."""
     ms = line_meter_start[lu]
     nm = line_meter_start[lu + 1] - ms
     mask = p_ts.shape[1] - 1
-    used = np.zeros(nm, dtype=np.int64)
-    lt = np.empty(nm, dtype=np.int64)
-    lv = np.empty(nm, dtype=np.float64)
-    st = np.empty(nm, dtype=np.int64)
-    sv = np.empty(nm, dtype=np.float64)
+    if final:
+        # Most calls settle nothing: no reading at or before P, no period ending by then.
+        due = False
+        for q in range(nm):
+            m = line_meters[ms + q]
+            if p_len[m] and p_ts[m, p_start[m]] <= P:
+                due = True
+                break
+        if not due:
+            for k in range(_K):
+                if open_start[lu, k] != NO_TIME and open_end[lu, k] <= P:
+                    due = True
+            if not due:
+                return n
+    used = s_int[0]
+    lt = s_int[1]
+    st = s_int[2]
+    lv = s_float[0]
+    sv = s_float[1]
     for q in range(nm):
         m = line_meters[ms + q]
+        used[q] = 0
         lt[q] = last_ts[m]
         lv[q] = last_value[m]
         st[q] = sus_ts[m]
         sv[q] = sus_value[m]
-    a_start = open_start[lu].copy()
-    a_end = open_end[lu].copy()
-    a_sum = open_sum[lu].copy()
-    a_comp = open_comp[lu].copy()
-    a_late = open_late[lu].copy()
-    seg = np.zeros(3, dtype=np.float64)
-    seg_c = np.zeros(3, dtype=np.float64)
+    a_start = s_open[0]
+    a_end = s_open[1]
+    a_late = s_open[2]
+    a_sum = s_sums[0]
+    a_comp = s_sums[1]
+    for k in range(_K):
+        a_start[k] = open_start[lu, k]
+        a_end[k] = open_end[lu, k]
+        a_late[k] = open_late[lu, k]
+        for c in range(3):
+            a_sum[k, c] = open_sum[lu, k, c]
+            a_comp[k, c] = open_comp[lu, k, c]
+    seg = s_sums[2, 0]
+    seg_c = s_sums[2, 1]
     n_implausible = 0
     while True:
         t0 = _MAX
@@ -420,11 +453,13 @@ def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta
             sus_value[m] = sv[q]
             p_start[m] = (p_start[m] + used[q]) & mask
             p_len[m] -= used[q]
-        open_start[lu, :] = a_start
-        open_end[lu, :] = a_end
-        open_sum[lu, :, :] = a_sum
-        open_comp[lu, :, :] = a_comp
-        open_late[lu, :] = a_late
+        for k in range(_K):
+            open_start[lu, k] = a_start[k]
+            open_end[lu, k] = a_end[k]
+            open_late[lu, k] = a_late[k]
+            for c in range(3):
+                open_sum[lu, k, c] = a_sum[k, c]
+                open_comp[lu, k, c] = a_comp[k, c]
     return n
 
 
@@ -461,8 +496,10 @@ def _advance_periods(
     newest, capped, settled, arrival, prov_step, open_start, open_end, open_sum, open_comp,
     open_late, bounds, bstart, min_prod, strict,
     o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
+    s_int, s_float, s_open, s_sums, dirty,
 ):
-    """One phase (0: silent lines, rule 1; 1: messages, rule 2; 2: provisional rows,
+    """One phase (0: silent lines, rule 1; 1: messages, rule 2; 3: settling the lines
+    the messages moved (rule 3); 2: provisional rows,
     rule 4) from line or reading ``start``; returns (where it stopped, rows, why)."""
     out_cap = o_line.shape[0]
     n_lines = newest.shape[0]
@@ -479,8 +516,23 @@ def _advance_periods(
                       delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
                       open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
-                      o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops)
+                      o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
+                      s_int, s_float, s_open, s_sums)
             settled[lu] = P
+        return n_lines, n, 0
+    if phase == 3:
+        for lu in range(start, n_lines):
+            if not dirty[lu]:
+                continue
+            if n + _K * (_line_pending(lu, line_meter_start, line_meters, p_len) + 2) > out_cap:
+                return lu, n, _NEEDS_OUTPUT
+            n = _walk(lu, settled[lu], True, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
+                      delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
+                      sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
+                      open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
+                      o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
+                      s_int, s_float, s_open, s_sums)
+            dirty[lu] = False
         return n_lines, n, 0
     if phase == 2:
         for lu in range(start, n_lines):
@@ -495,7 +547,8 @@ def _advance_periods(
                       delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
                       open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
-                      o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops)
+                      o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
+                      s_int, s_float, s_open, s_sums)
             prov_step[lu] = step
         return n_lines, n, 0
     cap = p_ts.shape[1]
@@ -508,11 +561,21 @@ def _advance_periods(
         msg = r_message[i]
         while j < nr and r_message[j] == msg:
             j += 1
-        if cap < max_pending and p_len[m] + (j - i) > cap:
-            return i, n, _NEEDS_PENDING
         pending = _line_pending(lu, line_meter_start, line_meters, p_len)
         if n + _K * (pending + (j - i) + 2) > out_cap:
             return i, n, _NEEDS_OUTPUT
+        if dirty[lu] and p_len[m] + (j - i) > cap:
+            # Readings at or before ``settled`` still take room: settle them first, so
+            # the message finds the buffer as rule 2 says.
+            n = _walk(lu, settled[lu], True, line_meter_start, line_meters, kgce_f, kwh_f,
+                      t_f, delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
+                      sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
+                      open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
+                      o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
+                      s_int, s_float, s_open, s_sums)
+            dirty[lu] = False
+        if cap < max_pending and p_len[m] + (j - i) > cap:
+            return i, n, _NEEDS_PENDING
         base = newest[lu]
         started = base != NO_TIME
         if base > now:
@@ -549,12 +612,10 @@ def _advance_periods(
         capped[lu] = base
         P = base - lateness - grace
         if settled[lu] == NO_TIME or settled[lu] < P:
-            n = _walk(lu, P, True, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
-                      delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
-                      sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
-                      open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
-                      o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops)
+            # Settled now; the readings it passed are finalised once per call and line
+            # (phase 3), which gives the same rows: only the order of additions differs.
             settled[lu] = P
+            dirty[lu] = True
     return nr, n, 0
 
 
@@ -641,8 +702,12 @@ def advance_periods(
     min_prod = 0.0 if strict else float(config.min_production_t)  # type: ignore[arg-type]
     cap = 16 + 3 * meters.n_lines + len(readings) // 16
     out = _outputs(cap)
+    widest = int(np.diff(meters.line_meter_start).max(initial=0)) if meters.n_lines else 0
+    scratch = (np.zeros((3, max(widest, 1)), np.int64), np.zeros((2, max(widest, 1))),
+               np.zeros((3, _K), np.int64), np.zeros((3, max(_K, 2), 3)))
     n = 0
-    for phase in (0, 1, 2):
+    dirty = np.zeros(state.n_lines, dtype=np.bool_)
+    for phase in (0, 1, 3, 2):
         if phase == 0 and now_ms is None:
             continue
         at = 0
@@ -659,7 +724,8 @@ def advance_periods(
                 state.pending_start, state.pending_len, state.newest_ts, state.capped_ts,
                 state.settled_ts, state.arrival_ms, state.provisional_step,
                 state.open_start, state.open_end, state.open_sum, state.open_comp,
-                state.open_late, bounds, bstart, min_prod, strict, *out, drops,
+                state.open_late, bounds, bstart, min_prod, strict, *out, drops, *scratch,
+                dirty,
             )
             if why == 0:
                 break
