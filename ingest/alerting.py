@@ -56,9 +56,11 @@ from wattline.kernels.alerts import (
     AlertState,
     LineRules,
     evaluate_alerts,
+    evaluate_batch_alerts,
     grow_alert_state,
     new_alert_state,
 )
+from wattline.kernels.batches import Batches
 
 STALE = "stale"
 ALL_RULES = (*RULES, STALE)
@@ -101,6 +103,7 @@ class LineAlerts:
         self.settings = settings
         self.metrics = metrics
         self._reference = reference
+        self._kgce_per_kwh = reference.carriers["electricity"].kgce_per_unit
         windows = list(kernel_config.windows_ms)
         short, long_ = settings.spike_windows
         surge_ms = settings.surge_window_ms
@@ -153,6 +156,9 @@ class LineAlerts:
             rules.spike_ratio[i] = own.spike_ratio or s.spike_ratio
             rules.spike_clear_ratio[i] = own.spike_clear_ratio or s.spike_clear_ratio
             rules.surge_k[i] = own.surge_k or s.surge_k
+            rules.batch_line[i] = own.batch  # type: ignore[index]
+            if own.idle_kw is not None:  # kW of energy as kgce/h, at electricity's factor
+                rules.idle_kgce_per_h[i] = own.idle_kw * self._kgce_per_kwh  # type: ignore[index]
             level = self._reference.levels.get(own.product) if own.product else None
             if level is not None:
                 rules.level_unit[i] = {"kgce/t": LEVEL_KGCE_PER_T,
@@ -175,6 +181,14 @@ class LineAlerts:
         if len(ticks) == 0:
             return ALERT_SCHEMA.empty_table()
         events = evaluate_alerts(self.state, self.config, rules, ticks)
+        return self._record(self._rows(events, sites, lines))
+
+    def on_batches(self, batches: Batches, sites: Sequence[str], lines: Sequence[str]) -> pa.Table:
+        """Run the batch lines' spike rule over closed batches; its starts and ends."""
+        rules = self.rules_for(sites, lines)
+        if len(batches) == 0:
+            return ALERT_SCHEMA.empty_table()
+        events = evaluate_batch_alerts(self.state, rules, batches)
         return self._record(self._rows(events, sites, lines))
 
     def heard(self, line_indices: Sequence[int], now_s: float, sites: Sequence[str],
@@ -211,7 +225,7 @@ class LineAlerts:
         ]
 
     def message(self, rule: str, state: int, value: float | None, threshold: float | None,
-                unit: str = "kgce/t") -> str:
+                unit: str = "kgce/t", batch: bool = False) -> str:
         """The alert's text, made from its rule, state, value and threshold only."""
         n = self.names
         if rule == STALE:
@@ -227,6 +241,8 @@ class LineAlerts:
             "above_benchmark": (f"{n['level']} intensity", unit, "the national benchmark level"),
         }[rule]
         label, u, limit = what
+        if rule == "spike" and batch:
+            label, limit = "batch intensity", "the spike limit over the last batches' median"
         if value is None:
             return f"{label}: none (line idle); alert ends"
         verb = "above" if state else "back under"
@@ -239,8 +255,10 @@ class LineAlerts:
         out = []
         with self._lock:
             for site, line, rule, t, state, value, threshold in rows:
-                unit = self.level_unit(names.get((site, line), 1 << 62))
-                text = self.message(rule, state, value, threshold, unit)
+                index = names.get((site, line), 1 << 62)
+                by_batch = index < self._rules.n_lines and bool(self._rules.batch_line[index])  # type: ignore[index]
+                text = self.message(rule, state, value, threshold, self.level_unit(index),
+                                    by_batch)
                 out.append((site, line, rule, t, state, value, threshold, text))
                 active = self._active.setdefault((site, line), {})
                 self._changed_ms[(site, line)] = max(t, self._changed_ms.get((site, line), t))
@@ -297,5 +315,6 @@ class LineAlerts:
                 self._changed_ms[key] = max(since, self._changed_ms.get(key, since))
                 self._active.setdefault(key, {})[rule] = ActiveAlert(
                     rule, since, value, threshold,
-                    self.message(rule, 1, value, threshold, self.level_unit(ln)))
+                    self.message(rule, 1, value, threshold, self.level_unit(ln),
+                                 ln < self._rules.n_lines and bool(self._rules.batch_line[ln])))  # type: ignore[index]
                 self.metrics.alert_active.labels(sites[ln], lines[ln], rule).set(1)

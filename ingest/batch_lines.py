@@ -24,7 +24,9 @@ from wattline.contract.schemas import BATCH_SCHEMA
 from wattline.ingest.config import Settings
 from wattline.kernels import Ticks
 from wattline.kernels.batches import (
+    Batches,
     BatchState,
+    FinalisedDeltas,
     batch_state_arrays,
     batch_state_from_arrays,
     close_batches,
@@ -46,6 +48,8 @@ class BatchLines:
         self.state: BatchState = new_batch_state(0)
         self._names: list[tuple[str, str]] = []
         self._logged = np.zeros(0, dtype=np.bool_)
+        self.last: Batches = close_batches(new_batch_state(0), FinalisedDeltas.empty())
+        """The batches the last ``on_ticks`` closed (for the alert rules)."""
 
     def logged_lines(self, sites: Sequence[str], lines: Sequence[str]) -> np.ndarray | None:
         """Per kernel line whether it is a batch line; ``None`` when none is (no log)."""
@@ -63,7 +67,7 @@ class BatchLines:
         if ticks.finalised is None or not len(ticks.finalised):
             return BATCH_SCHEMA.empty_table()
         grow_batch_state(self.state, len(sites))
-        closed = close_batches(self.state, ticks.finalised)
+        self.last = closed = close_batches(self.state, ticks.finalised)
         if not len(closed):
             return BATCH_SCHEMA.empty_table()
         idx = pa.array(closed.line)

@@ -341,11 +341,13 @@ class AlertSettings(Section):
         'Per-line settings, in [lines."site/line"] tables: product (whose national levels '
         'the line is compared with: eaf_steel, cement_clinker, aluminium_liquid, ... as in '
         'the reference data), batch (true: every production reading with a positive delta '
-        'closes a batch, written as an energy_batch point), and alert_for, spike_ratio, '
+        'closes a batch, written as an energy_batch point, and the spike rule compares '
+        'batches), idle_kw (a batch line is idle, so no alert starts, while its energy rate '
+        'over surge_window is below this many kW), and alert_for, spike_ratio, '
         'spike_clear_ratio and surge_k to override the daemon-wide settings for that line.',
         parse=parse_lines,
         example={"plant-a/eaf-1": {"product": "eaf_steel", "spike_ratio": 1.6,
-                                   "batch": True}}))
+                                   "batch": True, "idle_kw": 500}}))
 
     def check(self) -> None:
         if self.alert_for < 1:

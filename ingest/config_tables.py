@@ -2,7 +2,7 @@
 
 A meter table describes a meter the way a retained ``meta`` message would (the file
 wins over ``meta``); a line table names the line's product, for its national levels,
-makes it a batch line (``batch``) and overrides the daemon-wide alert
+makes it a batch line (``batch``, ``idle_kw``) and overrides the daemon-wide alert
 tuning for that line.
 """
 
@@ -44,6 +44,7 @@ class LineSettings:
     spike_clear_ratio: float | None = None
     surge_k: float | None = None
     batch: bool = False  # a production reading with a positive delta closes a batch
+    idle_kw: float | None = None  # a batch line is idle while its energy rate is below this
 
 
 _LINE_KEYS = tuple(f.name for f in fields(LineSettings))
@@ -88,10 +89,14 @@ def parse_lines(table: Any) -> dict[str, LineSettings]:
             raise ConfigError(f"{where}.alert_for", f"must be a whole number of ticks >= 1, "
                               f"got {alert_for!r}")
         numbers = {k: positive_number(f"{where}.{k}", spec[k])
-                   for k in ("spike_ratio", "spike_clear_ratio", "surge_k") if k in spec}
+                   for k in ("spike_ratio", "spike_clear_ratio", "surge_k", "idle_kw")
+                   if k in spec}
         batch = spec.get("batch", False)
         if not isinstance(batch, bool):
             raise ConfigError(f"{where}.batch", f"must be true or false, got {batch!r}")
+        if "idle_kw" in spec and not batch:
+            raise ConfigError(f"{where}.idle_kw", "only a batch line has an idle_kw: set "
+                              "batch = true, or remove idle_kw")
         out[name] = LineSettings(product=product, alert_for=alert_for, batch=batch, **numbers)
     return out
 

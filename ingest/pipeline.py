@@ -244,6 +244,8 @@ class Pipeline:
             batches = self.batch_lines.on_ticks(ticks, sites, names)
             if batches.num_rows:
                 self.fanout.write_batches(batches)
+                alerts = pa.concat_tables([alerts, self.alerts.on_batches(
+                    self.batch_lines.last, sites, names)])
         self.line_log.after_batch(readings, ticks, table)
         back = self.alerts.heard(heard, self._clock(), sites, names)
         if back.num_rows:

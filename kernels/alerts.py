@@ -49,6 +49,7 @@ from dataclasses import dataclass, fields
 import numba as nb
 import numpy as np
 
+from wattline.kernels.batches import Batches
 from wattline.kernels.state import Ticks
 
 RULES = ("spike", "surge", "above_baseline", "above_benchmark")
@@ -57,6 +58,9 @@ RULE_SPIKE, RULE_SURGE, RULE_ABOVE_BASELINE, RULE_ABOVE_BENCHMARK = range(4)
 
 SURGE_ACTIVE_SLOWDOWN = 0.1
 """While a surge alert is active its band learns this much slower."""
+
+BATCH_HISTORY = 20
+"""Batches whose median the spike rule of a batch line compares the newest one with."""
 
 LEVEL_NONE, LEVEL_KGCE_PER_T, LEVEL_KWH_PER_T = -1, 0, 1
 """Which intensity a line's national levels are stated in."""
@@ -107,13 +111,21 @@ class LineRules:
     level_unit: np.ndarray  # int64 [L], LEVEL_*
     baseline: np.ndarray  # float64 [L]
     benchmark: np.ndarray  # float64 [L]
+    batch_line: np.ndarray | None = None  # bool [L]: the spike rule judges batches
+    idle_kgce_per_h: np.ndarray | None = None  # float64 [L]: idle below this rate; NaN: none
 
     def __post_init__(self) -> None:
         self.for_ticks = np.ascontiguousarray(self.for_ticks, dtype=np.int64)
         self.level_unit = np.ascontiguousarray(self.level_unit, dtype=np.int64)
-        for name in ("spike_ratio", "spike_clear_ratio", "surge_k", "baseline", "benchmark"):
-            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
         n = self.for_ticks.shape[0]
+        if self.batch_line is None:
+            self.batch_line = np.zeros(n, dtype=np.bool_)
+        if self.idle_kgce_per_h is None:
+            self.idle_kgce_per_h = np.full(n, np.nan)
+        self.batch_line = np.ascontiguousarray(self.batch_line, dtype=np.bool_)
+        for name in ("spike_ratio", "spike_clear_ratio", "surge_k", "baseline", "benchmark",
+                     "idle_kgce_per_h"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
         for f in fields(self):
             if getattr(self, f.name).shape != (n,):
                 raise ValueError(f"line rules column {f.name} must have {n} entries")
@@ -154,6 +166,9 @@ class AlertState:
     surge_n: np.ndarray  # int64 [L], ticks the surge band has learnt
     surge_mean: np.ndarray  # float64 [L]
     surge_dev: np.ndarray  # float64 [L]
+    idle: np.ndarray  # bool [L], whether the line was idle at its newest tick
+    batch_kgce_t: np.ndarray  # float64 [L, BATCH_HISTORY], the last batches' kgce/t (a ring)
+    batch_n: np.ndarray  # int64 [L], batches taken into the ring so far
 
     @property
     def n_lines(self) -> int:
@@ -172,6 +187,9 @@ def new_alert_state(n_lines: int) -> AlertState:
         surge_n=np.zeros(n_lines, dtype=np.int64),
         surge_mean=np.zeros(n_lines, dtype=np.float64),
         surge_dev=np.zeros(n_lines, dtype=np.float64),
+        idle=np.zeros(n_lines, dtype=np.bool_),
+        batch_kgce_t=np.zeros((n_lines, BATCH_HISTORY), dtype=np.float64),
+        batch_n=np.zeros(n_lines, dtype=np.int64),
     )
 
 
@@ -193,7 +211,11 @@ def alert_state_arrays(state: AlertState) -> dict[str, np.ndarray]:
 
 
 def alert_state_from_arrays(arrays: dict[str, np.ndarray]) -> AlertState:
-    return AlertState(**{f.name: np.ascontiguousarray(arrays[f.name]) for f in fields(AlertState)})
+    """The inverse of ``alert_state_arrays``; arrays a state saved before batch lines lacks
+    start as a new state's (not idle, no batch seen)."""
+    fresh = new_alert_state(int(arrays["active"].shape[0]))
+    return AlertState(**{f.name: np.ascontiguousarray(arrays.get(f.name, getattr(fresh, f.name)))
+                         for f in fields(AlertState)})
 
 
 @dataclass
@@ -262,21 +284,26 @@ def _evaluate(t_line, t_tick, energy, kgce_t, kwh_t,
               short_w, long_w, level_w, surge_w, surge_ticks, surge_hours,
               alpha, warmup, clear_k, min_band, level_margin,
               for_ticks, spike_ratio, spike_clear, surge_k, level_unit, baseline, benchmark,
+              batch_line, idle_rate,
               active, run, since_ms, start_value, start_threshold,
-              ticks_seen, surge_n, surge_mean, surge_dev,
+              ticks_seen, surge_n, surge_mean, surge_dev, idle_now,
               out_line, out_tick, out_rule, out_state, out_value, out_threshold):
     n_out = 0
     for i in range(t_line.shape[0]):
         line = t_line[i]
         tick = t_tick[i]
         need = for_ticks[line]
+        rate = energy[i, surge_w] / surge_hours
+        idle = rate < idle_rate[line]  # False without an idle_kw (NaN)
+        idle_now[line] = idle
 
         # spike
         s = kgce_t[i, short_w]
         lo = kgce_t[i, long_w]
         producing = not np.isnan(s)
         have_long = not np.isnan(lo) and lo > 0.0
-        fire = producing and have_long and s > spike_ratio[line] * lo
+        fire = (producing and have_long and s > spike_ratio[line] * lo and not idle
+                and not batch_line[line])  # a batch line's spike rule judges batches
         clear = (not producing) or (not have_long) or s <= spike_clear[line] * lo
         limit = spike_ratio[line] * lo if have_long else np.nan
         n_out = _step(active, run, since_ms, start_value, start_threshold,
@@ -292,7 +319,7 @@ def _evaluate(t_line, t_tick, energy, kgce_t, kwh_t,
             band = max(surge_dev[line], min_band * abs(mean), 1e-9)
             upper = mean + surge_k[line] * band
             learnt = surge_n[line]
-            fire = learnt >= warmup and x > upper
+            fire = learnt >= warmup and x > upper and not idle
             clear = learnt < warmup or x <= mean + clear_k * band
             n_out = _step(active, run, since_ms, start_value, start_threshold,
                           line, 1, fire, clear, need, tick, x, upper,
@@ -316,7 +343,7 @@ def _evaluate(t_line, t_tick, energy, kgce_t, kwh_t,
             for rule, level in ((2, baseline[line]), (3, benchmark[line])):
                 if np.isnan(level):
                     continue
-                fire = present and v > level
+                fire = present and v > level and not idle
                 clear = (not present) or v <= _level_clear(level, level_margin)
                 n_out = _step(active, run, since_ms, start_value, start_threshold,
                               line, rule, fire, clear, need, tick, v,
@@ -356,10 +383,68 @@ def evaluate_alerts(state: AlertState, config: AlertConfig, rules: LineRules,
             config.surge_min_band, config.level_clear_margin,
             rules.for_ticks, rules.spike_ratio, rules.spike_clear_ratio, rules.surge_k,
             rules.level_unit, rules.baseline, rules.benchmark,
+            rules.batch_line, rules.idle_kgce_per_h,
             state.active, state.run, state.since_ms, state.start_value, state.start_threshold,
             state.ticks_seen, state.surge_n,
-            state.surge_mean, state.surge_dev,
+            state.surge_mean, state.surge_dev, state.idle,
             out_line, out_tick, out_rule, out_state, out_value, out_threshold,
         )
     return AlertEvents(out_line[:k].copy(), out_tick[:k].copy(), out_rule[:k].copy(),
                        out_state[:k].copy(), out_value[:k].copy(), out_threshold[:k].copy())
+
+
+@nb.njit(cache=True)
+def _evaluate_batches(b_line, b_close, b_kgce_t, for_ticks, spike_ratio, spike_clear,
+                      batch_line, active, run, since_ms, start_value, start_threshold,
+                      idle_now, ring, ring_n,
+                      out_line, out_tick, out_rule, out_state, out_value, out_threshold):
+    n_out = 0
+    H = ring.shape[1]
+    for i in range(b_line.shape[0]):
+        line = b_line[i]
+        if not batch_line[line]:
+            continue
+        s = b_kgce_t[i]
+        k = min(ring_n[line], H)
+        present = not np.isnan(s)
+        med = np.median(ring[line, :k]) if k > 0 else np.nan
+        have = k > 0 and med > 0.0
+        fire = present and have and s > spike_ratio[line] * med and not idle_now[line]
+        clear = (not present) or (not have) or s <= spike_clear[line] * med
+        limit = spike_ratio[line] * med if have else np.nan
+        n_out = _step(active, run, since_ms, start_value, start_threshold,
+                      line, 0, fire, clear, for_ticks[line], b_close[i], s, limit,
+                      out_line, out_tick, out_rule, out_state, out_value, out_threshold, n_out)
+        if present:
+            ring[line, ring_n[line] % H] = s
+            ring_n[line] += 1
+    return n_out
+
+
+def evaluate_batch_alerts(state: AlertState, rules: LineRules, batches: Batches) -> AlertEvents:
+    """The spike rule of batch lines over closed batches (as ``close_batches`` gave them).
+
+    On a batch line (``rules.batch_line``) the rule judges each batch instead of ticks:
+    ``s`` = the batch's ``kgce_per_t``, ``m`` = the median of the line's previous
+    ``BATCH_HISTORY`` batches with one (fewer at first). Fires when ``m > 0``, ``s >
+    spike_ratio * m`` and the line was not idle at its newest tick; clears when ``s`` is
+    absent, there is no ``m > 0`` yet, or ``s <= spike_clear_ratio * m``; ``for_ticks``
+    counts batches here. value ``s``, threshold ``spike_ratio * m``. Batches of other
+    lines are ignored. ``state`` is updated in place (it must hold every line).
+    """
+    n = len(batches)
+    if n and int(batches.line.max()) >= rules.n_lines:
+        raise ValueError(f"batches name line {int(batches.line.max())} but the rules cover "
+                         f"{rules.n_lines} lines")
+    grow_alert_state(state, rules.n_lines)
+    out = [np.empty(n, dtype=t) for t in (np.int32, np.int64, np.int64, np.int8, np.float64,
+                                          np.float64)]
+    k = 0
+    if n:
+        k = _evaluate_batches(
+            np.ascontiguousarray(batches.line), np.ascontiguousarray(batches.close_ms),
+            np.ascontiguousarray(batches.kgce_per_t),
+            rules.for_ticks, rules.spike_ratio, rules.spike_clear_ratio, rules.batch_line,
+            state.active, state.run, state.since_ms, state.start_value, state.start_threshold,
+            state.idle, state.batch_kgce_t, state.batch_n, *out)
+    return AlertEvents(*(a[:k].copy() for a in out))

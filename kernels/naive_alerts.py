@@ -11,7 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from wattline.kernels.alerts import RULES, SURGE_ACTIVE_SLOWDOWN, AlertConfig, LineRules
+from wattline.kernels.alerts import (
+    BATCH_HISTORY,
+    RULES,
+    SURGE_ACTIVE_SLOWDOWN,
+    AlertConfig,
+    LineRules,
+)
 from wattline.kernels.state import Ticks
 
 
@@ -51,6 +57,8 @@ class SurgeBand:
 class ReferenceAlerts:
     alerts: dict[tuple[int, str], Hysteresis] = field(default_factory=dict)
     bands: dict[int, SurgeBand] = field(default_factory=dict)
+    idle: dict[int, bool] = field(default_factory=dict)  # per line, at its newest tick
+    batches: dict[int, list[float]] = field(default_factory=dict)  # kgce/t of every batch
 
 
 def below(level: float, margin: float) -> float:
@@ -71,11 +79,19 @@ def reference_alerts(
         if changed is not None:
             events.append((line, tick, rule, changed, value, threshold))
 
+    assert rules.batch_line is not None and rules.idle_kgce_per_h is not None
     for i in range(len(ticks)):
         line = int(ticks.line[i])
         tick = int(ticks.tick_ms[i])
         kgce_t = [float(x) for x in ticks.kgce_per_t[i]]
         kwh_t = [float(x) for x in ticks.kwh_per_t[i]]
+        # Idle while the energy rate over the surge window is below the line's limit: then
+        # no alert starts (fire is False), though one may end.
+        rate = float(ticks.energy_kgce[i, config.surge_window]) / config.surge_window_hours
+        limit = float(rules.idle_kgce_per_h[line])
+        idle = not math.isnan(limit) and rate < limit
+        state.idle[line] = idle
+        by_batch = bool(rules.batch_line[line])
 
         short = kgce_t[config.short_window]
         long_ = kgce_t[config.long_window]
@@ -83,7 +99,8 @@ def reference_alerts(
         producing = not math.isnan(short)
         long_known = not math.isnan(long_) and long_ > 0
         judge(line, tick, "spike",
-              fire=producing and long_known and short > ratio * long_,
+              fire=producing and long_known and short > ratio * long_ and not idle
+              and not by_batch,
               clear=not producing or not long_known
               or short <= float(rules.spike_clear_ratio[line]) * long_,
               value=short, threshold=ratio * long_ if long_known else math.nan)
@@ -97,7 +114,7 @@ def reference_alerts(
             upper = band.mean + float(rules.surge_k[line]) * width
             warm = band.learnt >= config.surge_warmup
             judge(line, tick, "surge",
-                  fire=warm and rate > upper,
+                  fire=warm and rate > upper and not idle,
                   clear=not warm or rate <= band.mean + config.surge_clear_k * width,
                   value=rate, threshold=upper)
             if band.learnt == 0:
@@ -120,8 +137,41 @@ def reference_alerts(
                 if math.isnan(level):
                     continue
                 judge(line, tick, rule,
-                      fire=not math.isnan(v) and v > level,
+                      fire=not math.isnan(v) and v > level and not idle,
                       clear=math.isnan(v) or v <= below(level, config.level_clear_margin),
                       value=v, threshold=level)
     assert all(rule in RULES for _, rule in state.alerts)
+    return events
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def reference_batch_alerts(
+    state: ReferenceAlerts, rules: LineRules, line: list[int], close_ms: list[int],
+    kgce_per_t: list[float],
+) -> list[tuple[int, int, str, int, float, float]]:
+    """The spike rule of batch lines, batch by batch, as events like ``reference_alerts``."""
+    events: list[tuple[int, int, str, int, float, float]] = []
+    for ln, t, s in zip(line, close_ms, kgce_per_t, strict=True):
+        if not rules.batch_line[ln]:  # type: ignore[index]
+            continue
+        history = state.batches.setdefault(ln, [])
+        recent = history[-BATCH_HISTORY:]
+        m = _median(recent) if recent else math.nan
+        have = bool(recent) and m > 0
+        ratio = float(rules.spike_ratio[ln])
+        present = not math.isnan(s)
+        alert = state.alerts.setdefault((ln, "spike"), Hysteresis())
+        changed = alert.step(
+            present and have and s > ratio * m and not state.idle.get(ln, False),
+            not present or not have or s <= float(rules.spike_clear_ratio[ln]) * m,
+            int(rules.for_ticks[ln]))
+        if changed is not None:
+            events.append((ln, t, "spike", changed, s, ratio * m if have else math.nan))
+        if present:
+            history.append(s)
     return events

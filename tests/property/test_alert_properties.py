@@ -27,9 +27,15 @@ from wattline.kernels.alerts import (
     alert_state_arrays,
     alert_state_from_arrays,
     evaluate_alerts,
+    evaluate_batch_alerts,
     new_alert_state,
 )
-from wattline.kernels.naive_alerts import ReferenceAlerts, reference_alerts
+from wattline.kernels.batches import Batches
+from wattline.kernels.naive_alerts import (
+    ReferenceAlerts,
+    reference_alerts,
+    reference_batch_alerts,
+)
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
@@ -88,6 +94,11 @@ def tick_streams(draw: st.DrawFn) -> tuple[Ticks, AlertConfig, LineRules]:
                                         min_size=n_lines, max_size=n_lines))),
         benchmark=np.array(draw(st.lists(st.sampled_from((61.0, 13_000.0, -30.0, math.nan)),
                                          min_size=n_lines, max_size=n_lines))),
+        batch_line=np.array(draw(st.lists(st.booleans(), min_size=n_lines, max_size=n_lines))),
+        # Rates are 0, 10, 100 x surges x hours: limits on either side and at them.
+        idle_kgce_per_h=np.array(draw(st.lists(st.sampled_from((math.nan, math.nan, 10.0, 50.0,
+                                                                400.0)),
+                                                min_size=n_lines, max_size=n_lines))),
     )
     return ticks, config, rules
 
@@ -146,3 +157,47 @@ def test_alerts_alternate_start_and_end_per_line_and_rule(case) -> None:
     for line, _, rule, state, _, _ in events:
         assert last.get((line, rule), 0) != state, "an alert started twice or ended unstarted"
         last[(line, rule)] = state
+
+
+@st.composite
+def batch_streams(draw: st.DrawFn):
+    """Ticks and, after each of a few cuts of them, the batches closed meanwhile."""
+    ticks, config, rules = draw(tick_streams())
+    n_cuts = draw(st.integers(0, 4))
+    bounds = [0, *sorted(draw(st.lists(st.integers(0, len(ticks)), min_size=n_cuts,
+                                       max_size=n_cuts))), len(ticks)]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    calls = []
+    for k, (a, b) in enumerate(itertools.pairwise(bounds)):
+        n = int(rng.integers(0, 30))
+        kgce_t = rng.choice((40.0, 60.0, 61.0, 90.0, 100.0, 200.0, -5.0, 0.0, np.nan), size=n)
+        batches = Batches(
+            line=rng.integers(0, rules.n_lines, n).astype(np.int32),
+            close_ms=np.full(n, 10_000 * (k + 1), dtype=np.int64),
+            start_ms=np.zeros(n, dtype=np.int64), energy_kgce=kgce_t,
+            electricity_kwh=kgce_t, production_t=np.ones(n), kgce_per_t=kgce_t,
+            kwh_per_t=kgce_t)
+        calls.append((_rows(ticks, a, b), batches))
+    return config, rules, calls
+
+
+@PROPERTY_SETTINGS
+@given(batch_streams())
+def test_batch_spike_and_idle_match_the_reference(case) -> None:
+    config, rules, calls = case
+    state, ref = new_alert_state(rules.n_lines), ReferenceAlerts()
+    got: list[tuple] = []
+    want: list[tuple] = []
+    for ticks, batches in calls:
+        on_ticks = _as_tuples(evaluate_alerts(state, config, rules, ticks))
+        # A batch line's spike rule judges batches only: no tick starts it.
+        assert not [e for e in on_ticks if e[2] == "spike" and e[3] == 1
+                    and rules.batch_line[e[0]]]
+        got += on_ticks
+        got += _as_tuples(evaluate_batch_alerts(state, rules, batches))
+        want += reference_alerts(ref, config, rules, ticks)
+        want += reference_batch_alerts(ref, rules, batches.line.tolist(),
+                                       batches.close_ms.tolist(), batches.kgce_per_t.tolist())
+        state = alert_state_from_arrays({k: v.copy() for k, v in
+                                         alert_state_arrays(state).items()})
+    _same(got, want)

@@ -130,3 +130,39 @@ def test_a_negative_level_hovering_between_clear_and_fire_does_not_flap():
     v = [-9.5] * 3 + [-9.95, -10.1, -9.9, -10.15] * 5
     got = [e for e in events(ticks(long_kgce_t=v), rules) if e[0] == "above_baseline"]
     assert got == [("above_baseline", 1, 3)]
+
+
+def _batches(kgce_t: list[float]):
+    from wattline.kernels.batches import Batches
+
+    n = len(kgce_t)
+    k = np.asarray(kgce_t, dtype=float)
+    return Batches(line=np.zeros(n, dtype=np.int32), close_ms=(np.arange(n) + 1) * E,
+                   start_ms=np.zeros(n, dtype=np.int64), energy_kgce=k, electricity_kwh=k,
+                   production_t=np.ones(n), kgce_per_t=k, kwh_per_t=k)
+
+
+def test_a_batch_line_spikes_on_a_heat_far_above_the_median_of_the_last_20():
+    from wattline.kernels.alerts import evaluate_batch_alerts
+
+    rules = LineRules.uniform(1, for_ticks=1)
+    rules.batch_line[:] = True
+    state = new_alert_state(1)
+    # 25 ordinary heats, then one at twice their median, then an ordinary one again.
+    heats = [60.0, 62.0, 58.0, 61.0, 59.0] * 5 + [125.0, 60.0]
+    out = evaluate_batch_alerts(state, rules, _batches(heats))
+    assert [(int(s), int(t // E)) for s, t in zip(out.state, out.tick_ms, strict=True)] == [
+        (1, 26), (0, 27)]
+    assert out.threshold.tolist()[0] == 1.5 * 60.0  # the median of the 20 before it
+    assert out.value.tolist()[0] == 125.0
+
+
+def test_no_alert_starts_on_a_line_whose_energy_rate_is_below_idle():
+    rules = LineRules.uniform(1)
+    rules.level_unit[:] = LEVEL_KGCE_PER_T
+    rules.baseline[:] = 50.0
+    # 100 kgce per tick in a 15 min window: 400 kgce/h, above 60 kgce/t throughout.
+    rules.idle_kgce_per_h[:] = 1000.0
+    assert [e for e in events(ticks(long_kgce_t=[60.0] * 6), rules)] == []
+    rules.idle_kgce_per_h[:] = 100.0
+    assert events(ticks(long_kgce_t=[60.0] * 6), rules) == [("above_baseline", 1, 3)]

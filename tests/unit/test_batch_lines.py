@@ -107,11 +107,40 @@ def test_an_open_batch_survives_a_restart_from_a_checkpoint(tmp_path: Path) -> N
     assert _rows(first) + _rows(second) == EXPECTED
 
 
-def test_batch_is_checked_and_names_the_line() -> None:
-    assert parse_lines({"s/eaf-1": {"batch": True}})["s/eaf-1"].batch
+def test_batch_and_idle_kw_are_checked_and_name_the_line() -> None:
+    lines = parse_lines({"s/eaf-1": {"batch": True, "idle_kw": 500}})
+    assert lines["s/eaf-1"].batch and lines["s/eaf-1"].idle_kw == 500.0
     assert not parse_lines({"s/kiln": {"product": "cement_clinker"}})["s/kiln"].batch
     with pytest.raises(ConfigError, match=r"lines.'s/eaf-1'.batch"):
         parse_lines({"s/eaf-1": {"batch": "yes"}})
+    with pytest.raises(ConfigError, match="batch = true"):
+        parse_lines({"s/eaf-1": {"idle_kw": 500}})
+    with pytest.raises(ConfigError, match=r"idle_kw"):
+        parse_lines({"s/eaf-1": {"batch": True, "idle_kw": -1}})
+
+
+def test_a_heat_at_twice_the_median_of_the_last_ones_starts_a_spike_alert() -> None:
+    alerts: list[pa.Table] = []
+    sink = BatchSink()
+    sink.write_alerts = alerts.append  # type: ignore[attr-defined]
+    msgs = []
+    energy = 0.0
+    for k in range(300):  # a heat every 10 steps: 1,000 kWh for 40 t, the 25th 1,900
+        ts = T0 + 10_000 * k
+        energy += 200.0 if k // 10 == 24 else 100.0
+        msgs += [Message("factory/s/eaf-1/energy/incomer",
+                         json.dumps({"ts": ts, "v": energy}).encode(), ts / 1000),
+                 Message("factory/s/eaf-1/production/ladle",
+                         json.dumps({"ts": ts, "v": 40.0 * (k // 10)}).encode(), ts / 1000)]
+    settings = {"max_past": "100000d", "windows": "1m,2m",
+                "lines": {"s/eaf-1": {"batch": True, "alert_for": 1}}}
+    Pipeline(settings_from_mapping(settings), [sink], clock=lambda: T0 / 1000 + 3600
+             ).process(msgs)
+    spikes = [r for t in alerts for r in t.to_pylist() if r["rule"] == "spike"]
+    assert [(r["state"], r["time_ms"]) for r in spikes] == [(1, T0 + 2_500_000),
+                                                           (0, T0 + 2_600_000)]
+    assert spikes[0]["value"] == pytest.approx(1900 * KGCE / 40, rel=1e-12)  # 241..250
+    assert "batch" in spikes[0]["message"]
 
 
 def test_batches_as_line_protocol_carry_the_id_and_every_field() -> None:
