@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
@@ -21,7 +23,7 @@ import pytest
 
 from tests.e2e.eaf_stream import ENERGY_METER, LINE
 from tests.e2e.gateway import publish_all, wait_until_subscribed
-from tests.processes import Stack, wait_until
+from tests.processes import Mosquitto, Stack, VictoriaMetrics, Wattline, wait_until
 
 BERLIN = ZoneInfo("Europe/Berlin")
 STEP_MS = 600_000
@@ -36,17 +38,11 @@ def _yesterday_midnight_ms() -> int:
     return int(datetime(local.year, local.month, local.day, tzinfo=BERLIN).timestamp() * 1000)
 
 
-@pytest.mark.e2e
-def test_a_replayed_day_gives_its_day_and_shift_totals_final_once_with_the_late_reading(
-    make_stack: Callable[..., Stack],
-    make_publisher: Callable[..., mqtt.Client],
-    site: str,
-) -> None:
-    stack = make_stack(["--plant-timezone", "Europe/Berlin", "--emit-every", "60s",
-                        "--windows", "10m,1h"])
-    victoria, daemon = stack.victoria, stack.daemon
-    client = make_publisher(stack.broker)
-    wait_until_subscribed(daemon, client, site, timeout_s=30)
+ARGS = ["--plant-timezone", "Europe/Berlin", "--emit-every", "60s", "--windows", "10m,1h"]
+
+
+def _day_stream(site: str) -> tuple[int, int, list[tuple[str, Any]]]:
+    """(yesterday's local midnight, the next one, the messages) as the module doc says."""
     day = _yesterday_midnight_ms()
     day_end = int((datetime.fromtimestamp(day / 1000, BERLIN) + timedelta(days=1))
                   .replace(hour=0).timestamp() * 1000)
@@ -66,26 +62,52 @@ def test_a_replayed_day_gives_its_day_and_shift_totals_final_once_with_the_late_
             messages.append(held)
     messages.append((f"{base}/production/caster", {"ts": day + 60 * STEP_MS + 300_000,
                                                    "v": 70.5}))  # 10:05 yesterday
-    publish_all(client, messages, timeout_s=60)
+    return day, day_end, messages
 
-    def rows(field: str, period: str, start: int) -> list[float]:
-        return victoria.samples(
-            f'energy_period_{field}{{site="{site}",line="{LINE}",period="{period}"}}'
-        ).get(start, [])
 
-    wait_until(lambda: 1.0 in rows("final", "day", day), timeout_s=60, what="the final day")
-    wait_until(lambda: daemon.metric(
-        "wattline_readings_dropped_total", {"reason": "period_closed"}) == 1,
-        timeout_s=30, what="the reading for the closed day counted")
+def _rows(victoria: VictoriaMetrics, site: str, field: str, period: str,
+          start: int) -> list[float]:
+    """Every value written for one period's field (provisional and final)."""
+    return victoria.samples(
+        f'energy_period_{field}{{site="{site}",line="{LINE}",period="{period}"}}'
+    ).get(start, [])
+
+
+def _assert_the_day(rows: Callable[[str, str, int], list[float]], day: int,
+                    day_end: int) -> None:
     hours = (day_end - day) // 3_600_000  # 23, 24 or 25
     assert rows("final", "day", day).count(1.0) == 1
     assert max(rows("electricity_kwh", "day", day)) == pytest.approx(
         hours * 6 * KWH_PER_STEP, rel=1e-12)
     assert max(rows("production_t", "day", day)) == pytest.approx(hours * 6 * T_PER_STEP)
+    assert max(rows("late_readings", "day", day)) == 1.0
+
+
+@pytest.mark.e2e
+def test_a_replayed_day_gives_its_day_and_shift_totals_final_once_with_the_late_reading(
+    make_stack: Callable[..., Stack],
+    make_publisher: Callable[..., mqtt.Client],
+    site: str,
+) -> None:
+    stack = make_stack(ARGS)
+    victoria, daemon = stack.victoria, stack.daemon
+    client = make_publisher(stack.broker)
+    wait_until_subscribed(daemon, client, site, timeout_s=30)
+    day, day_end, messages = _day_stream(site)
+    publish_all(client, messages, timeout_s=60)
+
+    def rows(field: str, period: str, start: int) -> list[float]:
+        return _rows(victoria, site, field, period, start)
+
+    wait_until(lambda: 1.0 in rows("final", "day", day), timeout_s=60, what="the final day")
+    wait_until(lambda: daemon.metric(
+        "wattline_readings_dropped_total", {"reason": "period_closed"}) == 1,
+        timeout_s=30, what="the reading for the closed day counted")
+    _assert_the_day(rows, day, day_end)
+    hours = (day_end - day) // 3_600_000
     assert max(rows("energy_kgce", "day", day)) == pytest.approx(
         hours * 6 * KWH_PER_STEP * 0.1229, rel=1e-9)
     assert max(rows("kwh_per_t", "day", day)) == pytest.approx(KWH_PER_STEP / T_PER_STEP)
-    assert max(rows("late_readings", "day", day)) == 1.0
     # The shifts of 08:00 and 16:00 local are 8 h whatever the date.
     for hour in (8, 16):
         start = int(datetime.fromtimestamp(day / 1000, BERLIN).replace(hour=hour)
@@ -97,3 +119,42 @@ def test_a_replayed_day_gives_its_day_and_shift_totals_final_once_with_the_late_
     next_shift = rows("final", "shift", day_end)
     assert next_shift and 1.0 not in next_shift
     assert time.time() * 1000 > day_end  # the replayed day is over
+
+
+@pytest.mark.e2e
+def test_a_daemon_killed_while_the_day_is_open_writes_its_final_day_once_after_restart(
+    make_mosquitto: Callable[..., Mosquitto],
+    make_victoria: Callable[[], VictoriaMetrics],
+    wattline_daemon: Callable[..., Wattline],
+    make_publisher: Callable[..., mqtt.Client],
+    site: str,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL at 20:00 of the replayed day: the restarted daemon resumes the open day
+    from its checkpoint and write-ahead log, and the day is final once, with the totals
+    of the uninterrupted run."""
+    broker, victoria = make_mosquitto(), make_victoria()
+    args = ["--mqtt-url", broker.url, "--influx-url", victoria.url, "--influx-org", "o",
+            "--influx-bucket", "b", "--influx-token", "t", "--state-dir", str(tmp_path / "s"),
+            "--persistent-session", "--client-id", f"wl-{site}", "--checkpoint-every", "1s",
+            *ARGS]
+    day, day_end, messages = _day_stream(site)
+    at_20h = next(i for i, (_, p) in enumerate(messages) if p["ts"] >= day_end - 4 * 3_600_000)
+    client = make_publisher(broker)
+    first = wattline_daemon(args)
+    wait_until_subscribed(first, client, site, timeout_s=30)
+    publish_all(client, messages[:at_20h // 2], timeout_s=30)
+    wait_until(lambda: first.metric_sum("wattline_checkpoints_total") >= 1, timeout_s=30,
+               what="a checkpoint")
+    publish_all(client, messages[at_20h // 2:at_20h], timeout_s=30)
+    first.kill()
+    publish_all(client, messages[at_20h:], timeout_s=30)  # queued by the broker
+    second = wattline_daemon(args)
+
+    def rows(field: str, period: str, start: int) -> list[float]:
+        return _rows(victoria, site, field, period, start)
+
+    wait_until(lambda: 1.0 in rows("final", "day", day), timeout_s=60, what="the final day")
+    time.sleep(1.0)  # a second final would come now
+    _assert_the_day(rows, day, day_end)
+    assert "resumed from checkpoint" in second.log_text()
