@@ -69,6 +69,8 @@ class LineLog:
         self._kgce = np.zeros((0, len(self.window_names)), dtype=np.float64)  # newest, NaN: idle
         self._last_summary = clock()
         self._counted = _counts(metrics)
+        self.quiet = False
+        """True: count, but log nothing (the throwaway pipeline that warms the kernels up)."""
 
     def after_batch(self, readings: Readings, ticks: Ticks | None, results: pa.Table) -> None:
         """Count one batch's readings per line, note its newest kgce/t, say what is new."""
@@ -83,15 +85,20 @@ class LineLog:
             self._kgce = _grown(self._kgce, n_lines, np.nan)
             lines = table.line[meters]
             self._taken[:n_lines] += np.bincount(lines, minlength=n_lines)
-            if not self._meter_seen[meters].all():
-                self._first_meters(np.unique(meters[~self._meter_seen[meters]]))
-            if not self._line_seen[lines].all():
-                for line in np.unique(lines[~self._line_seen[lines]]).tolist():
-                    self._line_seen[line] = True
-                    log.info("first reading of line %s/%s", self.registry.line_sites[line],
-                             self.registry.line_names[line])
+            if not self.quiet:
+                self._first_readings(meters, lines)
         if ticks is not None and len(ticks) and results.num_rows:
             self._note_intensity(ticks.line, results)
+
+    def _first_readings(self, meters: np.ndarray, lines: np.ndarray) -> None:
+        """A line each for the meters and lines of a batch not heard from before."""
+        if not self._meter_seen[meters].all():
+            self._first_meters(np.unique(meters[~self._meter_seen[meters]]))
+        if not self._line_seen[lines].all():
+            for line in np.unique(lines[~self._line_seen[lines]]).tolist():
+                self._line_seen[line] = True
+                log.info("first reading of line %s/%s", self.registry.line_sites[line],
+                         self.registry.line_names[line])
 
     def tick(self) -> None:
         """Log the summary when it is due (one clock read otherwise)."""

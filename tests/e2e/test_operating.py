@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.eaf_stream import ENERGY_METER, LINE
 from tests.e2e.gateway import publish_stream
-from tests.processes import Mosquitto, Wattline, free_port, wait_until
+from tests.processes import Mosquitto, Stack, Wattline, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -130,3 +130,25 @@ def test_a_broker_back_after_a_restart_is_logged_with_how_long_it_was_gone(
                what="the line saying the broker is back")
     back = [line for line in daemon.log_text().splitlines() if "is back after" in line]
     assert len(back) == 1 and f"broker 127.0.0.1:{broker.port} is back after" in back[0]
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["queued", "spooled"])
+def test_a_database_back_after_an_outage_is_logged_with_how_long_it_was_gone(
+    make_stack: Callable[..., Stack], tmp_path: Path, site: str, spooled: bool,
+) -> None:
+    args = ["--emit-every", "1s", "--windows", "10s,1m", "--allowed-lateness", "0s"]
+    if spooled:
+        args += ["--state-dir", str(tmp_path / "state")]
+    stack = make_stack(args, database_up=False)
+    now_ms = int(time.time() * 1000)
+    topic = f"factory/{site}/{LINE}/energy/{ENERGY_METER}"
+    publish_stream(stack.daemon, stack.broker.port, site,
+                   [(topic, {"ts": now_ms - 1000 * (30 - k), "v": 100.0 + k}) for k in range(30)])
+    wait_until(lambda: stack.daemon.metric_sum("wattline_sink_write_errors_total") > 0,
+               timeout_s=60, what="a failed write")
+    stack.victoria.start()
+    back = "answers again after" if spooled else "is back after"
+    wait_until(lambda: back in stack.daemon.log_text(), timeout_s=90,
+               what="the line saying the database is back")
+    lines = [line for line in stack.daemon.log_text().splitlines() if back in line]
+    assert len(lines) == 1 and re.search(r"after \d+ s \(\d+ failed writes\)", lines[0])

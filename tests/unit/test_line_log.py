@@ -140,3 +140,11 @@ def test_summary_every_zero_turns_the_summaries_off(caplog: pytest.LogCaptureFix
         clock.now += 86_400
         pipeline.line_log.tick()
     assert not [m for m in _infos(caplog) if m.startswith(("line ", "last "))]
+
+
+def test_warming_the_kernels_up_logs_no_first_reading(caplog: pytest.LogCaptureFixture) -> None:
+    from wattline.ingest.warmup import warm_up_kernels
+
+    with caplog.at_level(logging.INFO, logger="wattline.pipeline"):
+        warm_up_kernels()
+    assert not [m for m in _infos(caplog) if m.startswith("first reading")]
