@@ -25,9 +25,9 @@ from wattline.contract.durations import parse_duration_ms
 from wattline.contract.errors import ConfigError
 from wattline.ingest.redact import redact_url
 
-__all__ = ["LEFT_OUT", "NO_EXAMPLE", "Duration", "MqttUrl", "SettingSpec", "boolean",
-           "check_type", "doc", "durations", "number", "parse_mqtt_url", "positive_number",
-           "specs", "with_ms_accessors"]
+__all__ = ["LEFT_OUT", "NO_EXAMPLE", "Duration", "MqttUrl", "SettingSpec", "TextList",
+           "boolean", "check_type", "doc", "durations", "number", "parse_mqtt_url",
+           "positive_number", "specs", "with_ms_accessors"]
 
 T = TypeVar("T")
 _META = "wattline.setting"
@@ -66,6 +66,15 @@ class Duration(str):
         self = super().__new__(cls, text)
         self.ms = ms
         return self
+
+
+class TextList(str):
+    """Comma-separated items (``"06:00,14:00,22:00"``); a config file may also give them as
+    a list of strings (``["06:00", "14:00", "22:00"]``)."""
+
+    @property
+    def items(self) -> list[str]:
+        return [x.strip() for x in self.split(",") if x.strip()]
 
 
 def durations(*texts: str) -> tuple[Duration, ...]:
@@ -207,6 +216,13 @@ class SettingSpec:
             return Duration(value, key)
         if self.kind is tuple:
             return _windows(key, value)
+        if self.kind is TextList:
+            if isinstance(value, (list, tuple)):
+                for x in value:
+                    check_type(key, x, str)
+                value = ",".join(value)
+            check_type(key, value, str)
+            return TextList(value)
         if self.kind is int:
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 value = int(value)

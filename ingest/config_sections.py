@@ -27,6 +27,7 @@ from wattline.ingest.config_payloads import parse_payloads
 from wattline.ingest.config_schema import (
     LEFT_OUT,
     Duration,
+    TextList,
     doc,
     durations,
     parse_mqtt_url,
@@ -258,9 +259,9 @@ class SemanticsSettings(Section):
     plant_timezone: str = field(default="UTC", metadata=doc(
         "IANA time zone of the plant's calendar, in which shifts, days and months start "
         "(Europe/Berlin, Asia/Shanghai, ...); clock changes are honoured."))
-    shifts: str = field(default="00:00,08:00,16:00", metadata=doc(
-        "Comma-separated local start times (HH:MM) of the plant's shifts; each shift "
-        "lasts until the next one starts."))
+    shifts: TextList = field(default=TextList("00:00,08:00,16:00"), metadata=doc(
+        "Comma-separated local start times (HH:MM) of the plant's shifts (in the config "
+        "file also a list); each shift lasts until the next one starts."))
     period_grace: Duration = field(default=Duration("2h"), metadata=doc(
         "How long after a shift, day or month ends (in the line's event time, or wall "
         "clock for a silent line) it still takes late readings before its final totals "
@@ -268,7 +269,7 @@ class SemanticsSettings(Section):
 
     @property
     def shift_starts(self) -> list[str]:
-        return [s.strip() for s in self.shifts.split(",") if s.strip()]
+        return TextList(self.shifts).items
 
     def check(self) -> None:
         try:

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
+from wattline.contract.errors import ConfigError
 from wattline.ingest.config import settings_from_mapping
 from wattline.ingest.pipeline import Message, Pipeline
 from wattline.ingest.sinks.line_protocol import encode_periods
@@ -98,3 +100,22 @@ def test_a_restart_from_a_checkpoint_neither_loses_nor_repeats_the_final_day(
     after.process(_messages("s", 6 * 20 + 1, 6 * 27))
     assert not _final_days(first)
     assert _final_days(second) == _final_days(straight)
+
+
+def test_shifts_may_be_a_list_in_the_config_file_or_comma_separated_text() -> None:
+    listed = settings_from_mapping({"shifts": ["22:00", "06:00", "14:00"]})
+    text = settings_from_mapping({"shifts": "22:00, 06:00,14:00"})
+    assert listed.shift_starts == text.shift_starts == ["22:00", "06:00", "14:00"]
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("plant_timezone", "Europe/Berlinn", "plant_timezone: unknown time zone 'Europe/Berlinn'"),
+    ("shifts", ["6:00"], "shifts: shift start '6:00' is not a time of day HH:MM"),
+    ("shifts", "08:00,08:00", "shifts: shifts lists a start time twice"),
+    ("period_grace", "-1h", "period_grace"),
+])
+def test_a_wrong_calendar_setting_is_a_one_line_error_naming_the_key(
+        key: str, value: object, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({key: value})
+    assert says in str(caught.value) and "\n" not in str(caught.value)
