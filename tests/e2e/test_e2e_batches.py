@@ -76,6 +76,9 @@ def test_every_tap_of_a_batch_line_is_written_as_one_heat(
         assert sorted(points) == sorted(want), field
         for t, value in want.items():
             assert points[t] == [pytest.approx(value, rel=1e-9)] * len(points[t]), (field, t)
-    kwh = victoria.samples(f'energy_intensity_electricity_kwh{{{labels},window="1m"}}')
+    selector = f'energy_intensity_electricity_kwh{{{labels},window="1m"}}'
+    wait_until(lambda: start_ms + 30 * STEP_MS in victoria.samples(selector), timeout_s=60,
+               what="the intensity point of the 30th step")  # written apart from batches
+    kwh = victoria.samples(selector)
     assert kwh[start_ms + 30 * STEP_MS] == [pytest.approx(6 * KWH_PER_STEP, rel=1e-9)]
     assert daemon.metric_sum("wattline_readings_dropped_total") == 0

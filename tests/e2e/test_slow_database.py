@@ -143,7 +143,6 @@ def test_intake_keeps_its_rate_while_the_database_is_slow_or_hangs_and_loses_not
             wait_until(lambda: not daemon.metric("wattline_spool_segments"), timeout_s=60,
                        interval_s=0.5, what="the spool emptied before a healthy round")
             healthy.append(_intake_rate(daemon, client, blocks[2 * round_]))
-            assert daemon.metric("wattline_spool_segments") == 0
             proxy.set_mode(fault)
             faulty.append(_intake_rate(daemon, client, blocks[2 * round_ + 1]))
             assert (daemon.metric("wattline_spool_segments") or 0) > 0, \
