@@ -132,15 +132,16 @@ def run_kernel(case: Case, batches: list[Readings] | None = None,
     return parts, state.drops.copy()
 
 
-def run_reference(case: Case) -> tuple[list[list[ReferencePeriod]], list[dict[str, int]]]:
+def run_reference(case: Case, batches: list[Readings] | None = None, same_clock: bool = False
+                  ) -> tuple[list[list[ReferencePeriod]], list[dict[str, int]]]:
     s = case.stream
     state = ReferencePeriodState()
     rows, drops = [], []
-    for k, b in enumerate(s.batches):
+    for k, b in enumerate(s.batches if batches is None else batches):
         r, d = reference_advance_periods(
             state, case.config.grace_ms, case.config.allowed_lateness_ms,
             case.config.provisional_every_ms, s.meters, b, case.boundaries,
-            max_pending=s.max_pending, now_ms=s.now_of(k),
+            max_pending=s.max_pending, now_ms=s.now_of(0 if same_clock else k),
             min_production_t=case.config.min_production_t)
         rows.append(r)
         drops.append(d)
