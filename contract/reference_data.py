@@ -31,6 +31,7 @@ class NationalLevel:
     baseline: float | None
     source: str
     status: str
+    gb_grades: tuple[float, ...] | None = None  # grade 1, 2, 3 limits (GB standard)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def load_reference() -> ReferenceData:
             baseline=lv.get("baseline"),
             source=lv["source"],
             status=lv["status"],
+            gb_grades=tuple(float(g) for g in lv["gb_grades"]) if lv.get("gb_grades") else None,
         )
         for lv in raw["levels"]
     }

@@ -18,8 +18,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from wattline.contract.reference_data import load_reference
 from wattline.ingest.calendar import Calendar
 from wattline.ingest.config import Settings
+from wattline.ingest.grading import PeriodGrading
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.kernels import MeterTable, Readings
 from wattline.kernels.periods import (
@@ -50,6 +52,8 @@ PERIOD_SCHEMA = pa.schema([
     pa.field("kwh_per_t", pa.float64()),
     pa.field("final", pa.bool_(), nullable=False),
     pa.field("late_readings", pa.int64(), nullable=False),
+    pa.field("grade", pa.int64()),  # day and month of a line with a product (grading.py)
+    pa.field("gap_to_benchmark", pa.float64()),
 ])
 """Schema of a periods batch (the ``energy_period`` measurement of docs/formats.md)."""
 
@@ -58,14 +62,15 @@ IDLE_EVERY_S = 1.0
 
 
 def period_table(periods: Periods, line_sites: Sequence[str],
-                 line_names: Sequence[str]) -> pa.Table:
-    """Kernel rows as a periods batch; ratios null where the period is idle."""
+                 line_names: Sequence[str], grading: PeriodGrading | None = None) -> pa.Table:
+    """Kernel rows as a periods batch; ratios null where the period is idle, grades where
+    ``grading`` gives them (none without)."""
     if not len(periods):
         return PERIOD_SCHEMA.empty_table()
     idx = pa.array(periods.line)
     kinds = pa.array(list(PERIOD_KINDS), pa.string())
     kgce_t, kwh_t = periods.kgce_per_t, periods.kwh_per_t
-    return pa.Table.from_arrays([
+    table = pa.Table.from_arrays([
         pa.array(list(line_sites), pa.string()).take(idx),
         pa.array(list(line_names), pa.string()).take(idx),
         kinds.take(pa.array(periods.kind.astype(np.int32))),
@@ -77,7 +82,16 @@ def period_table(periods: Periods, line_sites: Sequence[str],
         pa.array(kwh_t, mask=np.isnan(kwh_t)),
         pa.array(periods.final),
         pa.array(periods.late_readings),
+        pa.nulls(len(periods), pa.int64()),
+        pa.nulls(len(periods), pa.float64()),
     ], schema=PERIOD_SCHEMA)
+    if grading is None:
+        return table
+    grade, gap = grading.columns(table)
+    return (table.set_column(table.schema.get_field_index("grade"), PERIOD_SCHEMA.field("grade"),
+                             grade)
+            .set_column(table.schema.get_field_index("gap_to_benchmark"),
+                        PERIOD_SCHEMA.field("gap_to_benchmark"), gap))
 
 
 class PeriodStage:
@@ -90,6 +104,9 @@ class PeriodStage:
                                    allowed_lateness_ms=settings.allowed_lateness_ms,
                                    min_production_t=settings.min_production_t)
         self.wall_clock = settings.watermark_wall_clock
+        self.grading = PeriodGrading({name: own.product for name, own
+                                      in settings.alerts.lines.items() if own.product},
+                                     load_reference())
         self.metrics = metrics
         self._clock = clock
         self._last_idle = 0.0
@@ -116,7 +133,7 @@ class PeriodStage:
         finals = int(periods.final.sum())
         if finals:
             log.info("%d final period(s) closed", finals)
-        return period_table(periods, line_sites, line_names)
+        return period_table(periods, line_sites, line_names, self.grading)
 
     def idle(self, table: MeterTable, line_sites: Sequence[str],
              line_names: Sequence[str]) -> pa.Table:

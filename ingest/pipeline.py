@@ -235,6 +235,7 @@ class Pipeline:
         received_ms = int(max((m.received_s for m in batch), default=self._clock()) * 1000)
         ticks, heard = self._run_kernels(readings, received_ms)
         sites, names = self.registry.line_sites, self.registry.line_names
+        self.batch_lines.note_labels(self.decoder.labels, self.registry.table().line)
         if ticks is None:
             table = INTENSITY_SCHEMA.empty_table()
             alerts = ALERT_SCHEMA.empty_table()

@@ -90,6 +90,9 @@ class BatchDecoder:
         self._meter_of_topic: dict[str, int] = {}
         """Reading topics already registered, and their meter numbers (or ``REFUSED``)."""
         self._message_no = 0
+        self.labels: list[tuple[int, int, str]] = []
+        """The last batch's batch ids: ``(meter, ts_ms, id)`` of each kept reading that
+        carried a ``batch`` value (docs/formats.md, batches)."""
 
     def reject(self, reason: str, topic: str, detail: str) -> None:
         """Count a message dropped whole, and log it once a minute per topic and reason."""
@@ -179,6 +182,11 @@ class BatchDecoder:
                 continue
             slow[k] = decoded
             kept[k] = len(decoded)
+            if decoded.bad_labels and self._log_once("batch_id", names[k]):
+                log.warning("%d reading(s) on %r carry a 'batch' value that is no batch id (a "
+                            "name of 1-64 characters or an integer); their batches take the "
+                            "default id {line}-{close ms}", decoded.bad_labels,
+                            names[k][:200])
             n_received += len(decoded)
             for reason, count in decoded.dropped.items():
                 n_received += count
@@ -194,6 +202,8 @@ class BatchDecoder:
                     if len(meter_of_topic) >= MAX_CACHED_TOPICS:
                         meter_of_topic.clear()
                     meter_of_topic[names[k]] = meters[k]
+        self.labels = [(meters[k], ts, label) for k, decoded in slow.items()
+                       if meters[k] >= 0 for ts, label in decoded.labels]
         meter_arr = np.array(meters, dtype=np.int32)
         refused = (meter_arr == REFUSED) & (kept > 0)
         if refused.any():

@@ -36,7 +36,12 @@ Decisions the contract leaves open:
   is ``payload_shape``; inside a batch a missing key drops only that reading.
 - A batch element that is not an object, or an object with only one of ``ts``/``v``
   as a list, is ``payload_shape``. A columnar ``q`` must be a list too.
-- Keys other than ``ts``, ``v`` and ``q`` in a reading are ignored.
+- Keys other than ``ts``, ``v``, ``q`` and ``batch`` in a reading are ignored.
+- ``batch``: a production reading's batch id (a heat's number, a run's name), kept for
+  the batch it closes (``DecodedReadings.labels``). A string that is a valid name (1-64
+  characters, no control characters, no surrounding white space) or an integer; any
+  other value keeps the reading but not the id (``DecodedReadings.bad_labels``, so the
+  batch takes its default id). Only the single and the list-of-objects forms carry it.
 
 Speed: the single form with an integer ``ts`` and numeric ``v``, and columnar
 batches of integer ``ts`` and numeric ``v``, skip per-reading Python (type checks run
@@ -56,6 +61,7 @@ from itertools import repeat
 import numpy as np
 
 from wattline.contract.errors import PayloadError
+from wattline.contract.topics import valid_name
 from wattline.ingest.decode.json_doc import json_type, parse_json
 from wattline.ingest.decode.meta import MeterMeta, decode_meta
 
@@ -64,6 +70,7 @@ __all__ = [
     "VALUE_LIMIT",
     "DecodedReadings",
     "MeterMeta",
+    "batch_label",
     "decode_meta",
     "decode_readings",
     "judge_reading",
@@ -99,6 +106,10 @@ class DecodedReadings:
     ts_ms: np.ndarray  # int64, epoch milliseconds
     value: np.ndarray  # float64, finite
     dropped: dict[str, int] = field(default_factory=dict)
+    labels: tuple[tuple[int, str], ...] = ()
+    """``(ts_ms, batch id)`` of the kept readings that carried a usable ``batch`` value."""
+    bad_labels: int = 0
+    """Kept readings whose ``batch`` value was no usable id (the reading still counts)."""
 
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
@@ -171,10 +182,11 @@ def decode_readings(
             and (type(v) is float or type(v) is int)
             and -VALUE_LIMIT < v < VALUE_LIMIT
             and "q" not in doc
+            and "batch" not in doc
             and lo <= ts <= hi
         ):
             return DecodedReadings(np.array([ts], dtype=np.int64), np.array([v], dtype=np.float64))
-        return _collect(((ts, v, doc.get("q", _ABSENT)),), lo, hi)
+        return _collect(((ts, v, doc.get("q", _ABSENT), doc.get("batch", _ABSENT)),), lo, hi)
     if kind is list:
         if not set(map(type, doc)) <= {dict}:
             raise PayloadError("payload_shape", "a batch is a list of {\"ts\", \"v\"} objects")
@@ -210,23 +222,28 @@ def _columnar(
                     ts_ms[in_range], value[in_range], {"ts_out_of_range": n - kept}
                 )
     if q is None:
-        return _collect(zip(ts, v, repeat(_ABSENT)), lo, hi)
-    return _collect(zip(ts, v, q, strict=True), lo, hi)
+        return _collect(zip(ts, v, repeat(_ABSENT), repeat(_ABSENT)), lo, hi)
+    return _collect(((t, x, y, _ABSENT) for t, x, y in zip(ts, v, q, strict=True)), lo, hi)
 
 
-def _batch_fields(items: list[dict[str, object]]) -> Iterator[tuple[object, object, object]]:
+def _batch_fields(
+    items: list[dict[str, object]],
+) -> Iterator[tuple[object, object, object, object]]:
     for item in items:
-        yield item.get("ts", _ABSENT), item.get("v", _ABSENT), item.get("q", _ABSENT)
+        yield (item.get("ts", _ABSENT), item.get("v", _ABSENT), item.get("q", _ABSENT),
+               item.get("batch", _ABSENT))
 
 
 def _collect(
-    readings: Iterable[tuple[object, object, object]], lo: int, hi: int
+    readings: Iterable[tuple[object, object, object, object]], lo: int, hi: int
 ) -> DecodedReadings:
     """The per-reading path: keep what passes, count the rest by reason."""
     ts_out: list[int] = []
     v_out: list[float] = []
     dropped: dict[str, int] = {}
-    for ts, v, q in readings:
+    labels: list[tuple[int, str]] = []
+    bad_labels = 0
+    for ts, v, q, batch in readings:
         if (
             q is _ABSENT
             and type(ts) is int
@@ -234,19 +251,37 @@ def _collect(
             and -VALUE_LIMIT < v < VALUE_LIMIT
             and lo <= ts <= hi
         ):
-            ts_out.append(ts)
-            v_out.append(v)
-            continue
-        judged = _judge(ts, v, q, lo, hi)
-        if isinstance(judged, str):
-            dropped[judged] = dropped.get(judged, 0) + 1
+            ms, value = ts, v
         else:
+            judged = _judge(ts, v, q, lo, hi)
+            if isinstance(judged, str):
+                dropped[judged] = dropped.get(judged, 0) + 1
+                continue
             ms, value = judged
-            ts_out.append(ms)
-            v_out.append(value)
+        ts_out.append(ms)
+        v_out.append(value)
+        if batch is not _ABSENT:
+            label = batch_label(batch)
+            if label is None:
+                bad_labels += 1
+            else:
+                labels.append((ms, label))
     return DecodedReadings(
-        np.array(ts_out, dtype=np.int64), np.array(v_out, dtype=np.float64), dropped
+        np.array(ts_out, dtype=np.int64), np.array(v_out, dtype=np.float64), dropped,
+        tuple(labels), bad_labels,
     )
+
+
+def batch_label(value: object) -> str | None:
+    """A reading's ``batch`` value as a batch id, or ``None`` if it cannot be one: a valid
+    name (1-64 characters, no control characters or surrounding white space) or an
+    integer (``2291`` is ``"2291"``; a bool is not an integer here)."""
+    if type(value) is int:
+        text = str(value)
+        return text if len(text) <= 64 else None
+    if type(value) is str and valid_name(value):
+        return value
+    return None
 
 
 def _judge(ts: object, v: object, q: object, lo: int, hi: int) -> tuple[int, float] | str:

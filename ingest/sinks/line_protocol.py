@@ -153,13 +153,18 @@ PERIOD_TAGS = ("site", "line", "period")
 def encode_periods(table: pa.Table, *, v1: bool = False) -> bytes:
     """Period rows (``wattline.ingest.periods_stage.PERIOD_SCHEMA``) as ``energy_period``
     points at each period's start: the sums and ratios as floats (ratios left out when
-    idle), ``final`` and ``late_readings`` as integers. Few rows: built row by row."""
+    idle), ``final``, ``late_readings`` and ``grade`` as integers, ``gap_to_benchmark`` a
+    float (both left out where the row has none). Few rows: built row by row."""
     lines = []
     for row in table.to_pylist():
         tags = ",".join(f"{tag}={escape_tag_value(row[tag], v1=v1)}" for tag in PERIOD_TAGS)
         fields = [f"{name}={format_float(row[name])}" for name in FIELDS
                   if row[name] is not None]
         fields += [f"final={int(row['final'])}i", f"late_readings={int(row['late_readings'])}i"]
+        if row.get("grade") is not None:
+            fields.append(f"grade={int(row['grade'])}i")
+        if row.get("gap_to_benchmark") is not None:
+            fields.append(f"gap_to_benchmark={format_float(row['gap_to_benchmark'])}")
         lines.append(f"{PERIOD_MEASUREMENT},{tags} {','.join(fields)} {int(row['time_ms'])}\n")
     return "".join(lines).encode()
 

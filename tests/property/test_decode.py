@@ -84,6 +84,26 @@ def test_extra_keys_in_a_reading_are_ignored() -> None:
     assert kept(decode({"ts": NOW, "v": 1.0, "unit": "kWh"})) == [(NOW, 1.0)]
 
 
+def test_a_batch_value_is_kept_as_the_readings_batch_id() -> None:
+    assert decode({"ts": NOW, "v": 80.0, "batch": "H2291"}).labels == ((NOW, "H2291"),)
+    listed = decode([{"ts": NOW, "v": 1.0}, {"ts": NOW + 1, "v": 2.0, "batch": 2291},
+                     {"ts": NOW + 2, "v": 3.0, "batch": "Öfen-3 H7"}])
+    assert listed.labels == ((NOW + 1, "2291"), (NOW + 2, "Öfen-3 H7"))
+    assert kept(listed) == [(NOW, 1.0), (NOW + 1, 2.0), (NOW + 2, 3.0)]
+
+
+@pytest.mark.parametrize("bad", [True, None, 1.5, "", " H1", "H1\t", "x" * 65, ["H1"], {}])
+def test_a_batch_value_that_is_no_id_keeps_the_reading_without_one(bad: Any) -> None:
+    decoded = decode({"ts": NOW, "v": 80.0, "batch": bad})
+    assert kept(decoded) == [(NOW, 80.0)]
+    assert decoded.labels == () and decoded.bad_labels == 1 and decoded.dropped == {}
+
+
+def test_a_dropped_reading_leaves_no_batch_id() -> None:
+    decoded = decode([{"ts": NOW, "v": "x", "batch": "H1"}, {"ts": NOW, "v": 1, "batch": "H2"}])
+    assert decoded.labels == ((NOW, "H2"),) and decoded.dropped == {"value_type": 1}
+
+
 @pytest.mark.parametrize("doc", [[], {"ts": [], "v": []}, {"ts": [], "v": [], "q": []}])
 def test_an_empty_batch_is_valid_and_has_no_readings(doc: Any) -> None:
     decoded = decode(doc)

@@ -40,15 +40,19 @@ class BatchSink:
         pass
 
 
-def _messages(steps: range) -> list[Message]:
+def _messages(steps: range, heat_ids: dict[int, object] | None = None) -> list[Message]:
+    """Ten-second steps of an EAF; ``heat_ids``: per step the ladle reading's ``batch``."""
     msgs = []
     for k in steps:
         ts = T0 + 10_000 * k
         tonnes = sum(t for step, t in TAPS.items() if step <= k)
         for kind, meter, value in (("energy", "incomer", 100.0 * k),
                                    ("production", "ladle", 10.0 + tonnes)):
-            msgs.append(Message(f"factory/s/eaf-1/{kind}/{meter}",
-                                json.dumps({"ts": ts, "v": value}).encode(), ts / 1000))
+            doc = {"ts": ts, "v": value}
+            if kind == "production" and heat_ids and k in heat_ids:
+                doc["batch"] = heat_ids[k]
+            msgs.append(Message(f"factory/s/eaf-1/{kind}/{meter}", json.dumps(doc).encode(),
+                                ts / 1000))
     return msgs
 
 
@@ -105,6 +109,42 @@ def test_an_open_batch_survives_a_restart_from_a_checkpoint(tmp_path: Path) -> N
     second = BatchSink()
     _pipeline(second, tmp_path / "state").process(_messages(range(31, 61)))
     assert _rows(first) + _rows(second) == EXPECTED
+
+
+def test_a_batch_takes_the_id_its_closing_reading_carries() -> None:
+    sink = BatchSink()
+    _pipeline(sink).process(_messages(range(61), {20: "H2291", 45: 2292}))
+    assert [r["batch"] for r in _rows(sink)] == ["H2291", "2292"]
+    assert [{**r, "batch": None} for r in _rows(sink)] == [{**e, "batch": None}
+                                                          for e in EXPECTED]
+
+
+def test_an_id_on_a_reading_that_closes_no_batch_names_no_later_batch() -> None:
+    sink = BatchSink()
+    _pipeline(sink).process(_messages(range(61), {19: "early", 30: "between", 45: "H2"}))
+    assert [r["batch"] for r in _rows(sink)] == [f"eaf-1-{T0 + 200_000}", "H2"]
+
+
+@pytest.mark.parametrize("bad", [True, "", " H1", "x" * 65, "H\n1", 1.5, None, ["H1"]])
+def test_a_batch_value_that_is_no_id_keeps_the_reading_and_the_default_id(bad: object) -> None:
+    sink = BatchSink()
+    _pipeline(sink).process(_messages(range(61), {20: bad, 45: "H2"}))
+    assert _rows(sink)[0] == EXPECTED[0]
+    assert _rows(sink)[1]["batch"] == "H2"
+
+
+def test_an_id_waiting_for_its_close_survives_a_restart_from_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    first = BatchSink()
+    pipeline = _pipeline(first, tmp_path / "state")
+    ids = {20: "H1", 45: "Öfen-3 H2"}
+    pipeline.process(_messages(range(46), ids))  # the tap at 450 s is not out yet
+    assert [r["batch"] for r in _rows(first)] == ["H1"]
+    assert pipeline.checkpoint()
+    second = BatchSink()
+    _pipeline(second, tmp_path / "state").process(_messages(range(46, 61)))
+    assert [r["batch"] for r in _rows(second)] == ["Öfen-3 H2"]
 
 
 def test_batch_and_idle_kw_are_checked_and_name_the_line() -> None:

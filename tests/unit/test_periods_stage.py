@@ -48,8 +48,8 @@ def _messages(site: str, first: int, last: int) -> list[Message]:
     return msgs
 
 
-def _pipeline(sink: PeriodSink, state_dir: Path | None = None) -> Pipeline:
-    settings = {"max_past": "100000d", "plant_timezone": "Europe/Berlin"}
+def _pipeline(sink: PeriodSink, state_dir: Path | None = None, **more: object) -> Pipeline:
+    settings = {"max_past": "100000d", "plant_timezone": "Europe/Berlin", **more}
     if state_dir is not None:
         settings["state_dir"] = str(state_dir)
     return Pipeline(settings_from_mapping(settings), [sink], clock=lambda: T0 / 1000 + 86400 * 3)
@@ -77,6 +77,28 @@ def test_period_rows_are_energy_period_points_at_the_periods_start() -> None:
         f"energy_period,site=s,line=eaf-1,period=day energy_kgce={8640 * 0.1229!r},"
         f"electricity_kwh=8640.0,production_t=144.0,kgce_per_t={8640 * 0.1229 / 144!r},"
         f"kwh_per_t=60.0,final=1i,late_readings=0i {T0}\n")
+
+
+def test_a_day_of_a_line_with_a_product_carries_its_grade_and_gap_to_benchmark() -> None:
+    sink = PeriodSink()
+    _pipeline(sink, lines={"s/eaf-1": {"product": "eaf_steel"}}).process(
+        _messages("s", -1, 6 * 27))
+    (day,) = _final_days(sink)
+    kgce_per_t = 60 * 0.1229  # far below the 61 kgce/t of grade 1
+    assert (day["grade"], day["gap_to_benchmark"]) == (1, pytest.approx(kgce_per_t - 61))
+    table = pa.Table.from_pylist([day], schema=sink.periods[0].schema)
+    assert encode_periods(table).decode().endswith(
+        f"late_readings=0i,grade=1i,gap_to_benchmark={kgce_per_t - 61!r} {T0}\n")
+    rows = pa.concat_tables(sink.periods).to_pylist()
+    assert {r["grade"] for r in rows if r["period"] == "shift"} == {None}
+    assert {r["grade"] for r in rows if r["period"] == "month"} == {1}
+
+
+def test_a_line_without_a_product_has_no_grade() -> None:
+    sink = PeriodSink()
+    _pipeline(sink).process(_messages("s", -1, 6 * 27))
+    (day,) = _final_days(sink)
+    assert day["grade"] is None and day["gap_to_benchmark"] is None
 
 
 def test_an_idle_period_leaves_its_ratios_out_of_the_point() -> None:
