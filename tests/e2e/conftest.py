@@ -3,6 +3,8 @@
 - ``make_stack``: a broker, a VictoriaMetrics and a daemon between them;
 - ``connected_daemon``: a daemon that has connected to its broker;
 - ``make_publisher``: gateway stand-ins (tests/e2e/gateway.py), closed after the test;
+- ``answering_server``: an HTTP server answering every write with one status and
+  headers (``indirect`` parametrization), for a writer's error mapping;
 - ``make_certificates`` / ``certificates`` and ``tls_mosquitto``: a broker with a TLS
   listener; ``password_mosquitto``: a broker that wants a username and password.
 
@@ -11,12 +13,14 @@ Every component they start is owned by the test and stopped after it.
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -153,3 +157,35 @@ def password_mosquitto(
         return make_mosquitto(allow_anonymous=False, extra_config=[f"password_file {passwords}"])
 
     return make
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    status = 500
+    headers_out: ClassVar[dict[str, str]] = {}
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(self.status)
+        for key, value in self.headers_out.items():
+            self.send_header(key, value)
+        body = b'{"code":"x","message":"server says no"}'
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def answering_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A server answering every write with the status and headers of ``request.param``."""
+    status, headers = request.param
+    handler = type("Handler", (_Answer,), {"status": status, "headers_out": headers})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import http.server
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import pyarrow as pa
 import pytest
@@ -166,38 +163,6 @@ def test_a_real_server_refusing_the_token_is_not_retried(
     sink.close()
     assert not err.value.retryable
     assert "HTTP 401" in str(err.value) and "token" in str(err.value)
-
-
-class _Answer(http.server.BaseHTTPRequestHandler):
-    status = 500
-    headers_out: ClassVar[dict[str, str]] = {}
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(self.status)
-        for key, value in self.headers_out.items():
-            self.send_header(key, value)
-        body = b'{"code":"x","message":"server says no"}'
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture()
-def answering_server(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A server answering every write with the status and headers of ``request.param``."""
-    status, headers = request.param
-    handler = type("Handler", (_Answer,), {"status": status, "headers_out": headers})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.parametrize("answering_server", [(503, {}), (500, {}), (408, {}),

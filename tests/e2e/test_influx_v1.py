@@ -35,7 +35,6 @@ from tests.e2e.eaf_stream import (
 from tests.e2e.gateway import publish_all, wait_until_subscribed
 from tests.e2e.real_names import LINE as PLANT_LINE
 from tests.e2e.real_names import SITE as PLANT_SITE
-from tests.e2e.test_influx_sink import answering_server  # noqa: F401 - a fixture
 from tests.processes import InfluxDB1, Mosquitto, Wattline, free_port, wait_until
 from wattline.contract.schemas import ALERT_SCHEMA, INTENSITY_SCHEMA
 from wattline.ingest.sinks.base import SinkError
@@ -323,7 +322,7 @@ def test_a_missing_retention_policy_is_retried_and_named(
 @pytest.mark.parametrize("answering_server", [(503, {}), (500, {}), (408, {}),
                                               (429, {"Retry-After": "7"})], indirect=True)
 def test_overload_and_server_errors_are_retryable_with_retry_after(
-    answering_server: str,  # noqa: F811 - the fixture imported above
+    answering_server: str,
 ) -> None:
     sink = InfluxV1Sink(answering_server, DB)
     with pytest.raises(SinkError) as err:
