@@ -11,7 +11,10 @@ unless told not to), so a batch is either written or raises ``SinkError`` saying
 - any other 4xx: not retryable (the server refuses this data, a token or a bucket),
   with the server's own message and a hint at the setting to check;
 - a batch line protocol cannot carry (a tag with a line break, a non-finite value):
-  not retryable, without a request.
+  not retryable, without a request;
+- rows with a tag value ending in a backslash, which InfluxDB cannot read back
+  (``line_protocol.unwritable_rows``): the others are written, then a ``SinkError``
+  names these alone (``rejected``), so the spool's writer dead-letters only them.
 
 The client does no retries of its own: one policy, the pipeline's, decides.
 """
@@ -32,10 +35,15 @@ from influxdb_client.service.write_service import WriteService
 from wattline.ingest.redact import redact_url
 from wattline.ingest.sinks.base import SinkError
 from wattline.ingest.sinks.line_protocol import (
+    ALERT_TAGS,
+    BATCH_TAGS,
+    PERIOD_TAGS,
+    TAGS,
     encode_alerts,
     encode_batches,
     encode_intensity,
     encode_periods,
+    unwritable_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -123,24 +131,37 @@ class InfluxSink:
     def write(self, table: pa.Table) -> None:
         """Write one batch in one request, or raise ``SinkError``."""
         if table.num_rows:
-            self._post(table, encode_intensity)
+            self._post(table, encode_intensity, TAGS)
 
     def write_alerts(self, table: pa.Table) -> None:
         """Write alert starts and ends (``ALERT_SCHEMA``) as ``energy_alert`` points."""
         if table.num_rows:
-            self._post(table, encode_alerts)
+            self._post(table, encode_alerts, ALERT_TAGS)
 
     def write_batches(self, table: pa.Table) -> None:
         """Write closed batches (``BATCH_SCHEMA``) as ``energy_batch`` points."""
         if table.num_rows:
-            self._post(table, encode_batches)
+            self._post(table, encode_batches, BATCH_TAGS)
 
     def write_periods(self, table: pa.Table) -> None:
         """Write period rows as ``energy_period`` points."""
         if table.num_rows:
-            self._post(table, encode_periods)
+            self._post(table, encode_periods, PERIOD_TAGS)
 
-    def _post(self, table: pa.Table, encode: Callable[[pa.Table], bytes]) -> None:
+    def _post(self, table: pa.Table, encode: Callable[[pa.Table], bytes],
+              tags: tuple[str, ...]) -> None:
+        rejected = unwritable_rows(table, tags)
+        if rejected:
+            kept = [i for i in range(table.num_rows) if i not in rejected]
+            if kept:
+                self._send(table.take(kept), encode)
+            first = rejected[min(rejected)]
+            raise SinkError(f"InfluxDB at {self.url} cannot take {len(rejected)} of "
+                            f"{table.num_rows} point(s): {first}", retryable=False,
+                            rejected=rejected)
+        self._send(table, encode)
+
+    def _send(self, table: pa.Table, encode: Callable[[pa.Table], bytes]) -> None:
         try:
             body = encode(table)
         except ValueError as exc:

@@ -1,7 +1,7 @@
 """``InfluxV1Sink``: results batches to InfluxDB 1.x over its own API (``/write``).
 
-The same points as ``InfluxSink`` (``line_protocol``, with InfluxDB 1.x's escaping:
-``v1=True``), one gzipped request per batch to
+The same points as ``InfluxSink`` (``line_protocol``, escaped as InfluxDB's parser
+reads them), one gzipped request per batch to
 ``/write?db=DB&rp=RP&precision=ms``, with the user and password (when given) as HTTP
 basic authentication, never in the URL. Answers map to ``SinkError`` as for the v2
 writer: connection failures, timeouts, 408, 429 and 5xx are retryable (with the
@@ -46,7 +46,7 @@ from wattline.ingest.sinks.line_protocol import (
     encode_batches,
     encode_intensity,
     encode_periods,
-    v1_unwritable,
+    unwritable_rows,
 )
 
 __all__ = ["InfluxV1Sink"]
@@ -65,7 +65,6 @@ _HINTS = {
 }
 _DROPPED = re.compile(r"dropped=(\d+)")
 _CONFLICT = re.compile(r'field type conflict: input field "([^"]+)"')
-_UNWRITABLE = "InfluxDB 1.x cannot read back a tag value ending in a backslash"
 
 Answer = tuple[int, str, str | None]  # status, the server's message, Retry-After
 
@@ -172,12 +171,10 @@ class InfluxV1Sink:
 
     def _post(self, table: pa.Table, encode: Callable[..., bytes],
               tags: tuple[str, ...]) -> None:
-        bad = v1_unwritable(table, tags)
-        unwritable = np.flatnonzero(bad)
-        rows = np.flatnonzero(~bad) if len(unwritable) else None
+        rejected = unwritable_rows(table, tags)
+        rows = np.array([i for i in range(table.num_rows) if i not in rejected],
+                        dtype=np.int64) if rejected else None
         sent = table if rows is None else table.take(rows)
-        rejected = {int(i): f"{_UNWRITABLE} ({_first_bad(table, int(i), tags)})"
-                    for i in unwritable}
         if sent.num_rows:
             for index, reason in self._send_batch(sent, encode).items():
                 rejected[index if rows is None else int(rows[index])] = reason
@@ -190,7 +187,7 @@ class InfluxV1Sink:
     def _send_batch(self, table: pa.Table, encode: Callable[..., bytes]) -> dict[int, str]:
         """Write ``table``; the rows a partial write refused, with why (empty: all written)."""
         try:
-            body = encode(table, v1=True)
+            body = encode(table)
         except ValueError as exc:
             raise SinkError(f"cannot write this batch as line protocol: {exc}; such a batch "
                             "should never reach a sink, please report it",
@@ -311,12 +308,6 @@ def _dropped(message: str) -> int:
 def _all_dropped(message: str, lines: int) -> bool:
     """Whether the answer says every line was dropped."""
     return _dropped(message) == lines
-
-
-def _first_bad(table: pa.Table, row: int, tags: tuple[str, ...]) -> str:
-    values = {tag: table.column(tag)[row].as_py() for tag in tags}
-    return ", ".join(f"{tag}={value!r}" for tag, value in values.items()
-                     if str(value).endswith("\\"))
 
 
 def _seconds(retry_after: str | None) -> float | None:

@@ -6,11 +6,16 @@
 One point per row of the batch, in the batch's order, each ending in a newline; the
 timestamp is the tick in epoch milliseconds, so the write must say ``precision=ms``.
 
-- Tag values have their commas, equals signs, spaces and backslashes escaped with a
-  backslash (``/api/v2/write`` servers). InfluxDB 1.x's own parser reads a backslash
-  as an escape only before a comma, an equals sign or a space and keeps ``\\\\``
-  as two characters, so for it (``v1=True``) backslashes are written as they are and
-  a value ending in one, which it cannot read back, is refused. A tag value with a
+- Tag values have their commas, equals signs and spaces escaped with a backslash, and
+  nothing else: InfluxDB's parser (1.x, proven against 1.6.7 in tests/e2e; 2.x and 3.x
+  follow the same line-protocol rules) reads a backslash as an escape only before a
+  comma, an equals sign or a space, and keeps any other backslash, ``\\\\`` too, as it
+  is. So backslashes are written as they are, and a value ending in one, which no
+  InfluxDB can read back (its backslash would escape the separator after it), is
+  refused (``unwritable_rows`` finds those rows, so that a writer refuses them alone).
+  VictoriaMetrics reads ``\\\\`` as one backslash: a name holding a backslash directly
+  before another, or before a comma, equals sign or space, reads back changed there
+  (docs/formats.md). A tag value with a
   line break (``\\n`` or ``\\r``) cannot be written in line protocol at all, and an
   empty one would be dropped by the server, so both are refused with ``ValueError``
   rather than changed: a tag is a series' identity, and a silently altered one would
@@ -47,14 +52,14 @@ REQUIRED_FIELDS = ("energy_kgce", "electricity_kwh", "production_t")
 OPTIONAL_FIELDS = ("kgce_per_t", "kwh_per_t")
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
-_TAG_SPECIAL = re.compile(r"([,= \\])")  # the same pattern serves Python re and Arrow's RE2
-_TAG_SPECIAL_V1 = re.compile(r"([,= ])")  # InfluxDB 1.x: backslashes stay as they are
+_TAG_SPECIAL = re.compile(r"([,= ])")  # the same pattern serves Python re and Arrow's RE2
+UNWRITABLE = "InfluxDB cannot read back a tag value ending in a backslash"
 
 
-def escape_tag_value(value: str, *, v1: bool = False) -> str:
+def escape_tag_value(value: str) -> str:
     """One tag value escaped for line protocol; ``ValueError`` for one it cannot carry."""
-    _check_tag_value(value, v1=v1)
-    return (_TAG_SPECIAL_V1 if v1 else _TAG_SPECIAL).sub(r"\\\1", value)
+    _check_tag_value(value)
+    return _TAG_SPECIAL.sub(r"\\\1", value)
 
 
 def format_float(value: float) -> str:
@@ -64,7 +69,7 @@ def format_float(value: float) -> str:
     return repr(float(value))
 
 
-def encode_intensity(table: pa.Table, *, v1: bool = False) -> bytes:
+def encode_intensity(table: pa.Table) -> bytes:
     """A results batch (``INTENSITY_SCHEMA`` columns) as one line-protocol body.
 
     Raises ``ValueError`` naming the column and value for a tag value with a line
@@ -74,7 +79,7 @@ def encode_intensity(table: pa.Table, *, v1: bool = False) -> bytes:
         return b""
     parts: list[pa.Array | str] = [MEASUREMENT]
     for tag in TAGS:
-        parts += [f",{tag}=", _escaped_tags(tag, table.column(tag), v1=v1)]
+        parts += [f",{tag}=", _escaped_tags(tag, table.column(tag))]
     for i, name in enumerate(FIELDS):
         parts.append(_field_texts(name, table.column(name), first=i == 0))
     parts += [" ", pc.cast(_non_null("time_ms", table.column("time_ms")), pa.string()), "\n"]
@@ -82,22 +87,29 @@ def encode_intensity(table: pa.Table, *, v1: bool = False) -> bytes:
     return _concatenated(points)
 
 
-def _check_tag_value(value: str, *, v1: bool = False) -> None:
+def _check_tag_value(value: str) -> None:
     if not value:
         raise ValueError("an empty tag value cannot be written in line protocol")
     if "\n" in value or "\r" in value:
         raise ValueError(f"a tag value with a line break cannot be written: {value!r}")
-    if v1 and value.endswith("\\"):
-        raise ValueError(f"InfluxDB 1.x cannot read a tag value ending in a backslash: {value!r}")
+    if value.endswith("\\"):
+        raise ValueError(f"{UNWRITABLE}: {value!r}")
 
 
-def v1_unwritable(table: pa.Table, tags: tuple[str, ...]) -> np.ndarray:
-    """Which rows have a tag value InfluxDB 1.x cannot read back (one ending in a backslash)."""
+def unwritable_rows(table: pa.Table, tags: tuple[str, ...]) -> dict[int, str]:
+    """The rows with a tag value InfluxDB cannot read back (one ending in a backslash),
+    each with why, so that a writer can send the others and refuse these alone."""
     bad = np.zeros(table.num_rows, dtype=bool)
     for tag in tags:
         ends = pc.match_substring_regex(table.column(tag).cast(pa.string()), r"\\$")
         bad |= np.asarray(ends.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
-    return bad
+    out = {}
+    for row in np.flatnonzero(bad).tolist():
+        values = {tag: table.column(tag)[row].as_py() for tag in tags}
+        named = ", ".join(f"{tag}={value!r}" for tag, value in values.items()
+                          if str(value).endswith("\\"))
+        out[int(row)] = f"{UNWRITABLE} ({named})"
+    return out
 
 
 def _non_null(name: str, column: pa.ChunkedArray) -> pa.Array:
@@ -108,18 +120,17 @@ def _non_null(name: str, column: pa.ChunkedArray) -> pa.Array:
     return array
 
 
-def _escaped_tags(tag: str, column: pa.ChunkedArray, *, v1: bool = False) -> pa.Array:
+def _escaped_tags(tag: str, column: pa.ChunkedArray) -> pa.Array:
     values = _non_null(tag, column).cast(pa.string())
     bad = pc.or_(pc.equal(pc.utf8_length(values), 0),
-                 pc.match_substring_regex(values, r"[\r\n]" + (r"|\\$" if v1 else "")))
+                 pc.match_substring_regex(values, r"[\r\n]|\\$"))
     if pc.any(bad).as_py():
         first = values.filter(bad)[0].as_py()
         try:
-            _check_tag_value(first, v1=v1)
+            _check_tag_value(first)
         except ValueError as exc:
             raise ValueError(f"tag {tag!r}: {exc}") from None
-    special = _TAG_SPECIAL_V1 if v1 else _TAG_SPECIAL
-    return pc.replace_substring_regex(values, special.pattern, r"\\\1")
+    return pc.replace_substring_regex(values, _TAG_SPECIAL.pattern, r"\\\1")
 
 
 def _field_texts(name: str, column: pa.ChunkedArray, *, first: bool) -> pa.Array:
@@ -150,14 +161,14 @@ PERIOD_MEASUREMENT = "energy_period"
 PERIOD_TAGS = ("site", "line", "period")
 
 
-def encode_periods(table: pa.Table, *, v1: bool = False) -> bytes:
+def encode_periods(table: pa.Table) -> bytes:
     """Period rows (``wattline.ingest.periods_stage.PERIOD_SCHEMA``) as ``energy_period``
     points at each period's start: the sums and ratios as floats (ratios left out when
     idle), ``final``, ``late_readings`` and ``grade`` as integers, ``gap_to_benchmark`` a
     float (both left out where the row has none). Few rows: built row by row."""
     lines = []
     for row in table.to_pylist():
-        tags = ",".join(f"{tag}={escape_tag_value(row[tag], v1=v1)}" for tag in PERIOD_TAGS)
+        tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in PERIOD_TAGS)
         fields = [f"{name}={format_float(row[name])}" for name in FIELDS
                   if row[name] is not None]
         fields += [f"final={int(row['final'])}i", f"late_readings={int(row['late_readings'])}i"]
@@ -181,14 +192,14 @@ def escape_string_field(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def encode_alerts(table: pa.Table, *, v1: bool = False) -> bytes:
+def encode_alerts(table: pa.Table) -> bytes:
     """Alert starts and ends (``wattline.contract.schemas.ALERT_SCHEMA``) as line protocol.
 
     Alerts are few (a start and an end per episode), so this goes row by row.
     """
     lines = []
     for row in table.to_pylist():
-        tags = ",".join(f"{tag}={escape_tag_value(row[tag], v1=v1)}" for tag in ALERT_TAGS)
+        tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in ALERT_TAGS)
         fields = [f"state={int(row['state'])}i"]
         for name in ("value", "threshold"):
             if row[name] is not None:
@@ -204,7 +215,7 @@ BATCH_FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", 
                 "duration_s")
 
 
-def encode_batches(table: pa.Table, *, v1: bool = False) -> bytes:
+def encode_batches(table: pa.Table) -> bytes:
     """Closed batches (``wattline.contract.schemas.BATCH_SCHEMA``) as ``energy_batch`` line
     protocol, stamped with each batch's close.
 
@@ -212,7 +223,7 @@ def encode_batches(table: pa.Table, *, v1: bool = False) -> bytes:
     """
     lines = []
     for row in table.to_pylist():
-        tags = ",".join(f"{tag}={escape_tag_value(row[tag], v1=v1)}" for tag in BATCH_TAGS)
+        tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in BATCH_TAGS)
         fields = [f"batch={escape_string_field(row['batch'])}"]
         fields += [f"{name}={format_float(row[name])}" for name in BATCH_FIELDS
                    if row[name] is not None]
