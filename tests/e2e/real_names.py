@@ -9,7 +9,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from tests.processes import Stack, wait_until
+from tests.processes import Wattline, wait_until
 
 TICK_MS = 10_000
 STEP_MS = 2_000
@@ -45,14 +45,14 @@ def publish(client: mqtt.Client, messages: list[tuple[str, bytes]], qos: int = 1
         assert info.is_published()
 
 
-def wait_subscribed(stack: Stack, client: mqtt.Client) -> None:
+def wait_subscribed(daemon: Wattline, client: mqtt.Client) -> None:
     """Publish a meta message until the daemon counts one: its subscription is in place."""
     meta = json.dumps({"carrier": "electricity", "unit": "kWh"}).encode()
     topic = f"factory/{SITE}/{LINE}/energy/{METER}/meta"
 
     def counted() -> bool:
         client.publish(topic, meta, qos=1).wait_for_publish(5)
-        return stack.daemon.metric_sum("wattline_messages_received_total") >= 1
+        return daemon.metric_sum("wattline_messages_received_total") >= 1
 
     wait_until(counted, timeout_s=30, interval_s=0.3, what="the daemon subscribed")
 

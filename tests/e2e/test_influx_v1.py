@@ -229,7 +229,7 @@ def test_names_from_gateway_topics_reach_influxdb1_exactly(
 ) -> None:
     stack = v1_stack(real_names.ARGS)
     client = make_publisher(stack.broker)
-    real_names.wait_subscribed(stack, client)  # type: ignore[arg-type]
+    real_names.wait_subscribed(stack.daemon, client)
     start = real_names.start_ms()
     real_names.publish(client, real_names.json_readings(PLANT_SITE, PLANT_LINE, start))
     last = start + real_names.STEPS * real_names.STEP_MS // real_names.TICK_MS * \

@@ -145,7 +145,7 @@ def test_their_edge_node_and_device_reach_the_daemon_through_mosquitto(
     broker: Mosquitto = stack.broker
     client = connect_publisher(broker.port)
     try:
-        wait_subscribed(stack, client)
+        wait_subscribed(stack.daemon, client)
     finally:
         close_publisher(client)
     start = (int(time.time() * 1000) - 10 * 60_000) // TICK_MS * TICK_MS
