@@ -44,6 +44,7 @@ __all__ = [
     "TruthRow",
     "expected_intensity",
     "meter_deltas",
+    "meter_factors",
     "window_ms",
     "write_jsonl",
 ]
@@ -114,7 +115,7 @@ def meter_deltas(series: MeterSeries) -> list[tuple[int, float]]:
     return deltas
 
 
-def _factors(series: MeterSeries, carriers: dict[str, Carrier]) -> tuple[float, float, float]:
+def meter_factors(series: MeterSeries, carriers: dict[str, Carrier]) -> tuple[float, float, float]:
     """(kgce, kWh, t) per unit of the meter's deltas."""
     if series.kind == "production":
         if series.unit != "t":
@@ -164,7 +165,7 @@ def expected_intensity(
         events: list[tuple[int, float, float, float]] = []  # (ts, kgce, kWh, t)
         all_ts: list[int] = []
         for s in meters:
-            kgce_f, kwh_f, t_f = _factors(s, carriers)
+            kgce_f, kwh_f, t_f = meter_factors(s, carriers)
             all_ts.extend(ts for ts, _ in s.readings)
             events.extend((ts, d * kgce_f, d * kwh_f, d * t_f) for ts, d in meter_deltas(s))
         if not all_ts and ticks_ms is None:
