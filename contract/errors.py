@@ -33,6 +33,7 @@ TOPIC_ERROR_REASONS = (
     "topic_layout",  # wrong number of levels, or a fixed level (the prefix) does not match
     "topic_name",    # site, line or meter (or Sparkplug id) that is not a name (topics.valid_name)
     "topic_kind",    # kind other than energy or production
+    "name_taken",    # a name the config's [rename] table gives another site, line or meter
 )
 
 _PAYLOAD_HINTS = {
@@ -57,6 +58,8 @@ _TOPIC_HINTS = {
     "topic_name": "name sites, lines and meters with 1-64 characters, no control characters, "
                   "no white space at either end, not . or ..",
     "topic_kind": "use energy or production as the kind level",
+    "name_taken": "rename this site, line or meter too, or drop the [rename] entry that gives "
+                  "its name to another",
 }
 
 

@@ -32,8 +32,8 @@ commented out where it is unset by default. Check a config with
 Keys are the `wattline run` flags with underscores. A flag beats the environment
 variable WATTLINE_<FLAG>, which beats this file, which beats the default.
 The headings are the sections of `wattline run --help`; the keys themselves sit at
-the top level of the file (no [section] tables), except the [meters."..."],
-[[payloads]] and [lines."..."] tables at the end.
+the top level of the file (no [section] tables), except the [rename],
+[meters."..."], [[payloads]] and [lines."..."] tables at the end.
 This file is generated from the settings' own definitions:
   wattline check-config --example > deploy/wattline.example.toml"""
 
@@ -92,6 +92,12 @@ def _tables(spec: SettingSpec) -> Iterator[str]:
                 yield f"[{spec.name}.{key}]"
                 for k, v in sub.items():
                     yield f"{toml_value(k)} = {toml_value(v)}"
+        return
+    if all(isinstance(v, str) for v in spec.example.values()):  # one table of names
+        yield ""
+        yield f"[{spec.name}]"
+        for key, value in spec.example.items():
+            yield f"{toml_value(key)} = {toml_value(value)}"
         return
     for name, keys in spec.example.items():
         yield ""

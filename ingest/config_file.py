@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -9,7 +11,7 @@ from typing import Any
 
 from wattline.contract.errors import ConfigError
 
-__all__ = ["line_of", "line_of_array_key", "load_toml", "point_at_file"]
+__all__ = ["line_of", "line_of_array_key", "line_of_table_key", "load_toml", "point_at_file"]
 
 
 def load_toml(path: str) -> tuple[dict[str, Any], str]:
@@ -81,14 +83,43 @@ def line_of_array_key(text: str, table: str, number: int, key: str | None) -> in
     return header
 
 
+_TABLE_KEY = re.compile(r"""(\w+)\.('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?:\..+)?""")
+
+
+def line_of_table_key(text: str, table: str, name: str) -> int | None:
+    """The line of the entry ``name`` of the table ``table``: its own header
+    (``[lines."plant-a/eaf-1"]``) or its key inside ``[table]`` (``"Plant A" = ...``)."""
+    spellings = [json.dumps(name, ensure_ascii=False), f"'{name}'"]
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        spellings.append(name)
+    lines = text.splitlines()
+    keyed = "|".join(re.escape(k) for k in spellings)
+    header = re.compile(rf"^\s*\[\s*{re.escape(table)}\s*\.\s*(?:{keyed})\s*[\].]")
+    entry = re.compile(rf"^\s*(?:{keyed})\s*=")
+    inside = False
+    for n, line in enumerate(lines, start=1):
+        if header.match(line):
+            return n
+        m = _HEADER.match(line)
+        if m is not None:
+            inside = m.group(1).strip() == table
+        elif inside and entry.match(line):
+            return n
+    return None
+
+
 def point_at_file(err: ConfigError, path: str) -> None:
     """Make a validation error name ``path`` and the line its key is set on (a key of
     an array of tables, ``payloads[2].value``, in the 2nd ``[[payloads]]``)."""
     if err.line is None:
         text = Path(path).read_text(encoding="utf-8")
         m = _ARRAY_KEY.fullmatch(err.key)
+        keyed = _TABLE_KEY.fullmatch(err.key)
         if m is not None:
             err.line = line_of_array_key(text, m.group(1), int(m.group(2)), m.group(3))
+        elif keyed is not None:
+            err.line = (line_of_table_key(text, keyed.group(1), ast.literal_eval(keyed.group(2)))
+                        or line_of(text, keyed.group(1)))
         else:
             err.line = line_of(text, err.key.split(".")[0])
     err.path = path

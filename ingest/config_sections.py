@@ -34,7 +34,13 @@ from wattline.ingest.config_schema import (
     specs,
     with_ms_accessors,
 )
-from wattline.ingest.config_tables import LineSettings, MeterSettings, parse_lines, parse_meters
+from wattline.ingest.config_tables import (
+    LineSettings,
+    MeterSettings,
+    parse_lines,
+    parse_meters,
+    parse_renames,
+)
 from wattline.ingest.decode.mapping import PayloadMapping
 
 __all__ = ["AlertSettings", "DecodeSettings", "MqttSettings", "Section", "SemanticsSettings",
@@ -195,6 +201,16 @@ class DecodeSettings(Section):
         "Most meters the daemon keeps, over all lines: a new meter beyond it is refused "
         "like one beyond --max-lines.",
         positive=True))
+    rename: dict[str, str] = field(default_factory=dict, metadata=doc(
+        'Names wattline gives a gateway\'s sites, lines and meters, in a [rename] table: '
+        'each key a site, "site/line" or "site/line/kind/meter" as the gateway names it, '
+        'each value the new name of that site, line or meter, used everywhere after '
+        'decoding (store, InfluxDB, metrics, logs, alerts topic, and the keys of the '
+        '[meters] and [lines] tables). No two entries may give one name in one place, and '
+        'a gateway publishing under a name an entry gives another source is refused '
+        '(name_taken). Needs a restart to change.',
+        parse=parse_renames,
+        example={"Sparkplug B Devices": "plant-a", "Sparkplug B Devices/EAF 1": "eaf-1"}))
     meters: dict[str, MeterSettings] = field(default_factory=dict, metadata=doc(
         'Meters described like a retained meta message, in '
         '[meters."site/line/kind/meter"] tables; the file wins over meta. Keys: carrier '

@@ -1,9 +1,11 @@
-"""The config file's tables: ``[meters."site/line/kind/meter"]`` and ``[lines."site/line"]``.
+"""The config file's tables: ``[meters."site/line/kind/meter"]``, ``[lines."site/line"]``
+and ``[rename]``.
 
 A meter table describes a meter the way a retained ``meta`` message would (the file
 wins over ``meta``); a line table names the line's product, for its national levels,
 makes it a batch line (``batch``, ``idle_kw``) and overrides the daemon-wide alert
-tuning for that line.
+tuning for that line. The rename table gives a site, line or meter, as a gateway
+names it, the name wattline uses for it everywhere downstream (``parse_renames``).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from wattline.contract.errors import ConfigError
+from wattline.contract.topics import KINDS, valid_name
 from wattline.ingest.config_schema import positive_number
 from wattline.ingest.decode.meta import DIRECTIONS, METER_MODES, check_max_rate, check_rollover
 
-__all__ = ["LineSettings", "MeterSettings", "parse_lines", "parse_meters", "unknown_key"]
+__all__ = ["LineSettings", "MeterSettings", "parse_lines", "parse_meters", "parse_renames",
+           "unknown_key"]
 
 
 @dataclass(frozen=True)
@@ -141,4 +145,46 @@ def parse_meters(table: Any) -> dict[str, MeterSettings]:
             direction=direction,
             **numbers,
         )
+    return out
+
+
+_RENAME_FORMS = ('a site ("Plant A"), a line of a site ("Plant A/EAF 1") or a meter '
+                 '("Plant A/EAF 1/energy/Main")')
+
+
+def parse_renames(table: Any) -> dict[str, str]:
+    """``[rename]``: each key a site, ``site/line`` or ``site/line/kind/meter`` as the
+    gateway names it, each value the name wattline gives that site, line or meter.
+
+    Keys and values must be names (``valid_name``), and no two entries may give the
+    same name in the same place (two sites one name, two lines of one site one name,
+    two meters of one line and kind one name): which gateway's readings it held would
+    depend on which arrived first. Raises ``ConfigError`` naming the entry.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError("rename", 'expected a table of names, like [rename] "Plant A" = '
+                          '"plant-a"')
+    given: dict[tuple[tuple[str, ...], str], str] = {}  # (parent, new name) -> its key
+    out: dict[str, str] = {}
+    for key, new in table.items():
+        where = f"rename.{key!r}"
+        parts = key.split("/")
+        if len(parts) not in (1, 2, 4) or not all(valid_name(p) for p in parts):
+            raise ConfigError(where, f"a key is {_RENAME_FORMS}, each name 1-64 characters "
+                              "without control characters or white space at either end")
+        if len(parts) == 4 and parts[2] not in KINDS:
+            raise ConfigError(where, f"kind must be energy or production, got {parts[2]!r}")
+        if not isinstance(new, str):
+            raise ConfigError(where, f"expected the new name, a string, got {new!r}",
+                              suggestion="quote keys holding a dot or a slash")
+        if not valid_name(new):
+            raise ConfigError(where, f"{new!r} is not a name: use 1-64 characters without "
+                              "control characters, white space at either end, . or ..")
+        parent = tuple(parts[:-1])
+        other = given.get((parent, new))
+        if other is not None:
+            raise ConfigError(where, f"{other!r} is renamed to {new!r} too: two sources would "
+                              "write as one", suggestion="give each its own name")
+        given[(parent, new)] = key
+        out[key] = new
     return out

@@ -286,6 +286,8 @@ def check_config(file: str | None, example: bool) -> None:
         raise click.ClickException(str(err)) from None
     mapped = (f", payload mappings on {', '.join(m.topic for m in settings.payloads)}"
               if settings.payloads else "")
+    if settings.rename:
+        mapped += f", {len(settings.rename)} name(s) renamed"
     click.echo(f"{file}: OK ({len(settings.meters)} meter(s) described{mapped}, windows "
                f"{','.join(settings.windows)}, tick {settings.emit_every})")
 

@@ -24,6 +24,7 @@ import numpy as np
 from wattline.contract.errors import PayloadError, TopicError
 from wattline.contract.topics import MeterTopic, TopicTemplate, valid_name
 from wattline.ingest.config import Settings
+from wattline.ingest.decode.arrival import in_arrival_order
 from wattline.ingest.decode.mapping import MeterName as MappedName
 from wattline.ingest.decode.mapping import PayloadMapper, PayloadMapping
 from wattline.ingest.decode.payloads import (
@@ -38,6 +39,7 @@ from wattline.ingest.decode.registry import (
     MeterName,
     MeterRegistry,
 )
+from wattline.ingest.decode.rename import Renames
 from wattline.ingest.decode.scanner import SCANNED, PayloadScanner
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.sources.sparkplug import SparkplugDecoder, is_sparkplug
@@ -84,6 +86,8 @@ class BatchDecoder:
         self.sparkplug = SparkplugDecoder() if mqtt.sparkplug else None
         self.mapper = PayloadMapper(settings.decode.payloads) if settings.decode.payloads \
             else None
+        self.renames = Renames(settings.decode.rename)
+        """The ``[rename]`` table: built once, a reload does not change it."""
         self.publish_command: Callable[[str, bytes], None] | None = None
         """Publishes a Sparkplug command (a rebirth request); set by the collector."""
         self._scanner = PayloadScanner()
@@ -114,6 +118,7 @@ class BatchDecoder:
         meter_of_topic = self._meter_of_topic
         sparkplug = self.sparkplug
         mapper = self.mapper
+        renames = self.renames
         meters: list[int] = []  # per reading message: its meter; -1 until registered or
         # when refused
         payloads: list[bytes] = []
@@ -139,6 +144,13 @@ class BatchDecoder:
                 except TopicError as exc:
                     self.reject(exc.reason, name, str(exc))
                     continue
+                if renames:
+                    renamed = renames.meter(topic.site, topic.line, topic.kind, topic.meter)
+                    if renamed is None:
+                        self.reject("name_taken", name, renames.taken(
+                            topic.site, topic.line, topic.kind, topic.meter))
+                        continue
+                    topic = MeterTopic(*renamed, is_meta=topic.is_meta)
                 if topic.is_meta:
                     n_meta_msgs += 1
                     self._apply_meta(topic, msg)
@@ -222,7 +234,7 @@ class BatchDecoder:
             meter_col = meter_arr
             ts_col, value_col = scanned.ts_ms, scanned.value
         else:
-            meter_col, ts_col, value_col, counts = _in_arrival_order(
+            meter_col, ts_col, value_col, counts = in_arrival_order(
                 meters, scanned.status, kept, scanned.ts_ms, scanned.value, slow, sparkplug_at)
         numbers = np.arange(self._message_no + 1, self._message_no + 1 + counts.shape[0],
                             dtype=np.int64)
@@ -305,7 +317,14 @@ class BatchDecoder:
         """Register the meters of a message decoded whole and count its readings: the
         usable ones as (meter index, times, values); a refused meter's are dropped."""
         out = []
+        renames = self.renames
         for name, ts, value in parts:
+            if renames:
+                renamed = renames.meter(*name)
+                if renamed is None:
+                    self.reject("name_taken", topic, renames.taken(*name))
+                    continue
+                name = renamed
             idx = self.registry.meter_index(*name)
             if idx == REFUSED:
                 dropped["meter_limit"] = dropped.get("meter_limit", 0) + ts.shape[0]
@@ -343,52 +362,3 @@ class BatchDecoder:
                 "wattline_readings_dropped_total{reason=\"meter_limit\"} and logged once a "
                 "minute", "/".join(meter)[:300], held, limit, limit,
                 limit.replace("_", "-"), limit)
-
-
-def _in_arrival_order(
-    meters: list[int],
-    status: np.ndarray,
-    kept: np.ndarray,
-    ts_ms: np.ndarray,
-    value: np.ndarray,
-    slow: dict[int, DecodedReadings],
-    sparkplug_at: list[tuple[int, list[tuple[int, np.ndarray, np.ndarray]]]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The batch's messages as (meter, ts, value, readings per message) columns, in the
-    order they arrived: scanned payloads, payloads decoded one by one (``slow``, by
-    position), either left out when its meter was refused, and Sparkplug messages (each
-    meter's readings one message, placed before the JSON message at their position)."""
-    meter_out: list[int] = []
-    counts: list[int] = []
-    stamps: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    sparkplug_by_position: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-    for position, parts in sparkplug_at:
-        sparkplug_by_position.setdefault(position, []).extend(parts)
-    row = 0
-    for k in range(len(meters) + 1):
-        for idx, ts, v in sparkplug_by_position.get(k, ()):
-            meter_out.append(idx)
-            counts.append(ts.shape[0])
-            stamps.append(ts)
-            values.append(v)
-        if k == len(meters):
-            break
-        n = int(kept[k])
-        if status[k] == SCANNED:
-            ts, v = ts_ms[row:row + n], value[row:row + n]
-            row += n
-        elif k in slow:
-            ts, v = slow[k].ts_ms, slow[k].value
-        else:
-            continue
-        if n and meters[k] >= 0:  # a refused meter's readings go nowhere
-            meter_out.append(meters[k])
-            counts.append(n)
-            stamps.append(ts)
-            values.append(v)
-    if not counts:
-        empty = np.empty(0, dtype=np.int64)
-        return np.empty(0, dtype=np.int32), empty, np.empty(0, dtype=np.float64), empty
-    return (np.array(meter_out, dtype=np.int32), np.concatenate(stamps),
-            np.concatenate(values), np.array(counts, dtype=np.int64))

@@ -68,7 +68,7 @@ def test_every_setting_appears_in_the_example_once() -> None:
             assert f"# {spec.name}: not set here" in text, spec.name
     for spec in SCHEMA:
         if spec.is_table:
-            assert re.search(rf'^(\[{spec.name}\."|\[\[{spec.name}\]\]$)', text,
+            assert re.search(rf'^(\[{spec.name}\."|\[\[?{spec.name}\]\]?$)', text,
                              flags=re.MULTILINE), spec.name
 
 
