@@ -101,6 +101,27 @@ def test_a_line_without_a_product_has_no_grade() -> None:
     assert day["grade"] is None and day["gap_to_benchmark"] is None
 
 
+def test_production_that_arrives_20_minutes_late_gives_the_on_time_final_day() -> None:
+    on_time, late = PeriodSink(), PeriodSink()
+    steps = _messages("s", -1, 6 * 27)
+    _pipeline(on_time).process(steps)
+    # Each weighbridge record arrives with the energy reading of 20 minutes later.
+    energy = [m for m in steps if "/energy/" in m.topic]
+    production = [m for m in steps if "/production/" in m.topic]
+    pipeline = _pipeline(late)
+    for k, reading in enumerate(energy):
+        held = [production[k - 2]._replace(received_s=reading.received_s)] if k >= 2 else []
+        pipeline.process([reading, *held])
+    pipeline.process([m._replace(received_s=energy[-1].received_s + 1200)
+                      for m in production[-2:]])
+    (day,) = _final_days(late)
+    assert {**day, "late_readings": 0} == _final_days(on_time)[0]
+    assert day["late_readings"] == 6 * 24  # every production reading of the day
+    late_for_ticks = pipeline.metrics.registry.get_sample_value(
+        "wattline_readings_dropped_total", {"reason": "late"})
+    assert late_for_ticks >= 6 * 24  # the live ticks had passed each of them
+
+
 def test_an_idle_period_leaves_its_ratios_out_of_the_point() -> None:
     sink = PeriodSink()
     msgs = [m for m in _messages("s", -1, 6 * 27) if "/energy/" in m.topic]
