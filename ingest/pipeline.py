@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from wattline.contract.reference_data import load_reference
 from wattline.ingest.alerting import ALERT_SCHEMA, LineAlerts, kernel_windows
@@ -272,6 +273,8 @@ class Pipeline:
     def _write_periods(self, periods: pa.Table) -> None:
         if periods.num_rows:
             self.fanout.write_periods(periods)
+            if pc.any(periods.column("final")).as_py():
+                self.durability.finals_written()
 
     def check_stale_lines(self) -> None:
         """Start a stale alert on each line quiet for --stale-after (checked once a second)."""

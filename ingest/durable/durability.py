@@ -13,7 +13,9 @@ lost to a crash:
   the kernel state, meter numbering and alert state go to a checkpoint
   (``checkpoint.py``), the log starts a new generation, and every held
   acknowledgement is released. A checkpoint is due every ``checkpoint_every_s``
-  after a batch, or as soon as more than ``MAX_HELD_ACKS`` are held. A failure is
+  after a batch, at the next turn after final periods were written
+  (``finals_written``: a crash after that checkpoint cannot replay the log into
+  writing them a second time), or as soon as more than ``MAX_HELD_ACKS`` are held. A failure is
   logged (once a minute) and counted, and the pipeline goes on.
 - ``resume(...)`` at construction: the newest checkpoint is loaded into the meter
   registry and alert rules (the kernel state is returned), and the log written
@@ -84,6 +86,7 @@ class Durability:
         self._replay: list[WalRecord] = []
         self._held_acks: list[Any] = []
         self._unsaved = False  # batches processed since the last checkpoint
+        self._urgent = False  # a final period was written: checkpoint at the next turn
         self._last_checkpoint_s = clock()
 
     @property
@@ -173,7 +176,13 @@ class Durability:
         if not (self._unsaved and self.state_dir):
             return False
         due = self._clock() - self._last_checkpoint_s >= self.checkpoint_every_s
-        return due or len(self._held_acks) > MAX_HELD_ACKS
+        return due or self._urgent or len(self._held_acks) > MAX_HELD_ACKS
+
+    def finals_written(self) -> None:
+        """Final periods were written: the next turn checkpoints, so that a crash after it
+        cannot replay the log into writing them again (the checkpoint holds them closed)."""
+        self._unsaved = True
+        self._urgent = True
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -189,6 +198,7 @@ class Durability:
                             self.generation + 1, alerts=alerts, periods=periods)
         except OSError as exc:
             self._last_checkpoint_s = self._clock()  # try again after another interval
+            self._urgent = False
             self.metrics.checkpoint_errors.inc()
             if self._log_once("checkpoint", self.state_dir):
                 log.error("cannot write a checkpoint to %s: %s; the pipeline goes on, but a "
@@ -198,6 +208,7 @@ class Durability:
         self.generation += 1
         self._last_checkpoint_s = self._clock()
         self._unsaved = False
+        self._urgent = False
         self.metrics.checkpoints.inc()
         if self.wal is not None:
             try:

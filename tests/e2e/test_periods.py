@@ -158,3 +158,44 @@ def test_a_daemon_killed_while_the_day_is_open_writes_its_final_day_once_after_r
     time.sleep(1.0)  # a second final would come now
     _assert_the_day(rows, day, day_end)
     assert "resumed from checkpoint" in second.log_text()
+
+
+@pytest.mark.e2e
+def test_a_daemon_killed_after_its_final_day_was_written_does_not_write_it_again(
+    make_mosquitto: Callable[..., Mosquitto],
+    make_victoria: Callable[[], VictoriaMetrics],
+    wattline_daemon: Callable[..., Wattline],
+    make_publisher: Callable[..., mqtt.Client],
+    site: str,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL just after the day closed (its final point written), long before the next
+    periodic checkpoint: the restarted daemon replays its log from the checkpoint taken
+    when the day closed, so the final day is written once, and the rest of the stream
+    (the next day's readings, the reading for the closed day) is taken as usual."""
+    broker, victoria = make_mosquitto(), make_victoria()
+    args = ["--mqtt-url", broker.url, "--influx-url", victoria.url, "--influx-org", "o",
+            "--influx-bucket", "b", "--influx-token", "t", "--state-dir", str(tmp_path / "s"),
+            "--persistent-session", "--client-id", f"wl-{site}", "--checkpoint-every", "1h",
+            *ARGS]
+    day, day_end, messages = _day_stream(site)
+    closes = next(i for i, (_, p) in enumerate(messages)
+                  if p["ts"] >= day_end + 2 * 3_600_000 + 2 * STEP_MS)
+    client = make_publisher(broker)
+    first = wattline_daemon(args)
+    wait_until_subscribed(first, client, site, timeout_s=30)
+    publish_all(client, messages[:closes + 1], timeout_s=30)
+
+    def rows(field: str, period: str, start: int) -> list[float]:
+        return _rows(victoria, site, field, period, start)
+
+    wait_until(lambda: 1.0 in rows("final", "day", day), timeout_s=60, what="the final day")
+    first.kill()
+    publish_all(client, messages[closes + 1:], timeout_s=30)  # queued by the broker
+    second = wattline_daemon(args)
+    wait_until(lambda: second.metric(
+        "wattline_readings_dropped_total", {"reason": "period_closed"}) == 1,
+        timeout_s=60, what="the restarted daemon's last reading (for the closed day)")
+    time.sleep(1.0)  # a second final would have come with the replay
+    _assert_the_day(rows, day, day_end)
+    assert "resumed from checkpoint" in second.log_text()

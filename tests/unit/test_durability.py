@@ -13,7 +13,7 @@ from wattline.ingest.decode.batch import Message
 from wattline.ingest.durable.durability import MAX_HELD_ACKS, Durability
 from wattline.ingest.metrics import CollectorMetrics
 from wattline.ingest.pipeline import Pipeline
-from wattline.kernels import KernelConfig
+from wattline.kernels import KernelConfig, new_state
 
 T0 = 1_732_406_400_000
 
@@ -87,6 +87,18 @@ def test_a_checkpoint_is_due_after_a_batch_and_the_interval_or_too_many_held_ack
     assert not durability.checkpoint_due()
     durability._held_acks = [None] * (MAX_HELD_ACKS + 1)
     assert durability.checkpoint_due()
+
+
+def test_a_checkpoint_is_due_at_once_after_final_periods_were_written(tmp_path: Path) -> None:
+    durability = Durability(str(tmp_path), KernelConfig(10_000, (60_000,), 0, 0.0),
+                            CollectorMetrics(), checkpoint_every_s=3600.0, clock=lambda: 0.0)
+    durability.processed()
+    assert not durability.checkpoint_due()  # an hour to go
+    durability.finals_written()
+    assert durability.checkpoint_due()
+    state = new_state(KernelConfig(10_000, (60_000,), 0, 0.0), 0, 0)
+    assert durability.save(state, {}, {})
+    assert not durability.checkpoint_due()
 
 
 def test_what_came_after_the_checkpoint_is_replayed_after_a_restart(tmp_path: Path) -> None:
