@@ -32,7 +32,10 @@ T_PER_STEP = 1.0
 
 
 def _yesterday_midnight_ms() -> int:
-    today = datetime.now(BERLIN).date()
+    # The stream runs to 02:50 of the day after: before 04:00 in Berlin, the day before
+    # yesterday is the newest day whose stream is all in the past.
+    now = datetime.now(BERLIN)
+    today = (now - timedelta(hours=4)).date()
     local = datetime(today.year, today.month, today.day, tzinfo=BERLIN) - timedelta(days=1)
     # As a wall-clock date, so that a day with a clock change still starts at midnight.
     return int(datetime(local.year, local.month, local.day, tzinfo=BERLIN).timestamp() * 1000)
