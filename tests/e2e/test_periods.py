@@ -86,6 +86,15 @@ def _assert_the_day(rows: Callable[[str, str, int], list[float]], day: int,
     assert max(rows("late_readings", "day", day)) == 1.0
 
 
+def _durable_args(broker: Mosquitto, victoria: VictoriaMetrics, site: str, state_dir: Path,
+                  checkpoint_every: str) -> list[str]:
+    """A daemon with a state directory and a persistent session, to be killed and restarted."""
+    return ["--mqtt-url", broker.url, "--influx-url", victoria.url, "--influx-org", "o",
+            "--influx-bucket", "b", "--influx-token", "t", "--state-dir", str(state_dir),
+            "--persistent-session", "--client-id", f"wl-{site}",
+            "--checkpoint-every", checkpoint_every, *ARGS]
+
+
 @pytest.mark.e2e
 def test_a_replayed_day_gives_its_day_and_shift_totals_final_once_with_the_late_reading(
     make_stack: Callable[..., Stack],
@@ -137,10 +146,7 @@ def test_a_daemon_killed_while_the_day_is_open_writes_its_final_day_once_after_r
     from its checkpoint and write-ahead log, and the day is final once, with the totals
     of the uninterrupted run."""
     broker, victoria = make_mosquitto(), make_victoria()
-    args = ["--mqtt-url", broker.url, "--influx-url", victoria.url, "--influx-org", "o",
-            "--influx-bucket", "b", "--influx-token", "t", "--state-dir", str(tmp_path / "s"),
-            "--persistent-session", "--client-id", f"wl-{site}", "--checkpoint-every", "1s",
-            *ARGS]
+    args = _durable_args(broker, victoria, site, tmp_path / "s", checkpoint_every="1s")
     day, day_end, messages = _day_stream(site)
     at_20h = next(i for i, (_, p) in enumerate(messages) if p["ts"] >= day_end - 4 * 3_600_000)
     client = make_publisher(broker)
@@ -177,10 +183,7 @@ def test_a_daemon_killed_after_its_final_day_was_written_does_not_write_it_again
     when the day closed, so the final day is written once, and the rest of the stream
     (the next day's readings, the reading for the closed day) is taken as usual."""
     broker, victoria = make_mosquitto(), make_victoria()
-    args = ["--mqtt-url", broker.url, "--influx-url", victoria.url, "--influx-org", "o",
-            "--influx-bucket", "b", "--influx-token", "t", "--state-dir", str(tmp_path / "s"),
-            "--persistent-session", "--client-id", f"wl-{site}", "--checkpoint-every", "1h",
-            *ARGS]
+    args = _durable_args(broker, victoria, site, tmp_path / "s", checkpoint_every="1h")
     day, day_end, messages = _day_stream(site)
     closes = next(i for i, (_, p) in enumerate(messages)
                   if p["ts"] >= day_end + 2 * 3_600_000 + 2 * STEP_MS)
