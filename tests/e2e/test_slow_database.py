@@ -153,7 +153,11 @@ def test_intake_keeps_its_rate_while_the_database_is_slow_or_hangs_and_loses_not
               f"{ratio:.2f}")
         # Not above: a database that takes no writes leaves the daemon (and this machine)
         # the CPU that encoding and sending them cost, so the fault's rate is often higher.
-        assert ratio >= 0.9, f"intake {faulty} msg/s with a {fault} database, " \
+        # Not 0.9 either: on a busy 2-core machine one faulty round was seen 30 % slower
+        # (CI, median ratio 0.86) while the writer re-sent spooled batches. An intake that
+        # waited on the database would take one 200-message batch per 8 s answer, about
+        # 25 msg/s against some 3000 healthy, so 0.6 still tells the two apart by far.
+        assert ratio >= 0.6, f"intake {faulty} msg/s with a {fault} database, " \
                              f"{healthy} msg/s healthy"
 
         proxy.set_mode("pass")  # the database is back
