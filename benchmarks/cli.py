@@ -29,9 +29,17 @@ def bench() -> None:
 @click.option("--meters-per-line", type=int, default=10, show_default=True)
 @click.option("--reference-readings", type=int, default=200_000, show_default=True,
               help="Readings given to the slow plain-Python reference.")
+@click.option("--stage-rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Alternating rounds of the stages (windows only, + batches, + periods, "
+                   "all three); each stage reports its fastest.")
+@click.option("--period-grace", "period_grace_s", type=click.FloatRange(min=0), default=7200.0,
+              show_default=True, metavar="SECONDS",
+              help="period_grace of the periods kernel in the stages (the daemon's default); "
+                   "shorter than the stream's span, periods close during the run.")
 def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int,
-                  reference_readings: int) -> None:
-    """The intensity kernels against a bare sliding sum, plain Python and NumPy."""
+                  reference_readings: int, stage_rounds: int, period_grace_s: float) -> None:
+    """The intensity kernels against a bare sliding sum, plain Python and NumPy; the batch
+    and period kernels' cost against the windows-only kernel."""
     from wattline.benchmarks.kernels import run_kernel_bench
     from wattline.benchmarks.report import print_report
 
@@ -39,7 +47,9 @@ def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int
         click.echo(text, err=True)
 
     result = run_kernel_bench(readings=readings, lines=lines, meters_per_line=meters_per_line,
-                              reference_readings=reference_readings, progress=progress)
+                              reference_readings=reference_readings,
+                              stage_rounds=stage_rounds, period_grace_s=period_grace_s,
+                              progress=progress)
     print_report("wattline bench kernels", result, as_json=as_json)
 
 

@@ -14,7 +14,9 @@ run:
 - **vectorised**: the same computation in NumPy over the whole stream at once
   (sort, diff, bincount, cumulative sums), as a data scientist would write it,
   checked against the kernel's ticks;
-- the first call's time in a fresh process with a warm compile cache, and memory.
+- the first call's time in a fresh process with a warm compile cache, and memory;
+- **stages**: the batch and period kernels' cost against the windows-only kernel
+  (``wattline.benchmarks.kernel_stages``), the stages taking turns.
 
 A baseline that disagrees with the kernel keeps its figure but is flagged, in the
 table and in the JSON (``*_agrees``).
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from wattline.benchmarks.kernel_stages import report_stages, run_stage, time_stages
 from wattline.benchmarks.report import BenchResult, machine, rate
 from wattline.contract.reference_data import load_reference
 from wattline.kernels import (
@@ -45,6 +48,7 @@ from wattline.kernels import (
     new_state,
 )
 from wattline.kernels.naive import ReferenceState, as_ticks, reference_advance
+from wattline.kernels.periods import PeriodConfig
 from wattline.kernels.state import DROP_REASONS, QUANTITIES
 
 BATCH_READINGS = 100_000
@@ -463,9 +467,13 @@ def run_kernel_bench(
     reference_readings: int = 200_000,
     repeats: int = 3,
     seed: int = 1,
+    stage_rounds: int = 3,
+    period_grace_s: float = 7200.0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> BenchResult:
-    """Every measurement on one stream; the best of ``repeats`` runs for the Numba kernels.
+    """Every measurement on one stream; the best of ``repeats`` runs for the Numba kernels,
+    the best of ``stage_rounds`` alternating rounds for each stage (``kernel_stages``), the
+    periods kernel with ``period_grace_s``.
 
     The reference runs on the readings of the first lines, as many lines as make
     about ``reference_readings`` readings (at least one), so that it emits ticks and
@@ -480,8 +488,12 @@ def run_kernel_bench(
              f"({time.perf_counter() - began:.1f} s)")
     progress("compiling, or loading the compile cache ...")
     tiny = make_plant(2_000, 2, 3)
-    run_full(tiny, batches(tiny.readings, 500))
+    tiny_stream = batches(tiny.readings, 500)
+    run_full(tiny, tiny_stream)
     run_bare(tiny)
+    period_config = PeriodConfig(grace_ms=round(period_grace_s * 1000),
+                                 allowed_lateness_ms=plant.config.allowed_lateness_ms)
+    run_stage("all", tiny.config, tiny.meters, tiny_stream, period_config)
 
     full_s: list[float] = []
     bare_s: list[float] = []
@@ -491,6 +503,8 @@ def run_kernel_bench(
         full_s.append(seconds)
         progress(f"bare sliding-window sum, run {i + 1}/{repeats} ...")
         bare_s.append(run_bare(plant)[0])
+    stages = time_stages(plant.config, plant.meters, stream, stage_rounds, period_config,
+                         progress)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     progress("kernel memory (tracemalloc) ...")
     alloc_mb = kernel_peak_alloc_mb(plant, stream)
@@ -520,7 +534,7 @@ def run_kernel_bench(
     reference = len(small.readings) / reference_s
     vectorised = readings / vectorised_s
     drops = dict(zip(DROP_REASONS, ticks.drops.tolist(), strict=True))
-    return _result(
+    result = _result(
         full=full, bare=bare, reference=reference, vectorised=vectorised,
         ref_agree=ref_agree, vec_agree=vec_agree, first_call_s=first_call_s,
         state_mb=state_mb, alloc_mb=alloc_mb, peak_rss_mb=peak_rss_mb, drops=drops,
@@ -534,6 +548,8 @@ def run_kernel_bench(
             "span_s": round(plant.span_s, 1), "tick_rows": len(ticks),
         },
     )
+    report_stages(result, stages, readings, min(bare_s), period_grace_s)
+    return result
 
 
 def _result(*, full: float, bare: float, reference: float, vectorised: float,

@@ -42,6 +42,11 @@ def rate(per_s: float) -> str:
     return f"{per_s:,.0f} /s"
 
 
+def sig(x: float, digits: int = 4) -> float:
+    """``x`` to ``digits`` significant figures, for JSON a person reads too."""
+    return float(f"{x:.{digits}g}")
+
+
 def machine() -> dict[str, Any]:
     """Where a figure was measured: Python, NumPy and Numba versions, CPU and its count."""
     import numba

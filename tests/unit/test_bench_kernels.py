@@ -11,6 +11,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
+from wattline.benchmarks.kernel_stages import (
+    STAGES,
+    STAGES_TARGET,
+    StageRun,
+    StageTimes,
+    run_stage,
+)
 from wattline.benchmarks.kernels import (
     _bare_window_sums,
     batches,
@@ -36,7 +43,8 @@ REQUIRED = (*RATES, "first_call_s", "peak_rss_mb", "full_over_bare", "full_over_
 @pytest.fixture(scope="module")
 def tiny_run() -> Result:
     return CliRunner().invoke(main, ["bench", "kernels", "--json", "--readings", "20000",
-                                     "--lines", "10", "--reference-readings", "2000"])
+                                     "--lines", "10", "--reference-readings", "2000",
+                                     "--stage-rounds", "2", "--period-grace", "60"])
 
 
 def last_json(result: Result) -> dict:
@@ -81,8 +89,73 @@ def test_help_describes_the_command() -> None:
     result = CliRunner().invoke(main, ["bench", "kernels", "--help"])
     assert result.exit_code == 0, result.output
     for option in ("--json", "--readings", "--lines", "--meters-per-line",
-                   "--reference-readings"):
+                   "--reference-readings", "--stage-rounds", "--period-grace"):
         assert option in result.output
+
+
+def test_every_stage_reports_its_rounds_and_its_ratio_to_windows_only(tiny_run: Result) -> None:
+    f = last_json(tiny_run)
+    assert f["stages_rounds"] == 2
+    for stage in STAGES:
+        rounds = f[f"stages_{stage}_rounds_s"]
+        assert len(rounds) == 2 and min(rounds) == f[f"stages_{stage}_s"] > 0
+    for stage in STAGES[1:]:
+        want = f[f"stages_{stage}_s"] / f["stages_windows_s"]
+        assert f[f"{stage}_over_windows"] == pytest.approx(want, rel=2e-3), stage
+        per_round = [s / w for s, w in zip(f[f"stages_{stage}_rounds_s"],
+                                           f["stages_windows_rounds_s"], strict=True)]
+        assert f[f"{stage}_over_windows_rounds"] == pytest.approx(per_round, rel=2e-3)
+    assert f["all_over_bare"] == pytest.approx(
+        f["readings"] / f["stages_all_s"] / f["bare_readings_per_s"], rel=2e-3)
+
+
+def test_the_combined_target_is_shown_with_whether_it_is_met(tiny_run: Result) -> None:
+    f = last_json(tiny_run)
+    assert f["stages_target"] == STAGES_TARGET
+    assert f["stages_target_met"] is (f["all_over_windows"] <= STAGES_TARGET)
+    verdict = "met" if f["stages_target_met"] else "NOT met"
+    assert f"all three <= {STAGES_TARGET}x windows only: {f['all_over_windows']:.2f}x, " \
+           f"{verdict}" in tiny_run.output
+    for title in ("stage: windows only", "stage: + batches", "stage: + periods",
+                  "stage: all three"):
+        assert title in tiny_run.output, title
+
+
+def test_the_stages_close_batches_and_periods_and_agree(tiny_run: Result) -> None:
+    """Every line is a batch line, so batches close; periods are written (provisional:
+    the stream is shorter than a shift); all three computes what the single stages do."""
+    f = last_json(tiny_run)
+    assert f["stages_agree"] is True
+    assert f["stages_batches_closed"] > 0
+    assert f["stages_period_rows"] > 0
+    assert f["stages_period_grace_s"] == 60
+    assert "all three agree with the single stages: yes" in tiny_run.output
+
+
+def _stage_times(**all_three: object) -> StageTimes:
+    def run(**kw: object) -> StageRun:
+        base = dict(seconds=1.0, tick_rows=10, batches=0, batch_kgce=0.0, period_rows=0,
+                    period_finals=0, final_kgce=0.0)
+        return StageRun(**{**base, **kw})  # type: ignore[arg-type]
+
+    batches = dict(batches=3, batch_kgce=7.5)
+    periods = dict(period_rows=9, period_finals=2, final_kgce=4.0)
+    return StageTimes({"windows": [run()], "batches": [run(**batches)],
+                       "periods": [run(**periods)],
+                       "all": [run(**{**batches, **periods, **all_three})]})
+
+
+def test_the_stage_check_catches_all_three_computing_something_else() -> None:
+    assert _stage_times().agree() == (True, "")
+    assert not _stage_times(batch_kgce=7.25).agree()[0]
+    assert not _stage_times(period_finals=1).agree()[0]
+    assert not _stage_times(tick_rows=11).agree()[0]
+
+
+def test_an_unknown_stage_is_refused() -> None:
+    plant = make_plant(100, 1, 2)
+    with pytest.raises(ValueError, match="unknown stage"):
+        run_stage("alerts", plant.config, plant.meters, batches(plant.readings, 50))
 
 
 @pytest.fixture(scope="module")
