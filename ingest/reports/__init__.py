@@ -1,0 +1,1 @@
+"""Reports over the Parquet store: what a plant manager or an auditor reads."""
