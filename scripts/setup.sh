@@ -2,8 +2,9 @@
 # Set up everything wattline's demo and tests need, and say what it does.
 #
 #   1. Debian packages the tests start as real components (mosquitto, victoria-metrics,
-#      prometheus, promtool, prometheus-alertmanager, influxdb): installed with apt-get when run as
-#      root and any is missing; otherwise the command to run is printed and the tests that
+#      prometheus, promtool, prometheus-alertmanager, influxdb) and chromium (the browser the
+#      energy report's page is opened in): installed with apt-get when run as root and any is
+#      missing; otherwise the command to run is printed and the tests that
 #      need them skip (CI runs as root, so there they are always installed).
 #   2. A virtual environment in .venv (Python >= 3.11) with wattline installed editable,
 #      with its test extras; reinstalled only when pyproject.toml changed. For the tests
@@ -19,8 +20,8 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
-APT_PACKAGES=(mosquitto mosquitto-clients victoria-metrics prometheus prometheus-alertmanager influxdb)
-PROGRAMS=(mosquitto victoria-metrics prometheus promtool prometheus-alertmanager influxd)
+APT_PACKAGES=(mosquitto mosquitto-clients victoria-metrics prometheus prometheus-alertmanager influxdb chromium)
+PROGRAMS=(mosquitto victoria-metrics prometheus promtool prometheus-alertmanager influxd chromium)
 
 say() { printf 'setup: %s\n' "$*"; }
 

@@ -62,7 +62,8 @@ class ComponentMissing(RuntimeError):
     def __init__(self, program: str) -> None:
         super().__init__(
             f"{program} is not installed: run `make setup` as root (it apt-get installs "
-            "mosquitto, victoria-metrics, prometheus, prometheus-alertmanager and influxdb)"
+            "mosquitto, victoria-metrics, prometheus, prometheus-alertmanager, influxdb and "
+            "chromium)"
         )
         self.program = program
 
