@@ -148,4 +148,4 @@ def bench_sink(as_json: bool, influx_url: str | None, influx_org: str, influx_bu
                                 spool_dir=spool_dir, progress=progress)
     except (WattlineError, RuntimeError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
-    print_report("wattline bench sink", result, as_json=as_json, subject="row above")
+    print_report("wattline bench sink", result, as_json=as_json, subject="subject")

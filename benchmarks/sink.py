@@ -10,6 +10,11 @@ slows both alike; the best round of each is reported:
   The server is ``influx_url``, or a VictoriaMetrics started on a free port in a
   temporary folder; with our own server, the points stored are counted back and
   compared with the points written.
+- **raw pre-joined POST**, the database's own limit for the same rows: the batches
+  encoded as line protocol before the timing, then each one gzipped at the writer's
+  level and posted in one request over a kept-alive connection (``sink_raw``). The
+  writer's ratio to it is what the writer's own work costs. Also the same bodies
+  gzipped before the timing (the server's share alone).
 - **spool write**: MB/s of ``Spool.append`` (one Arrow IPC segment per batch,
   written under a hidden name, fsynced, renamed, folder fsynced). Baseline: the
   same bytes written and fsynced as plain files in the same folder.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import io
 import os
 import shutil
@@ -46,11 +52,12 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from wattline.benchmarks.report import BenchResult, machine, rate
+from wattline.benchmarks.sink_raw import RawPoster
 from wattline.contract.schemas import INTENSITY_SCHEMA
 from wattline.ingest.app.broker import free_port
 from wattline.ingest.durable.spool import Spool
-from wattline.ingest.sinks.influx import InfluxSink
-from wattline.ingest.sinks.line_protocol import MEASUREMENT
+from wattline.ingest.sinks.influx import GZIP_LEVEL, InfluxSink
+from wattline.ingest.sinks.line_protocol import MEASUREMENT, encode_intensity
 
 MB = 1_000_000
 TICK_MS = 10_000
@@ -62,6 +69,8 @@ IDLE_SHARE = 0.1
 """Share of rows whose window produced nothing: their intensities are null."""
 BATCHED_SITE_PREFIX = "batched-"
 SINGLE_SITE_PREFIX = "single-"
+RAW_SITE_PREFIX = "raw-"
+PRECOMPRESSED_SITE_PREFIX = "rawgz-"
 WARMUP_SITE_PREFIX = "warmup-"
 VM_START_TIMEOUT_S = 30.0
 VM_STOP_TIMEOUT_S = 10.0
@@ -258,6 +267,15 @@ def write_points(sink: InfluxSink, batches: list[pa.Table]) -> Timed:
     return Timed(sum(b.num_rows for b in batches), time.perf_counter() - began)
 
 
+def raw_post(poster: RawPoster, bodies: list[bytes], points: int, *,
+             compress: bool) -> Timed:
+    """POST each body in one request, gzipping it inside the timing when ``compress``."""
+    began = time.perf_counter()
+    for body in bodies:
+        poster.post(poster.compress(body) if compress else body)
+    return Timed(points, time.perf_counter() - began)
+
+
 def spool_write(spool: Spool, batches: list[pa.Table]) -> Timed:
     """``Spool.append`` every batch; the bytes of the segments written and the seconds."""
     written = 0
@@ -376,6 +394,17 @@ def run_sink_bench(
         for r in range(rounds)]
     warmup = synthetic_intensity(min(batch_points, 100), first_tick_ms=first_tick_ms,
                                  site_prefix=WARMUP_SITE_PREFIX)
+    raw_rounds = [
+        [encode_intensity(b) for b in split_batches(synthetic_intensity(
+            points, first_tick_ms=first_tick_ms + r * span_ms, site_prefix=RAW_SITE_PREFIX,
+            seed=r), batch_points)]
+        for r in range(rounds)]
+    precompressed_rounds = [
+        [gzip.compress(encode_intensity(b), compresslevel=GZIP_LEVEL)
+         for b in split_batches(synthetic_intensity(
+             points, first_tick_ms=first_tick_ms + r * span_ms,
+             site_prefix=PRECOMPRESSED_SITE_PREFIX, seed=r), batch_points)]
+        for r in range(rounds)]
     values_written = sum(field_values(b) for batches in batched_rounds for b in batches)
     points_written = rounds * points
 
@@ -384,31 +413,53 @@ def run_sink_bench(
         progress(f"InfluxDB writer: {url} ({server_kind}); {rounds} rounds of {points:,} "
                  f"points in batches of {batch_points:,}, and {single_points:,} one at a time")
         sink = InfluxSink(url, influx_org, influx_bucket, influx_token)
+        poster = RawPoster(url, influx_org, influx_bucket, influx_token, level=GZIP_LEVEL)
         try:
             sink.write(warmup)  # connection and first-request costs, outside every round
             sink.write(warmup.slice(0, 1))
+            poster.post(poster.compress(encode_intensity(warmup)))
             batched: list[Timed] = []
             single: list[Timed] = []
+            raw: list[Timed] = []
+            precompressed: list[Timed] = []
             for r in range(rounds):
                 batched.append(write_points(sink, batched_rounds[r]))
+                raw.append(raw_post(poster, raw_rounds[r], points, compress=True))
                 single.append(write_points(sink, single_rounds[r]))
+                precompressed.append(raw_post(poster, precompressed_rounds[r], points,
+                                              compress=False))
                 progress(f"  round {r + 1}: batched {batched[-1].per_s:,.0f} points/s, "
-                         f"single {single[-1].per_s:,.0f} points/s")
+                         f"raw POST {raw[-1].per_s:,.0f} points/s, single "
+                         f"{single[-1].per_s:,.0f} points/s, raw pre-gzipped "
+                         f"{precompressed[-1].per_s:,.0f} points/s")
         finally:
             sink.close()
+            poster.close()
         if server is not None:
             progress("counting the points stored ...")
             stored = server.stored_values(f"{BATCHED_SITE_PREFIX}.*")
             points_stored: int | None = stored[f"{MEASUREMENT}_energy_kgce"]
             values_stored: int | None = sum(stored.values())
+            raw_stored = server.stored_values(f"({RAW_SITE_PREFIX}|{PRECOMPRESSED_SITE_PREFIX}).*")
+            raw_points_stored: int | None = raw_stored[f"{MEASUREMENT}_energy_kgce"]
         else:
-            points_stored = values_stored = None
+            points_stored = values_stored = raw_points_stored = None
 
     figures["influx_batched_points_per_s"] = best(batched)
     figures["influx_single_points_per_s"] = best(single)
     figures["influx_batched_over_single"] = (figures["influx_batched_points_per_s"]
                                              / figures["influx_single_points_per_s"])
+    figures["raw_post_points_per_s"] = best(raw)
+    figures["influx_batched_over_raw"] = (figures["influx_batched_points_per_s"]
+                                          / figures["raw_post_points_per_s"])
+    figures["raw_precompressed_points_per_s"] = best(precompressed)
+    figures["influx_batched_over_raw_precompressed"] = (
+        figures["influx_batched_points_per_s"] / figures["raw_precompressed_points_per_s"])
+    figures["raw_points_stored_ok"] = (None if raw_points_stored is None
+                                       else raw_points_stored == 2 * points_written)
     figures["influx_batched_rounds_points_per_s"] = [t.per_s for t in batched]
+    figures["raw_post_rounds_points_per_s"] = [t.per_s for t in raw]
+    figures["raw_precompressed_rounds_points_per_s"] = [t.per_s for t in precompressed]
     figures["influx_single_rounds_points_per_s"] = [t.per_s for t in single]
     figures["points_written"] = points_written
     figures["points_stored"] = points_stored
@@ -495,6 +546,10 @@ def _result(figures: dict[str, Any]) -> BenchResult:
     result = BenchResult(figures=figures)
     f = figures
     result.row("influx batched write", _points_per_s(f["influx_batched_points_per_s"]))
+    result.row("raw pre-joined gzip POST", _points_per_s(f["raw_post_points_per_s"]),
+               f"{f['influx_batched_over_raw']:.2f}", "baseline")
+    result.row("raw POST, gzipped before", _points_per_s(f["raw_precompressed_points_per_s"]),
+               f"{f['influx_batched_over_raw_precompressed']:.2f}", "baseline")
     result.row("influx single-point write", _points_per_s(f["influx_single_points_per_s"]),
                f"{f['influx_batched_over_single']:,.1f}x", "baseline")
     if f["points_stored_ok"] is None:
@@ -514,12 +569,18 @@ def _result(figures: dict[str, Any]) -> BenchResult:
 
     result.notes += [
         f"rates: best of {f['rounds']} rounds, each subject alternating with its baseline; "
-        "the ratio column, on each baseline row, is the rate of the subject in the row above "
-        "over the baseline's; per-round rates are in the JSON",
+        "the ratio column, on each baseline row, is its subject's rate over the baseline's "
+        "(the subject of the influx baselines is the influx batched write, of each spool "
+        "baseline the spool row above it); per-round rates are in the JSON",
         f"influx: server {f['influx_server']}; batches of {f['batch_points']:,} rows "
         f"({f['points']:,} points per round) written by InfluxSink.write, one gzipped request "
         "each, line protocol encoded inside the timing; baseline: the same sink writing "
         f"{f['single_points']:,} points one per request (1-row tables)",
+        "raw: the same rows as line protocol encoded before the timing (by the writer's own "
+        f"encoder), one POST per batch of {f['batch_points']:,} rows to /api/v2/write over one "
+        f"kept-alive http.client connection, gzipped at level {GZIP_LEVEL} (the writer's) inside "
+        "the timing; 'gzipped before' also takes gzip out of the timing (the server alone); "
+        "the influx batched rate over each is on its row",
         "data: synthetic INTENSITY_SCHEMA rows, 3 sites x 4 lines x 3 windows per 10 s tick, "
         f"about {IDLE_SHARE:.0%} idle rows with null intensities",
     ]
@@ -531,7 +592,8 @@ def _result(figures: dict[str, Any]) -> BenchResult:
             f"stored = written: {_verdict(f['points_stored_ok'])}: energy_kgce samples "
             f"{f['points_stored']:,} of {f['points_written']:,} points, all field values "
             f"{f['field_values_stored']:,} of {f['field_values_written']:,} (VictoriaMetrics "
-            "export after force_flush)")
+            "export after force_flush); raw POSTs' points stored: "
+            f"{_verdict(f['raw_points_stored_ok'])}")
     result.notes += [
         f"spool: {f['spool_segments']:,} segments of {f['batch_points']:,} rows "
         f"({f['spool_segment_bytes'] / MB:,.2f} MB each, "

@@ -20,10 +20,14 @@ from wattline.benchmarks.sink import (
 from wattline.contract.schemas import INTENSITY_SCHEMA
 from wattline.ingest.app.cli import main
 
-RATES = ("influx_batched_points_per_s", "influx_single_points_per_s", "spool_write_mb_per_s",
+RATES = ("influx_batched_points_per_s", "influx_single_points_per_s", "raw_post_points_per_s",
+         "raw_precompressed_points_per_s", "spool_write_mb_per_s",
          "raw_write_mb_per_s", "spool_drain_mb_per_s", "raw_read_mb_per_s")
 RATIOS = {
     "influx_batched_over_single": ("influx_batched_points_per_s", "influx_single_points_per_s"),
+    "influx_batched_over_raw": ("influx_batched_points_per_s", "raw_post_points_per_s"),
+    "influx_batched_over_raw_precompressed": ("influx_batched_points_per_s",
+                                              "raw_precompressed_points_per_s"),
     "spool_write_over_raw": ("spool_write_mb_per_s", "raw_write_mb_per_s"),
     "spool_drain_over_raw": ("spool_drain_mb_per_s", "raw_read_mb_per_s"),
 }
@@ -60,6 +64,7 @@ def test_every_point_written_is_stored(tiny: BenchResult) -> None:
     assert figures["points_stored"] == figures["points_written"] == 3 * TINY["points"]
     assert figures["field_values_stored"] == figures["field_values_written"]
     assert figures["spool_rows_read_ok"] is True
+    assert figures["raw_points_stored_ok"] is True
     assert any(row.what == "influx stored = written" and row.agree == "yes"
                for row in tiny.rows)
 
@@ -68,8 +73,17 @@ def test_notes_name_each_baseline_and_the_batch_size(tiny: BenchResult) -> None:
     notes = "\n".join(tiny.notes)
     assert "batches of 500 rows" in notes
     assert "one per request" in notes
+    assert "encoded before the timing" in notes and "gzipped at level 1" in notes
     assert "written to plain files and fsynced" in notes
     assert "read whole and unlinked" in notes
+
+
+def test_the_raw_baseline_posts_what_the_writer_would(tiny: BenchResult) -> None:
+    rows = {row.what: row for row in tiny.rows}
+    raw = rows["raw pre-joined gzip POST"]
+    assert raw.agree == "baseline"
+    assert raw.ratio == f"{tiny.figures['influx_batched_over_raw']:.2f}"
+    assert len(tiny.figures["raw_post_rounds_points_per_s"]) == tiny.figures["rounds"]
 
 
 def test_synthetic_results_are_realistic_batches() -> None:
