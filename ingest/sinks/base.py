@@ -23,7 +23,7 @@ session starts so downstream is ready before readings flow:
    active set. Likewise ``write_batches(table)`` (``BATCH_SCHEMA``, the closed
    batches of batch lines), which the InfluxDB sink has, as ``energy_batch``, and
    ``write_periods(table)`` (``PERIOD_SCHEMA``, shift, day and month rows), as
-   ``energy_period``.
+   ``energy_period``; the Parquet store keeps both.
 3. ``close()`` once, after the last batch (and after ``open()`` only); it
    releases connections and files.
 
