@@ -157,6 +157,23 @@ def _close(order, d_line, d_ts, d_kgce, d_kwh, d_t, start, newest, sums, comps,
     return n_out
 
 
+def _order(line: np.ndarray, ts_ms: np.ndarray, closing: np.ndarray, n_lines: int
+           ) -> np.ndarray:
+    """Entry indices per line by time, energy before production at one time, the log's
+    order otherwise (rule 1): ``lexsort((closing, ts_ms, line))``, as one stable sort of
+    one int64 key when the key fits (about 6x as fast), else that lexsort."""
+    if not line.shape[0]:
+        return np.zeros(0, dtype=np.int64)
+    lo = int(ts_ms.min())
+    span = int(ts_ms.max()) - lo + 1
+    if n_lines * 2 * span < 2**62:
+        key = line.astype(np.int64) * (2 * span)
+        key += (ts_ms - lo) * 2
+        key += closing
+        return np.argsort(key, kind="stable")
+    return np.lexsort((closing, ts_ms, line)).astype(np.int64)
+
+
 def close_batches(state: BatchState, deltas: FinalisedDeltas) -> Batches:
     """Take one call's finalised deltas; update ``state`` in place; the batches closed.
 
@@ -174,10 +191,8 @@ def close_batches(state: BatchState, deltas: FinalisedDeltas) -> Batches:
                 f"finalised deltas must come in time order per line: line {deltas.line[i]} "
                 f"has one at {deltas.ts_ms[i]}, before its newest of an earlier call "
                 f"({newest[i]})")
-    # Per line by time, energy before production at one time (a stable sort keeps the
-    # log's order otherwise).
     closing = deltas.t > 0.0
-    order = np.lexsort((closing, deltas.ts_ms, deltas.line)).astype(np.int64)
+    order = _order(deltas.line, deltas.ts_ms, closing, state.n_lines)
     cap = int(np.count_nonzero(closing))
     o_line = np.empty(cap, dtype=np.int32)
     o_close = np.empty(cap, dtype=np.int64)
