@@ -75,7 +75,7 @@ from dataclasses import dataclass, fields
 import numba as nb
 import numpy as np
 
-from wattline.kernels.intensity import _counter_delta, _in_range, _scan_readings
+from wattline.kernels.intensity import _U, _counter_delta, _in_range, _scan_readings
 from wattline.kernels.state import NO_TIME, MeterTable, Readings
 
 PERIOD_KINDS = ("shift", "day", "month")
@@ -246,7 +246,7 @@ class Periods:
         return int(self.line.shape[0])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _take_one(is_delta, roll, per_ms, ts, v, lt, lv, st, sv):
     """Finalise one reading against a meter's baseline ``(lt, lv)`` and suspect
     ``(st, sv)``, as ``intensity`` does: (outcome, delta, lt, lv, st, sv)."""
@@ -313,6 +313,15 @@ def _line_pending(lu, line_meter_start, line_meters, p_len):
     for mi in range(line_meter_start[lu], line_meter_start[lu + 1]):
         total += p_len[line_meters[mi]]
     return total
+
+
+@nb.njit(cache=True)
+def _walk_rows(lu, line_meter_start, line_meters, p_len, bstart):
+    """At most how many rows a walk of line ``lu`` writes: per kind one for every
+    period its pending readings or its open period lie in, so no more than one per
+    pending reading and two more, nor than the calendar's periods of the call."""
+    return min(_K * (_line_pending(lu, line_meter_start, line_meters, p_len) + 2),
+               bstart[_K])
 
 
 @nb.njit(cache=True)
@@ -405,32 +414,48 @@ def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta
         late = 0
         for q in range(nm):
             m = line_meters[ms + q]
-            s = p_start[m]
-            pn = p_len[m]
-            is_delta = delta_mode[m]
-            roll = rollover[m]
-            per_ms = plausible[m]
-            while used[q] < pn:
-                pos = (s + used[q]) & mask
-                ts = p_ts[m, pos]
+            mu = _U(m)
+            s = p_start[mu]
+            pn = p_len[mu]
+            is_delta = delta_mode[mu]
+            roll = rollover[mu]
+            per_ms = plausible[mu]
+            f_kgce = kgce_f[mu]
+            f_kwh = kwh_f[mu]
+            f_t = t_f[mu]
+            # The meter's cursor, baseline and suspect in locals for the loop.
+            u = used[q]
+            lt_q = lt[q]
+            lv_q = lv[q]
+            st_q = st[q]
+            sv_q = sv[q]
+            while u < pn:
+                pos = _U((s + u) & mask)
+                ts = p_ts[mu, pos]
                 if ts >= X:
                     break
-                used[q] += 1
+                u += 1
                 how, delta, lt_q, lv_q, st_q, sv_q = _take_one(
-                    is_delta, roll, per_ms, ts, p_v[m, pos], lt[q], lv[q], st[q], sv[q])
-                lt[q] = lt_q
-                lv[q] = lv_q
-                st[q] = st_q
-                sv[q] = sv_q
+                    is_delta, roll, per_ms, ts, p_v[mu, pos], lt_q, lv_q, st_q, sv_q)
                 if how == _DROPPED:
                     n_implausible += 1
                     continue
-                if p_late[m, pos]:
+                if p_late[mu, pos]:
                     late += 1
                 if how == _TAKEN:
-                    _nadd(seg, seg_c, 0, delta * kgce_f[m])
-                    _nadd(seg, seg_c, 1, delta * kwh_f[m])
-                    _nadd(seg, seg_c, 2, delta * t_f[m])
+                    # A factor of zero adds a zero, which leaves a Neumaier sum as it
+                    # is (deltas are finite): skipped.
+                    if f_kgce != 0.0:
+                        _nadd(seg, seg_c, 0, delta * f_kgce)
+                    if f_kwh != 0.0:
+                        _nadd(seg, seg_c, 1, delta * f_kwh)
+                    if f_t != 0.0:
+                        _nadd(seg, seg_c, 2, delta * f_t)
+            used[q] = u
+            lt[q] = lt_q
+            lv[q] = lv_q
+            st[q] = st_q
+            sv[q] = sv_q
         for k in range(_K):
             a_late[k] += late
             for c in range(3):
@@ -463,27 +488,33 @@ def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _insert(m, ts, v, late, p_ts, p_v, p_late, p_start, p_len):
-    """Insert one reading into meter ``m``'s sorted pending ring; -1 or the drop reason."""
+    """Insert one reading into meter ``m``'s sorted pending ring; -1 or the drop reason.
+
+    Written out where it is called (``inline``) and indexed unsigned, as the intensity
+    kernel's insert: an in-order reading, the common case, costs one comparison and
+    three stores."""
     mask = p_ts.shape[1] - 1
-    s = p_start[m]
-    n = p_len[m]
+    mu = _U(m)
+    s = p_start[mu]
+    n = p_len[mu]
     j = n
-    while j > 0 and p_ts[m, (s + j - 1) & mask] > ts:
+    while j > 0 and p_ts[mu, _U((s + j - 1) & mask)] > ts:
         j -= 1
-    if j > 0 and p_ts[m, (s + j - 1) & mask] == ts:
+    if j > 0 and p_ts[mu, _U((s + j - 1) & mask)] == ts:
         return _DUPLICATE
     if n == mask + 1:
         return _OVERFLOW
     for k in range(n, j, -1):
-        p_ts[m, (s + k) & mask] = p_ts[m, (s + k - 1) & mask]
-        p_v[m, (s + k) & mask] = p_v[m, (s + k - 1) & mask]
-        p_late[m, (s + k) & mask] = p_late[m, (s + k - 1) & mask]
-    p_ts[m, (s + j) & mask] = ts
-    p_v[m, (s + j) & mask] = v
-    p_late[m, (s + j) & mask] = late
-    p_len[m] = n + 1
+        p_ts[mu, _U((s + k) & mask)] = p_ts[mu, _U((s + k - 1) & mask)]
+        p_v[mu, _U((s + k) & mask)] = p_v[mu, _U((s + k - 1) & mask)]
+        p_late[mu, _U((s + k) & mask)] = p_late[mu, _U((s + k - 1) & mask)]
+    at = _U((s + j) & mask)
+    p_ts[mu, at] = ts
+    p_v[mu, at] = v
+    p_late[mu, at] = late
+    p_len[mu] = n + 1
     return -1
 
 
@@ -510,7 +541,7 @@ def _advance_periods(
             P = min(newest[lu], now)
             if settled[lu] >= P:
                 continue
-            if n + _K * (_line_pending(lu, line_meter_start, line_meters, p_len) + 2) > out_cap:
+            if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return lu, n, _NEEDS_OUTPUT
             n = _walk(lu, P, True, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
                       delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
@@ -524,7 +555,7 @@ def _advance_periods(
         for lu in range(start, n_lines):
             if not dirty[lu]:
                 continue
-            if n + _K * (_line_pending(lu, line_meter_start, line_meters, p_len) + 2) > out_cap:
+            if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return lu, n, _NEEDS_OUTPUT
             n = _walk(lu, settled[lu], True, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
                       delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
@@ -541,7 +572,7 @@ def _advance_periods(
             step = capped[lu] // every
             if prov_step[lu] != NO_TIME and step <= prov_step[lu]:
                 continue
-            if n + _K * (_line_pending(lu, line_meter_start, line_meters, p_len) + 2) > out_cap:
+            if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return lu, n, _NEEDS_OUTPUT
             n = _walk(lu, _MAX, False, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
                       delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
@@ -561,12 +592,12 @@ def _advance_periods(
         msg = r_message[i]
         while j < nr and r_message[j] == msg:
             j += 1
-        pending = _line_pending(lu, line_meter_start, line_meters, p_len)
-        if n + _K * (pending + (j - i) + 2) > out_cap:
-            return i, n, _NEEDS_OUTPUT
         if dirty[lu] and p_len[m] + (j - i) > cap:
             # Readings at or before ``settled`` still take room: settle them first, so
-            # the message finds the buffer as rule 2 says.
+            # the message finds the buffer as rule 2 says. Only a walk writes rows in
+            # this phase, so only here must the output have room for them.
+            if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
+                return i, n, _NEEDS_OUTPUT
             n = _walk(lu, settled[lu], True, line_meter_start, line_meters, kgce_f, kwh_f,
                       t_f, delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
