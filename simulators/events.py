@@ -8,7 +8,10 @@ stoppage, a maintenance shift). Both are applied to the model's segments
 (``apply_events``), so the truth, the gateways and the published readings all see
 them. An idle line has no intensity, so no spike alert may start while it is idle. An
 ``EfficiencyDrift`` raises a line's energy per tonne step by step, e.g. to take it
-above its product's national baseline level.
+above its product's national baseline level. An ``EnergyImprovement`` multiplies them by a
+factor below 1 from a given time on (a retrofit, a new burner): against a baseline
+fitted before it, its CUSUM of savings rises by ``1 - factor`` of the expected energy
+per period, a slope the truth file states (``expectations.saving_rows``).
 
 ``expected_spike_alert`` says, from the event alone and without running any of
 wattline's kernels, when a spike alert must have started and ended: not before the
@@ -18,12 +21,14 @@ grid. It holds for a line whose intensity is steady outside the event (the kiln)
 and for a factor well over the spike ratio (the long window dilutes the spike too).
 
 Text form, for ``wattline simulate --spike``: ``LINE@START+DURATIONxFACTOR`` with
-durations in plant time since the simulation starts, e.g. ``kiln-1@60m+20mx3``.
+durations in plant time since the simulation starts, e.g. ``kiln-1@60m+20mx3``; for
+``--improve``: ``LINE@STARTxFACTOR``, e.g. ``eaf-1@14dx0.95``.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,12 +36,14 @@ from dataclasses import dataclass
 from wattline.contract.durations import parse_duration_ms
 from wattline.simulators.plant import MeterSpec, Segment
 
-__all__ = ["EfficiencyDrift", "EnergySpike", "Event", "IdlePeriod", "SpikeWindow",
-           "apply_events", "expected_spike_alert", "parse_drift", "parse_idle", "parse_spike"]
+__all__ = ["EfficiencyDrift", "EnergyImprovement", "EnergySpike", "Event", "IdlePeriod",
+           "SpikeWindow", "apply_events", "expected_spike_alert", "parse_drift", "parse_idle",
+           "parse_improve", "parse_spike"]
 
-_SPIKE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smh]?)\+(?P<dur>[\d.]+[smh]?)"
+_SPIKE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smhd]?)\+(?P<dur>[\d.]+[smhd]?)"
                     r"x(?P<factor>[\d.]+)$")
-_IDLE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smh]?)\+(?P<dur>[\d.]+[smh]?)$")
+_IDLE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smhd]?)\+(?P<dur>[\d.]+[smhd]?)$")
+_IMPROVE = re.compile(r"^(?P<line>[a-z]+-\d+)@(?P<start>[\d.]+[smhd]?)x(?P<factor>[\d.]+)$")
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ def parse_idle(text: str) -> IdlePeriod:
 
 def _seconds(text: str) -> float:
     """``"20m"`` -> 1200.0; a bare number is seconds (the daemon's duration syntax)."""
-    return parse_duration_ms(text if text[-1] in "smh" else float(text)) / 1000.0
+    return parse_duration_ms(text if text[-1] in "smhd" else float(text)) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,39 @@ def parse_drift(text: str) -> EfficiencyDrift:
                            float(m["factor"]))
 
 
-Event = EnergySpike | IdlePeriod | EfficiencyDrift
+@dataclass(frozen=True)
+class EnergyImprovement:
+    """``line``'s energy meters count ``factor`` (below 1: less) times their modelled rate
+    from ``start_s`` of plant time on, for good (a retrofit), while production goes on
+    as modelled."""
+
+    line: str
+    start_s: float
+    factor: float
+
+    def __post_init__(self) -> None:
+        if self.start_s < 0 or not self.factor > 0:
+            raise ValueError("an improvement starts at or after 0 s and has a positive factor")
+
+    @property
+    def end_s(self) -> float:
+        return math.inf
+
+    @property
+    def saving_share(self) -> float:
+        """The share of the energy the line would have used that it saves."""
+        return 1.0 - self.factor
+
+
+def parse_improve(text: str) -> EnergyImprovement:
+    """``eaf-1@14dx0.95`` -> ``EnergyImprovement("eaf-1", 1209600, 0.95)``."""
+    m = _IMPROVE.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"expected LINE@STARTxFACTOR like eaf-1@14dx0.95, got {text!r}")
+    return EnergyImprovement(m["line"], _seconds(m["start"]), float(m["factor"]))
+
+
+Event = EnergySpike | IdlePeriod | EfficiencyDrift | EnergyImprovement
 
 
 def apply_events(segments: Iterable[Segment], meters: Sequence[MeterSpec],
@@ -154,7 +193,8 @@ def apply_events(segments: Iterable[Segment], meters: Sequence[MeterSpec],
     falls in whatever event holds at the segment's end.
     """
     energy = [m.kind == "energy" for m in meters]
-    cuts = sorted({origin_s + t for e in events for t in (e.start_s, e.end_s)})
+    cuts = sorted({origin_s + t for e in events for t in (e.start_s, e.end_s)
+                   if math.isfinite(t)})
 
     def factors_at(t: float, t_end: float) -> tuple[float, float]:
         """(energy factor, production factor) over segment time ``[t, t_end)``."""
@@ -162,6 +202,9 @@ def apply_events(segments: Iterable[Segment], meters: Sequence[MeterSpec],
         for e in events:
             if isinstance(e, EfficiencyDrift):  # piecewise constant: its value mid-piece
                 fe *= e.factor_at((t + t_end) / 2 - origin_s)
+            elif isinstance(e, EnergyImprovement):
+                if t >= origin_s + e.start_s:
+                    fe *= e.factor
             elif origin_s + e.start_s <= t < origin_s + e.end_s:
                 if isinstance(e, EnergySpike):
                     fe *= e.factor
