@@ -13,7 +13,11 @@ the same deterministic schedule), and writes, as JSON Lines:
   idle period: an idle line has no intensity, so no spike alert may start then;
 - one ``expected_alert`` row per above_baseline / above_benchmark episode that the
   truth's own intensities call for (``level_alerts``), for lines whose model has a
-  product with national levels (configure that product for the line in the daemon).
+  product with national levels (configure that product for the line in the daemon);
+- one ``{"kind": "expected_saving", ...}`` row per energy improvement or efficiency
+  drift (``saving_rows``): the share of its expected energy the line saves from
+  ``from_ms`` on, which is the CUSUM slope an energy report shows over periods after
+  ``from_ms`` against a baseline fitted on periods before the event.
 
 End-to-end checks compare a daemon's output with this file.
 """
@@ -27,14 +31,21 @@ from pathlib import Path
 import orjson
 
 from wattline.contract.reference_data import load_reference
-from wattline.simulators.events import EnergySpike, Event, IdlePeriod, expected_spike_alert
+from wattline.simulators.events import (
+    EfficiencyDrift,
+    EnergyImprovement,
+    EnergySpike,
+    Event,
+    IdlePeriod,
+    expected_spike_alert,
+)
 from wattline.simulators.gateway import Faults
 from wattline.simulators.plant import line_model
 from wattline.simulators.publisher import published_series
 from wattline.simulators.scenario import Scenario
 from wattline.simulators.truth import TruthRow, expected_intensity, window_ms
 
-__all__ = ["write_expectations"]
+__all__ = ["saving_rows", "write_expectations"]
 
 
 def write_expectations(
@@ -92,7 +103,32 @@ def write_expectations(
                 "from_ms": start_ms + round(idle.start_s * 1000),
                 "to_ms": start_ms + round(idle.end_s * 1000),
             }) + b"\n")
+        for saving in saving_rows(events, site=site, start_ms=start_ms):
+            out.write(orjson.dumps(saving) + b"\n")
     return len(rows), n_alerts
+
+
+def saving_rows(events: Sequence[Event], *, site: str, start_ms: int
+                ) -> list[dict[str, object]]:
+    """The energy saving each improvement or drift makes, as a share of the energy the
+    line would have used (the CUSUM slope per period over expected energy), and from when.
+
+    An improvement saves ``1 - factor`` from its start; a drift ``1 - factor`` (negative:
+    it costs) from its end, once its factor is reached. Production is untouched by both,
+    so a baseline fitted before the event expects the line's unchanged energy.
+    """
+    out: list[dict[str, object]] = []
+    for e in events:
+        if isinstance(e, EnergyImprovement):
+            cause, since_s = "improve", e.start_s
+        elif isinstance(e, EfficiencyDrift):
+            cause, since_s = "drift", e.end_s
+        else:
+            continue
+        out.append({"kind": "expected_saving", "cause": cause, "site": site, "line": e.line,
+                    "from_ms": start_ms + round(since_s * 1000),
+                    "saving_share": 1.0 - e.factor})
+    return out
 
 
 LEVEL_CLEAR_MARGIN = 0.02

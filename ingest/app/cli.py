@@ -20,6 +20,7 @@ from click.core import ParameterSource
 
 from wattline.benchmarks.cli import bench
 from wattline.contract.errors import ConfigError, WattlineError
+from wattline.ingest.app.report_cli import report
 from wattline.ingest.app.simulate import simulate
 from wattline.ingest.app.store_cli import store
 from wattline.ingest.app.systemd import notify as systemd_notify
@@ -132,6 +133,7 @@ def main() -> None:
       wattline simulate --help       publish simulated gateways to a broker
       wattline check-config FILE     validate a config file
       wattline store tail --help     the newest points of a line in a Parquet store
+      wattline report energy --help  energy per tonne against the levels and a baseline
       wattline bench kernels         measure the kernels
       wattline bench ingest          measure the MQTT collector
       wattline bench sink            measure the InfluxDB writer and the spool
@@ -337,6 +339,7 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
 
 main.add_command(simulate)
 main.add_command(store)
+main.add_command(report)
 main.add_command(bench)
 
 

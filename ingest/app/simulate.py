@@ -51,6 +51,11 @@ __all__ = ["simulate"]
               help="Inject an efficiency drift: the line's energy per tonne rises linearly "
                    "to FACTOR times over DURATION and stays there, e.g. kiln-1@1h+4hx1.3 "
                    "(takes a kiln above its national baseline). Repeatable.")
+@click.option("--improve", "improvements", multiple=True, metavar="LINE@STARTxFACTOR",
+              help="Inject an energy improvement: from START on the line's energy meters "
+                   "count FACTOR times their rate, for good (a retrofit), e.g. "
+                   "kiln-1@21dx0.95 saves 5 %; --truth then states the CUSUM slope an "
+                   "energy report must show after START. Repeatable.")
 @click.option("--idle", "idles", multiple=True, metavar="LINE@START+DURATION",
               help="Inject an idle period: the line makes nothing and its energy meters "
                    "draw a tenth of their rate, e.g. eaf-1@2h+45m. Repeatable.")
@@ -71,8 +76,9 @@ __all__ = ["simulate"]
 @click.option("--truth", "truth_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Also write what the collector should make of this run, as JSON Lines: "
                    "the exact intensity per line, tick and window, and each injected spike's "
-                   "alert with the times it must start and end within (computed from the "
-                   "simulator's own model, none of the collector's code).")
+                   "alert with the times it must start and end within, and each improvement's "
+                   "or drift's energy saving (computed from the simulator's own model, none "
+                   "of the collector's code).")
 @click.option("--truth-windows", default="15m,1h,24h", show_default=True,
               help="Windows the --truth rows are for (the collector's --windows).")
 @click.option("--truth-tick", type=float, default=10.0, show_default=True,
@@ -92,7 +98,8 @@ __all__ = ["simulate"]
                    "read by `wattline run --sparkplug`.")
 def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float, speed: float,
              seed: int, topic_prefix: str, faults_text: str | None, drifts: tuple[str, ...],
-             idles: tuple[str, ...], spikes: tuple[str, ...], record_file: str | None,
+             improvements: tuple[str, ...], idles: tuple[str, ...], spikes: tuple[str, ...],
+             record_file: str | None,
              replay_file: str | None, scenario_files: tuple[str, ...], truth_file: str | None,
              truth_windows: str, truth_tick: float, target_rate: float | None, processes: int,
              line_count: int | None, payload_format: str) -> None:
@@ -133,7 +140,7 @@ def simulate(mqtt_url: str, lines: str, site: str, rate: float, duration: float,
       wattline simulate --replay kiln-spike.jsonl.gz --speed 0
     """
     _check_capture_options(record_file, replay_file, speed)
-    events = _events(spikes, idles, drifts)
+    events = _events(spikes, idles, drifts, improvements)
     plan = _Plan(lines=_line_names(lines, line_count), site=site, rate_s=rate, seed=seed,
                  topic_prefix=topic_prefix, events=events,
                  payload_format=payload_format, scenarios=_scenarios(scenario_files),
@@ -208,15 +215,16 @@ def _check_capture_options(record_file: str | None, replay_file: str | None,
                                  param_hint="--speed")
 
 
-def _events(spikes: tuple[str, ...], idles: tuple[str, ...],
-            drifts: tuple[str, ...]) -> list[Any]:
-    from wattline.simulators.events import parse_drift, parse_idle, parse_spike
+def _events(spikes: tuple[str, ...], idles: tuple[str, ...], drifts: tuple[str, ...],
+            improvements: tuple[str, ...] = ()) -> list[Any]:
+    from wattline.simulators.events import parse_drift, parse_idle, parse_improve, parse_spike
 
     try:
         return ([parse_spike(s) for s in spikes] + [parse_idle(i) for i in idles]
-                + [parse_drift(d) for d in drifts])
+                + [parse_drift(d) for d in drifts] + [parse_improve(i) for i in improvements])
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--spike/--idle/--drift") from None
+        raise click.BadParameter(str(err),
+                                 param_hint="--spike/--idle/--drift/--improve") from None
 
 
 def _line_names(lines: str, line_count: int | None) -> list[str]:
