@@ -77,14 +77,28 @@ def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int
                    "each reports its fastest (a flood of batches lasts a fraction of a second, "
                    "so one is at the mercy of the machine's other work). The naive loop runs "
                    "once.")
+@click.option("--durable", is_flag=True,
+              help="Instead: the collector with --state-dir (write-ahead log, checkpoints) "
+                   "and a VictoriaMetrics sink against itself without, at QoS 1, single "
+                   "and 100-reading messages, alternating rounds.")
+@click.option("--influx-url", default=None,
+              help="With --durable: write to this server instead of starting a "
+                   "VictoriaMetrics on a free port.")
+@click.option("--state-parent", type=click.Path(file_okay=False), default=None,
+              help="With --durable: make the state folders inside this folder (the disk "
+                   "--state-dir will use). [default: the system's temporary folder]")
+@click.option("--checkpoint-every", default="60s", show_default=True,
+              help="With --durable: the durable collector's checkpoint interval.")
 def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messages: int,
                  publishers: int, latency_seconds: float, topic_prefix: str,
-                 shared_collectors: int, rounds: int) -> None:
+                 shared_collectors: int, rounds: int, durable: bool, influx_url: str | None,
+                 state_parent: str | None, checkpoint_every: str) -> None:
     """The collector against a bare paho subscriber and a hand-written json + Point loop.
 
     Single readings and 100-reading batches, at QoS 0 and QoS 1, published by
     separate processes as fast as they can; then publish-to-output latency at
-    half the collector's rate, and messages lost.
+    half the collector's rate, and messages lost. With --durable, what the
+    write-ahead log, checkpoints and a real database cost the same collector.
     """
     from wattline.benchmarks.ingest import run_ingest_bench
     from wattline.benchmarks.report import print_report
@@ -92,6 +106,20 @@ def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messa
     def progress(text: str) -> None:
         click.echo(text, err=True)
 
+    if durable:
+        from wattline.benchmarks.ingest_durable import run_durable_bench
+
+        try:
+            result = run_durable_bench(mqtt_url=mqtt_url, influx_url=influx_url,
+                                       messages=messages, batch_messages=batch_messages,
+                                       publishers=publishers, topic_prefix=topic_prefix,
+                                       rounds=rounds, checkpoint_every=checkpoint_every,
+                                       state_parent=state_parent, progress=progress)
+        except (RuntimeError, ValueError, OSError) as err:
+            raise click.ClickException(str(err)) from None
+        print_report("wattline bench ingest --durable", result, as_json=as_json,
+                     subject="durable")
+        return
     try:
         result = run_ingest_bench(mqtt_url=mqtt_url, messages=messages,
                                   batch_messages=batch_messages, publishers=publishers,

@@ -255,18 +255,27 @@ class NaiveLoop(_PahoConsumer):
 
 
 class CollectorConsumer:
-    """The real ``Collector`` without sinks, counted through its metrics after each batch."""
+    """The real ``Collector``, counted through its metrics after each batch.
 
-    def __init__(self, url: str, qos: int, prefix: str) -> None:
-        settings = settings_from_mapping({"mqtt_url": url, "qos": qos, "topic_prefix": prefix,
-                                          "client_id": f"wattline-bench-{uuid.uuid4().hex[:12]}"})
-        settings = dataclasses.replace(settings, metrics_port=None)
+    Without sinks unless ``settings`` (more settings, as the config file names them)
+    ask for some: with ``influx_url`` or ``state_dir`` the collector builds its sinks,
+    spool and write-ahead log as ``wattline run`` does.
+    """
+
+    def __init__(self, url: str, qos: int, prefix: str,
+                 settings: dict[str, Any] | None = None) -> None:
+        extra = dict(settings or {})
+        built = settings_from_mapping({"mqtt_url": url, "qos": qos, "topic_prefix": prefix,
+                                       "client_id": f"wattline-bench-{uuid.uuid4().hex[:12]}",
+                                       **extra})
+        built = dataclasses.replace(built, metrics_port=None)
         self.metrics = CollectorMetrics()
         self.handled_at: list[tuple[float, int]] = []
         """Per finished batch: wall-clock end and running count of messages handled."""
         self._counts = Counts()
-        self.collector = Collector(settings, sinks=[], metrics=self.metrics,
-                                   on_results=self._on_results)
+        wants_sinks = bool(extra.get("influx_url") or extra.get("store"))
+        self.collector = Collector(built, sinks=None if wants_sinks else [],
+                                   metrics=self.metrics, on_results=self._on_results)
 
     def _on_results(self, table: pa.Table) -> None:
         registry = self.metrics.registry
