@@ -5,6 +5,7 @@ x production, times a saving factor from a given day on."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +14,7 @@ from wattline.contract.reference_data import load_reference
 from wattline.contract.schemas import BATCH_SCHEMA
 from wattline.ingest.periods_stage import PERIOD_SCHEMA
 
-__all__ = ["KGCE_PER_KWH", "line_rows", "ms"]
+__all__ = ["KGCE_PER_KWH", "line_rows", "ms", "write_store"]
 
 KGCE_PER_KWH = load_reference().carriers["electricity"].kgce_per_unit
 
@@ -74,3 +75,18 @@ def line_rows(site: str, line: str, first_day: str, days: int, *, seed: int = 0,
     rows += [row("month", t, kgce, tonnes) for t, (kgce, tonnes) in months.items()]
     return (pa.Table.from_pylist(rows, schema=PERIOD_SCHEMA),
             pa.Table.from_pylist(batches, schema=BATCH_SCHEMA))
+
+
+def write_store(directory: Path, *lines: tuple[pa.Table, pa.Table]) -> Path:
+    """A Parquet store holding these lines' periods and batches, as the daemon writes
+    them (``ParquetStore.write_periods`` / ``write_batches``)."""
+    from wattline.ingest.sinks.parquet_store import ParquetStore
+
+    store = ParquetStore(directory, housekeeping_every_s=1e9)
+    store.open()
+    for periods, batches in lines:
+        store.write_periods(periods)
+        if batches.num_rows:
+            store.write_batches(batches)
+    store.close()
+    return directory

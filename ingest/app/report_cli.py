@@ -8,6 +8,8 @@ document. Every refusal is one line naming what to change.
 
 from __future__ import annotations
 
+import csv
+import math
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -60,6 +62,42 @@ def _only(table: pa.Table, name: str | None) -> pa.Table:
     return table.filter(pa.array([j == name for j in joined]))
 
 
+def read_variables(path: str) -> dict[str, dict[str, float]]:
+    """A CSV of relevant variables: a ``period`` column of period labels (``2026-11-01``
+    for a day, ``2026-11-01 08:00`` for a shift, ``2026-11`` for a month), then one
+    column of numbers per variable, named in the header."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"cannot read --variables {path}: {err}") from None
+    if not rows or not rows[0] or rows[0][0].strip() != "period" or len(rows[0]) < 2:
+        raise click.ClickException(f"{path}:1: the header must be period, then the names "
+                                   "of the relevant variables (e.g. period,degree_days)")
+    names = [n.strip() for n in rows[0][1:]]
+    if "" in names or len(set(names)) != len(names) or "production_t" in names:
+        raise click.ClickException(f"{path}:1: name each variable once (production_t is "
+                                   "already in the model)")
+    out: dict[str, dict[str, float]] = {n: {} for n in names}
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(names) + 1:
+            raise click.ClickException(f"{path}:{number}: expected {len(names) + 1} values, "
+                                       f"got {len(row)}")
+        label = row[0].strip()
+        for name, cell in zip(names, row[1:], strict=True):
+            try:
+                value = float(cell)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise click.ClickException(f"{path}:{number}: {name} of {label} is not a "
+                                           f"number: {cell!r}")
+            out[name][label] = value
+    return out
+
+
 @click.group()
 def report() -> None:
     """Reports read from a Parquet store written with `wattline run --store`."""
@@ -89,13 +127,18 @@ def report() -> None:
               show_default=True,
               help="Periods the baseline model is fitted on and the savings are counted "
                    "per.")
+@click.option("--variables", "variables_file", type=click.Path(exists=True, dir_okay=False),
+              help="CSV of relevant variables for the baseline model besides production "
+                   "(degree-days, ...): a period column with each period as the report "
+                   "names it (2026-11-01, 2026-11-01 08:00, 2026-11), then a column per "
+                   "variable; every baseline and report period needs a value.")
 @click.option("--format", "form", type=click.Choice(["html", "json"]), default="html",
               show_default=True, help="A self-contained HTML page, or a JSON document.")
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               show_default=True, help="File to write; - writes to standard output.")
 def energy(directory: str, date_from: str, date_to: str, baseline_from: str | None,
            baseline_to: str | None, name: str | None, config_file: str | None,
-           model_period: str, form: str, out: str) -> None:
+           model_period: str, variables_file: str | None, form: str, out: str) -> None:
     """Energy per tonne of each line against its national levels and its own baseline.
 
     For each line with periods in the store, over the plant days --from to --to:
@@ -106,8 +149,9 @@ def energy(directory: str, date_from: str, date_to: str, baseline_from: str | No
         and baseline levels, with the GB grade of each day; per batch for a
         batch line;
       - an ISO 50006 energy baseline: E = a + b x P, energy per period against
-        production, fitted by least squares on the final periods (--model-period)
-        of the baseline days; R^2 must be at least 0.75 over at least 12 periods;
+        production (plus c x V for each relevant variable of --variables), fitted
+        by least squares on the final periods (--model-period) of the baseline
+        days; R^2 must be at least 0.75 over at least 12 periods;
       - expected energy (the model, for what the line made) against actual, per
         report period, and the CUSUM of savings (expected - actual, added up): a
         rising CUSUM is energy saved, its slope the saving per period.
@@ -127,6 +171,7 @@ def energy(directory: str, date_from: str, date_to: str, baseline_from: str | No
           --baseline-to 2026-06-30 --line plant-a/eaf-1 --format json --out eaf-1.json
     """
     settings = _settings(config_file)
+    variables = read_variables(variables_file) if variables_file else {}
     tz = settings.plant_timezone
     first, last = date.fromisoformat("1970-01-01"), date.fromisoformat("1970-01-01")
     first, last = _day(date_from, "--from") or first, _day(date_to, "--to") or last
@@ -157,7 +202,7 @@ def energy(directory: str, date_from: str, date_to: str, baseline_from: str | No
             batch_lines=batch_lines, levels=load_reference().levels,
             report=(span.start_ms, span.end_ms), baseline=(base.start_ms, base.end_ms),
             labels=(str(first), str(last), str(base_first), str(base_last)), timezone=tz,
-            model_period=model_period)
+            model_period=model_period, variables=variables)
     except WattlineError as err:
         raise click.ClickException(str(err)) from None
     if form == "json":

@@ -95,10 +95,13 @@ def _model_chart(r: LineReport) -> str:
                  color=_ACTUAL, label="report periods")
     every = base_p + [s.production_t for s in r.savings]
     lo, hi = min(every), max(every)
-    axes.plot([lo, hi], [r.model.intercept + r.model.slope * lo,
-                         r.model.intercept + r.model.slope * hi], color="black", linewidth=1,
-              label=f"E = {r.model.intercept:,.0f} + {r.model.slope:,.2f} x P "
-                    f"(R\u00b2 {r.model.r_squared:.2f})")
+    start = r.intercept_at_means
+    others = r.model.variables[1:]
+    axes.plot([lo, hi], [start + r.model.slope * lo, start + r.model.slope * hi],
+              color="black", linewidth=1,
+              label=f"E = {start:,.0f} + {r.model.slope:,.2f} x P"
+                    + (f" ({', '.join(others)} at baseline mean)" if others else "")
+                    + f", R\u00b2 {r.model.r_squared:.2f}")
     axes.set_xlabel("production, t")
     axes.set_ylabel(f"energy, {unit}")
     title = "Baseline model: energy against production"

@@ -104,8 +104,10 @@ def _figure(kind: str, index: int, svg: str) -> str:
 def _line_section(report: EnergyReport, r: LineReport, index: int) -> str:
     charts = line_charts(r, report.timezone)
     m = r.model
+    extra = "".join(f" + {c:,.3f} \u00d7 {v}" for v, c in zip(m.variables[1:],
+                                                             m.coefficients[1:], strict=True))
     model_text = (f"E = {m.intercept:,.1f} {r.energy_unit} + {m.slope:,.3f} {r.energy_unit}/t "
-                  f"\u00d7 P, fitted on {m.periods} final {report.model_period}s from "
+                  f"\u00d7 P{extra}, fitted on {m.periods} final {report.model_period}s from "
                   f"{report.baseline_from} to {report.baseline_to}: R\u00b2 {m.r_squared:.3f}, "
                   f"residual standard deviation {m.residual_sd:,.1f} {r.energy_unit}.")
     worst_days = sorted((d for d in r.days if d.intensity is not None),

@@ -95,6 +95,14 @@ class LineReport:
     savings: list[SavingFigures]
     cusum_slope_share: float
     total_saving_share: float
+    variable_means: tuple[float, ...] = ()  # each relevant variable's baseline mean
+
+    @property
+    def intercept_at_means(self) -> float:
+        """The model's energy at no production with its relevant variables at their
+        baseline means: where the chart's line of energy against production starts."""
+        return self.model.intercept + sum(
+            c * v for c, v in zip(self.model.coefficients[1:], self.variable_means, strict=True))
 
     @property
     def production_t(self) -> float:
@@ -158,10 +166,24 @@ def _figures(row: dict[str, Any], level: NationalLevel, ratio: str, tz: ZoneInfo
         final=bool(row.get("final", True)), batch=row.get("batch"))
 
 
+def _variable_columns(name: str, periods: Sequence[PeriodFigures],
+                      variables: Mapping[str, Mapping[str, float]]) -> dict[str, list[float]]:
+    """Each relevant variable's value for each period, looked up by the period's label."""
+    out: dict[str, list[float]] = {}
+    for variable, values in variables.items():
+        missing = [p.label for p in periods if p.label not in values]
+        if missing:
+            raise ReportError(f"{name}: the relevant variable {variable!r} has no value for "
+                              f"{len(missing)} period(s), the first {missing[0]}: give one "
+                              "for every baseline and report period")
+        out[variable] = [values[p.label] for p in periods]
+    return out
+
+
 def _line_report(site: str, line: str, product: str, level: NationalLevel,
                  rows: Sequence[dict[str, Any]], batch_rows: Sequence[dict[str, Any]] | None,
                  report: tuple[int, int], baseline: tuple[int, int], model_period: str,
-                 tz: ZoneInfo) -> LineReport:
+                 tz: ZoneInfo, variables: Mapping[str, Mapping[str, float]]) -> LineReport:
     name = f"{site}/{line}"
     energy_column, ratio, unit = _COLUMN_OF_UNIT[level.unit]
 
@@ -178,8 +200,9 @@ def _line_report(site: str, line: str, product: str, level: NationalLevel,
     fitted_on = within(baseline, model_period, True)
     energy = np.array([getattr(p, energy_column) for p in fitted_on])
     made = np.array([p.production_t for p in fitted_on])
+    baseline_variables = _variable_columns(name, fitted_on, variables)
     try:
-        model = fit_baseline(energy, made)
+        model = fit_baseline(energy, made, baseline_variables)
     except BaselineRefused as refused:
         raise ReportError(f"{name}: no baseline model over its {len(fitted_on)} final "
                           f"{model_period}(s) from --baseline-from to --baseline-to: "
@@ -189,7 +212,8 @@ def _line_report(site: str, line: str, product: str, level: NationalLevel,
         raise ReportError(f"{name}: no final {model_period} in the report period to set "
                           "against the baseline (open periods are not counted)")
     result = savings_against(model, [getattr(p, energy_column) for p in reported],
-                             [p.production_t for p in reported])
+                             [p.production_t for p in reported],
+                             _variable_columns(name, reported, variables))
     savings = [SavingFigures(p.start_ms, p.label, p.production_t, float(e), float(a),
                              float(s), float(c))
                for p, e, a, s, c in zip(reported, result.expected, result.actual,
@@ -202,20 +226,27 @@ def _line_report(site: str, line: str, product: str, level: NationalLevel,
                       energy_column=energy_column, energy_unit=unit, days=days, shifts=shifts,
                       batches=batches, model=model, baseline=fitted_on, savings=savings,
                       cusum_slope_share=result.slope_share,
-                      total_saving_share=result.total_share)
+                      total_saving_share=result.total_share,
+                      variable_means=tuple(float(np.mean(v))
+                                           for v in baseline_variables.values()))
 
 
 def build_energy_report(periods: pa.Table, batches: pa.Table | None, *,
                         products: Mapping[str, str | None], batch_lines: set[str],
                         levels: Mapping[str, NationalLevel], report: tuple[int, int],
                         baseline: tuple[int, int], labels: tuple[str, str, str, str],
-                        timezone: str = "UTC", model_period: str = "day") -> EnergyReport:
+                        timezone: str = "UTC", model_period: str = "day",
+                        variables: Mapping[str, Mapping[str, float]] | None = None
+                        ) -> EnergyReport:
     """The report of every line in ``periods`` (spans are ``[from, to)`` epoch ms).
 
     ``products`` maps ``site/line`` to its product (``[lines]`` of the config);
     ``batch_lines`` are the lines whose batches are shown; ``labels`` are the report's
     and baseline's from and to dates as the user gave them. Raises ``ReportError``
     when a line has no product, no periods in the report range or no baseline model.
+    ``variables`` are relevant variables besides production (degree-days, ...): each
+    maps a period's ``label`` (``2026-11-01``, ``2026-11-01 08:00``, ``2026-11``) to its
+    value, and must have one for every baseline and report period of the model's kind.
     """
     if model_period not in MODEL_PERIODS:
         raise ValueError(f"model period {model_period!r} is not one of {MODEL_PERIODS}")
@@ -247,7 +278,7 @@ def build_energy_report(periods: pa.Table, batches: pa.Table | None, *,
                               "or kWh/t in the reference data")
         batch_rows = batch_by_line.get((site, line), []) if name in batch_lines else None
         out.lines.append(_line_report(site, line, product, level, own, batch_rows, report,
-                                      baseline, model_period, tz))
+                                      baseline, model_period, tz, variables or {}))
     return out
 
 
@@ -273,7 +304,10 @@ def report_json(report: EnergyReport) -> dict[str, Any]:
             "batches": [asdict(b) for b in r.batches] if r.batches is not None else None,
             "model": {"energy": r.energy_column, "energy_unit": r.energy_unit,
                       "period": report.model_period, "intercept": r.model.intercept,
-                      "per_t": r.model.slope, "r_squared": r.model.r_squared,
+                      "per_t": r.model.slope,
+                      "variables": dict(zip(r.model.variables[1:], r.model.coefficients[1:],
+                                            strict=True)),
+                      "r_squared": r.model.r_squared,
                       "periods": r.model.periods, "residual_sd": r.model.residual_sd},
             "savings": [asdict(s) for s in r.savings],
             "cusum_slope_share": _finite(r.cusum_slope_share),

@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tests.conftest import missing_component
 from tests.processes import ComponentMissing
-from tests.report_rows import line_rows, ms
-from wattline.contract.reference_data import load_reference
-from wattline.ingest.reports.energy_html import report_html
-from wattline.ingest.reports.energy_report import build_energy_report
+from tests.report_rows import line_rows, write_store
+from wattline.ingest.app.cli import main
 
 pytestmark = pytest.mark.e2e
 
@@ -46,22 +45,23 @@ def browser() -> Iterator[object]:
 
 
 def _page_file(tmp_path: Path) -> tuple[Path, int]:
-    """A report of a batch EAF line and a kiln, the EAF saving 5 % from November on."""
-    eaf, heats = line_rows("demo", "eaf-1", "2026-09-01", 91, saving=0.05,
-                           saving_from="2026-11-01", batches_per_shift=8, seed=1)
-    kiln, _ = line_rows("demo", "kiln-1", "2026-09-01", 91, seed=2, kgce_per_t=105.0)
-    import pyarrow as pa
-
-    report = build_energy_report(
-        pa.concat_tables([eaf, kiln]), heats,
-        products={"demo/eaf-1": "eaf_steel", "demo/kiln-1": "cement_clinker"},
-        batch_lines={"demo/eaf-1"}, levels=load_reference().levels,
-        report=(ms("2026-11-01"), ms("2026-12-01")),
-        baseline=(ms("2026-09-01"), ms("2026-11-01")),
-        labels=("2026-11-01", "2026-11-30", "2026-09-01", "2026-10-31"))
+    """``wattline report energy`` over a store of a batch EAF line and a kiln, the EAF
+    saving 5 % from November on."""
+    store = write_store(
+        tmp_path / "store",
+        line_rows("demo", "eaf-1", "2026-09-01", 91, saving=0.05, saving_from="2026-11-01",
+                  batches_per_shift=8, seed=1),
+        line_rows("demo", "kiln-1", "2026-09-01", 91, seed=2, kgce_per_t=105.0))
+    config = tmp_path / "wattline.toml"
+    config.write_text('[lines."demo/eaf-1"]\nproduct = "eaf_steel"\nbatch = true\n'
+                      '[lines."demo/kiln-1"]\nproduct = "cement_clinker"\n')
     path = tmp_path / "energy-report.html"
-    path.write_text(report_html(report), encoding="utf-8")
-    return path, len(report.lines)
+    result = CliRunner().invoke(main, [
+        "report", "energy", "--store", str(store), "--config", str(config), "--from",
+        "2026-11-01", "--to", "2026-11-30", "--baseline-from", "2026-09-01", "--baseline-to",
+        "2026-10-31", "--format", "html", "--out", str(path)])
+    assert result.exit_code == 0, result.output
+    return path, 2
 
 
 def test_the_report_opens_in_chromium_with_every_chart_and_no_console_error(

@@ -3,6 +3,7 @@ one-line refusals."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -10,9 +11,8 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from tests.report_rows import line_rows
+from tests.report_rows import line_rows, write_store
 from wattline.ingest.app.cli import main
-from wattline.ingest.sinks.parquet_store import ParquetStore
 
 CONFIG = '''
 [lines."demo/eaf-1"]
@@ -25,14 +25,7 @@ product = "cement_clinker"
 
 
 def _store(tmp_path: Path, *tables: tuple[pa.Table, pa.Table]) -> Path:
-    store = ParquetStore(tmp_path / "store", housekeeping_every_s=1e9)
-    store.open()
-    for periods, batches in tables:
-        store.write_periods(periods)
-        if batches.num_rows:
-            store.write_batches(batches)
-    store.close()
-    return tmp_path / "store"
+    return write_store(tmp_path / "store", *tables)
 
 
 def _config(tmp_path: Path, text: str = CONFIG) -> Path:
@@ -152,3 +145,44 @@ def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
     code, output = _run("--store", tmp_path / "nowhere", "--from", "2026-11-01", "--to",
                         "2026-11-30")
     assert code == 1 and "no store at" in output
+
+
+def test_a_relevant_variable_from_a_csv_enters_the_model(tmp_path: Path) -> None:
+    periods, batches = line_rows("demo", "kiln-1", "2026-09-01", 91, seed=5,
+                                 kgce_per_t=105.0)
+    rows = periods.to_pylist()
+    days = sorted(r["time_ms"] for r in rows if r["period"] == "day")
+    degree_days = {t: float((i * 7) % 13) for i, t in enumerate(days)}
+    for r in rows:  # 300 kgce per degree-day, spread over the day's three shifts
+        extra = 300.0 * degree_days[r["time_ms"] - r["time_ms"] % 86_400_000]
+        if r["period"] == "shift":
+            extra /= 3
+        elif r["period"] == "month":
+            extra = 0.0
+        r["energy_kgce"] += extra
+    store = _store(tmp_path, (pa.Table.from_pylist(rows, schema=periods.schema),
+                              batches))
+    csv_path = tmp_path / "degree_days.csv"
+    csv_path.write_text("period,degree_days\n" + "".join(
+        f"{datetime.fromtimestamp(t / 1000, UTC):%Y-%m-%d},{v}\n"
+        for t, v in degree_days.items()))
+    args = ["--store", store, "--config", _config(tmp_path), "--from", "2026-11-01", "--to",
+            "2026-11-30", "--baseline-from", "2026-09-01", "--baseline-to", "2026-10-31",
+            "--format", "json"]
+    code, output = _run(*args, "--variables", csv_path)
+    assert code == 0, output
+    model = orjson.loads(output)["lines"][0]["model"]
+    assert model["variables"]["degree_days"] == pytest.approx(300.0, rel=0.05)
+    assert model["per_t"] == pytest.approx(105.0, rel=0.01)
+    code, output = _run(*args)
+    assert code == 0, output
+    assert orjson.loads(output)["lines"][0]["model"]["r_squared"] < model["r_squared"]
+
+    csv_path.write_text("period,degree_days\n2026-09-01,5\n")
+    code, output = _run(*args, "--variables", csv_path)
+    assert code == 1
+    assert "relevant variable 'degree_days' has no value for 60 period(s), the first " \
+           "2026-09-02" in output
+    csv_path.write_text("period,degree_days\n2026-09-01,warm\n")
+    code, output = _run(*args, "--variables", csv_path)
+    assert code == 1 and f"{csv_path}:2: degree_days of 2026-09-01 is not a number" in output
