@@ -7,9 +7,9 @@ The capture is recorded with ``simulate --record``, starting at a UTC midnight (
 days, and the figures, are the same from one run to the next), and replayed as fast as
 the broker takes it; the daemon's ``--max-past`` reaches back to its start. Stoppages
 (``--idle``) on some days make the daily production vary, so that the baseline model
-can tell base load from energy per tonne. The last days are still
-open (the day ends less than ``period_grace`` before now), so the report stops two
-days before today."""
+can tell base load from energy per tonne. The newest day may still be open (it ended
+less than ``period_grace`` ago, or has not ended), so the report stops at the last day
+that ended more than three hours ago."""
 
 from __future__ import annotations
 
