@@ -101,6 +101,15 @@ def test_simulate_and_bench_are_registered_with_their_options() -> None:
         bench.commands["sink"])
 
 
+def test_report_energy_is_registered_with_its_options() -> None:
+    report = main.commands["report"]
+    assert isinstance(report, click.Group)
+    assert _options(report.commands["energy"]) == {
+        "--store", "--from", "--to", "--baseline-from", "--baseline-to", "--line", "--config",
+        "--model-period", "--variables", "--format", "--out"}
+    assert "--improve" in _options(main.commands["simulate"])
+
+
 @click.command()
 @daemon_options
 @click.pass_context

@@ -143,3 +143,20 @@ def test_a_drift_to_more_energy_gives_a_falling_cusum() -> None:
     result = savings_against(model, energy * 1.03, production)
     assert result.slope_share == pytest.approx(-0.03, abs=0.002)
     assert (np.diff(result.cusum) < 0).mean() > 0.8
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), factor=st.floats(0.5, 1.5),
+       n=st.integers(2, 60))
+def test_a_line_at_a_factor_of_its_expected_energy_has_that_cusum_slope(
+    seed: int, factor: float, n: int,
+) -> None:
+    rng = np.random.default_rng(seed)
+    model = fit_baseline(*_plant(rng, 24))
+    production = rng.uniform(60.0, 140.0, n)
+    result = savings_against(model, factor * model.expected(production), production)
+    assert result.total_share == pytest.approx(1.0 - factor, abs=1e-9)
+    assert result.cusum[-1] == pytest.approx(result.saving.sum(), rel=1e-9, abs=1e-6)
+    steady = np.full(n, production[0])  # every period alike: the CUSUM is a straight line
+    straight = savings_against(model, factor * model.expected(steady), steady)
+    assert straight.slope_share == pytest.approx(1.0 - factor, abs=1e-9)
