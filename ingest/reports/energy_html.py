@@ -63,15 +63,19 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _period_rows(r: LineReport, periods: Sequence[PeriodFigures]) -> list[list[str]]:
+def _period_rows(periods: Sequence[PeriodFigures], carbon: bool) -> list[list[str]]:
     return [[p.batch or p.label, _n(p.production_t), _n(p.energy_kgce, 0),
              _n(p.electricity_kwh, 0), _n(p.intensity), _grade(p.grade),
-             "" if p.final else "open"] for p in periods]
+             *([_n(p.co2_per_t, 3)] if carbon else []), "" if p.final else "open"]
+            for p in periods]
 
 
 def _period_table(r: LineReport, periods: Sequence[PeriodFigures], first: str) -> str:
+    """The periods' figures; a tCO2/t column where the store holds live carbon."""
+    carbon = any(p.co2_per_t is not None for p in periods)
     return _table([first, "production t", "energy kgce", "electricity kWh", r.level.unit,
-                   "grade", ""], _period_rows(r, periods))
+                   "grade", *(["tCO2/t"] if carbon else []), ""],
+                  _period_rows(periods, carbon))
 
 
 def _key_figures(r: LineReport, model_period: str) -> str:

@@ -62,6 +62,7 @@ class PeriodFigures:
     grade: int | None
     final: bool
     batch: str | None = None
+    co2_per_t: float | None = None  # tCO2 per tonne, where the store has it (live carbon)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,8 @@ def _figures(row: dict[str, Any], level: NationalLevel, ratio: str, tz: ZoneInfo
                                                                          period),
         energy_kgce=float(row["energy_kgce"]), electricity_kwh=float(row["electricity_kwh"]),
         production_t=float(row["production_t"]), intensity=intensity, grade=grade,
-        final=bool(row.get("final", True)), batch=row.get("batch"))
+        final=bool(row.get("final", True)), batch=row.get("batch"),
+        co2_per_t=row.get("co2_per_t"))
 
 
 def _variable_columns(name: str, periods: Sequence[PeriodFigures],

@@ -9,7 +9,9 @@ import pytest
 
 from tests.report_rows import line_rows, ms
 from wattline.contract.reference_data import load_reference
+from wattline.ingest.reports.energy_html import report_html
 from wattline.ingest.reports.energy_report import (
+    EnergyReport,
     ReportError,
     build_energy_report,
     latest_rows,
@@ -20,17 +22,24 @@ LEVELS = load_reference().levels
 LABELS = ("2026-11-01", "2026-11-30", "2026-09-01", "2026-10-31")
 
 
-def _report(periods: pa.Table, batches: pa.Table | None = None, *,
-            products: dict[str, str | None] | None = None,
-            baseline: tuple[str, str] = ("2026-09-01", "2026-11-01"),
-            model_period: str = "day") -> dict:
-    report = build_energy_report(
+def _built(periods: pa.Table, batches: pa.Table | None = None, *,
+           products: dict[str, str | None] | None = None,
+           baseline: tuple[str, str] = ("2026-09-01", "2026-11-01"),
+           model_period: str = "day") -> EnergyReport:
+    return build_energy_report(
         periods, batches, products=products or {"demo/eaf-1": "eaf_steel"},
         batch_lines={"demo/eaf-1"} if batches is not None else set(), levels=LEVELS,
         report=(ms("2026-11-01"), ms("2026-12-01")),
         baseline=(ms(baseline[0]), ms(baseline[1])), labels=LABELS,
         model_period=model_period)
-    return report_json(report)
+
+
+def _report(periods: pa.Table, batches: pa.Table | None = None, *,
+            products: dict[str, str | None] | None = None,
+            baseline: tuple[str, str] = ("2026-09-01", "2026-11-01"),
+            model_period: str = "day") -> dict:
+    return report_json(_built(periods, batches, products=products, baseline=baseline,
+                              model_period=model_period))
 
 
 def test_days_and_shifts_of_the_report_period_carry_their_intensity_and_grade() -> None:
@@ -122,3 +131,20 @@ def test_a_baseline_production_does_not_explain_is_refused_with_its_r_squared() 
                            kgce_per_t=1.0, tonnes_per_shift=(495.0, 505.0), noise=0.02)
     with pytest.raises(ReportError, match=r"R\^2 0\.\d+ over 61 periods, below 0.75"):
         _report(periods)
+
+
+def test_carbon_per_tonne_is_carried_where_the_store_has_it() -> None:
+    periods, _ = line_rows("demo", "eaf-1", "2026-09-01", 91)
+    rows = periods.to_pylist()
+    for r in rows:
+        r["co2_per_t"] = 0.25 if r["period"] == "day" else None
+    schema = periods.schema
+    if "co2_per_t" not in schema.names:  # a schema from before live carbon
+        schema = schema.append(pa.field("co2_per_t", pa.float64()))
+    with_carbon = pa.Table.from_pylist(rows, schema=schema)
+    line = _report(with_carbon)["lines"][0]
+    assert {d["co2_per_t"] for d in line["days"]} == {0.25}
+    assert {s["co2_per_t"] for s in line["shifts"]} == {None}
+    page = report_html(_built(with_carbon))
+    assert page.count("<th>tCO2/t</th>") == 1 and "<td>0.250</td>" in page  # days only
+    assert "tCO2/t" not in report_html(_built(periods))
