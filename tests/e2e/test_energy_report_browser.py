@@ -35,7 +35,10 @@ def _chromium() -> str:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     executable = _chromium()
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # the test extra, installed by scripts/setup.sh
+        missing_component(ComponentMissing("playwright (the Python package)"))
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable,
