@@ -203,13 +203,21 @@ def grow_period_state(state: PeriodState, n_lines: int | None = None,
         old = getattr(state, f.name)
         new = getattr(grown, f.name)
         if f.name in ("pending_ts", "pending_value", "pending_late"):
-            for m in np.nonzero(state.pending_len)[0]:
-                s, n = state.pending_start[m], state.pending_len[m]
-                new[m, :n] = old[m, (s + np.arange(n)) & mask]
+            _unroll_rings(old, new, state.pending_start, state.pending_len, mask)
         elif f.name != "pending_start":
             new[tuple(slice(0, d) for d in old.shape)] = old
     for f in fields(PeriodState):
         setattr(state, f.name, getattr(grown, f.name))
+
+
+@nb.njit(cache=True)
+def _unroll_rings(old, new, start, length, mask):
+    """Each meter's pending readings from its ring in ``old`` to the start of its row in
+    ``new`` (a larger, zeroed ring), oldest first."""
+    for m in range(length.shape[0]):
+        s = start[m]
+        for k in range(length[m]):
+            new[m, k] = old[m, (s + k) & mask]
 
 
 def period_state_arrays(state: PeriodState) -> dict[str, np.ndarray]:
@@ -586,41 +594,45 @@ def _advance_periods(
     nr = r_meter.shape[0]
     i = start
     while i < nr:
-        m = r_meter[i]
-        lu = meter_line[m]
+        m = r_meter[_U(i)]
+        mu = _U(m)
+        lu = meter_line[mu]
+        lx = _U(lu)
         j = i + 1
-        msg = r_message[i]
-        while j < nr and r_message[j] == msg:
+        msg = r_message[_U(i)]
+        while j < nr and r_message[_U(j)] == msg:
             j += 1
-        if dirty[lu] and p_len[m] + (j - i) > cap:
+        if dirty[lx] and p_len[mu] + (j - i) > cap:
             # Readings at or before ``settled`` still take room: settle them first, so
             # the message finds the buffer as rule 2 says. Only a walk writes rows in
             # this phase, so only here must the output have room for them.
             if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return i, n, _NEEDS_OUTPUT
-            n = _walk(lu, settled[lu], True, line_meter_start, line_meters, kgce_f, kwh_f,
+            n = _walk(lu, settled[lx], True, line_meter_start, line_meters, kgce_f, kwh_f,
                       t_f, delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
                       open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
                       o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
                       s_int, s_float, s_open, s_sums)
-            dirty[lu] = False
-        if cap < max_pending and p_len[m] + (j - i) > cap:
+            dirty[lx] = False
+        if cap < max_pending and p_len[mu] + (j - i) > cap:
             return i, n, _NEEDS_PENDING
-        base = newest[lu]
+        base = newest[lx]
         started = base != NO_TIME
         if base > now:
-            base = max(capped[lu], now)
+            base = max(capped[lx], now)
         if started:
-            capped[lu] = base
+            capped[lx] = base
         wm = base - lateness
+        line_settled = settled[lx]
         hi = NO_TIME
         for r in range(i, j):
-            ts = r_ts[r]
-            if started and ts <= settled[lu]:
+            ru = _U(r)
+            ts = r_ts[ru]
+            if started and ts <= line_settled:
                 drops[_CLOSED] += 1
                 continue
-            why = _insert(m, ts, r_value[r], started and ts <= wm, p_ts, p_v, p_late,
+            why = _insert(m, ts, r_value[ru], started and ts <= wm, p_ts, p_v, p_late,
                           p_start, p_len)
             if why >= 0:
                 drops[why] += 1
@@ -630,23 +642,23 @@ def _advance_periods(
         i = j
         if hi == NO_TIME:
             continue
-        arrival[lu] = now if now != _MAX else NO_TIME
+        arrival[lx] = now if now != _MAX else NO_TIME
         if not started:
-            newest[lu] = hi
+            newest[lx] = hi
             base = min(hi, now)
         else:
-            nw = newest[lu]
+            nw = newest[lx]
             if hi > nw:
                 nw = hi
-                newest[lu] = hi
+                newest[lx] = hi
             base = nw if nw <= now else max(base, now)
-        capped[lu] = base
+        capped[lx] = base
         P = base - lateness - grace
-        if settled[lu] == NO_TIME or settled[lu] < P:
+        if line_settled == NO_TIME or line_settled < P:
             # Settled now; the readings it passed are finalised once per call and line
             # (phase 3), which gives the same rows: only the order of additions differs.
-            settled[lu] = P
-            dirty[lu] = True
+            settled[lx] = P
+            dirty[lx] = True
     return nr, n, 0
 
 
