@@ -12,7 +12,7 @@ KERNEL_TESTS := tests/unit/test_kernel_behaviour.py tests/unit/test_alert_behavi
 	tests/property/test_kernel_properties.py tests/property/test_alert_properties.py \
 	tests/property/test_kernel_finite.py tests/unit/test_batch_behaviour.py \
 	tests/property/test_batch_properties.py tests/unit/test_period_behaviour.py \
-	tests/property/test_period_properties.py
+	tests/property/test_period_properties.py tests/unit/test_carbon_kernels.py
 NOJIT_PYTEST = NUMBA_DISABLE_JIT=1 $(PY) -m pytest $(PYTEST_FLAGS) $(KERNEL_TESTS)
 
 .PHONY: setup test test-nojit demo bench lint clean

@@ -138,12 +138,17 @@ def make_plant(readings: int, lines: int, meters_per_line: int, seed: int = 1) -
 
 def _meter_table(lines: int, meters_per_line: int) -> MeterTable:
     """Meter ``line * meters_per_line + k``: production for k = 0, else a carrier's meter."""
-    kgce_of = {name: c.kgce_per_unit for name, c in load_reference().carriers.items()}
+    reference = load_reference()
+    grid = reference.national_grid_factor.kgco2_per_kwh
+    kgce_of = {name: c.kgce_per_unit for name, c in reference.carriers.items()}
     n_meters = lines * meters_per_line
     k = np.arange(n_meters) % meters_per_line
     carrier = np.array(ENERGY_CARRIERS)[(k - 1) % len(ENERGY_CARRIERS)]
     is_production = k == 0
     kgce = np.array([kgce_of[c] for c in carrier])
+    co2 = np.where(is_production, 0.0,
+                   [reference.carriers[c].co2_per_unit(grid) for c in carrier])
+    scope = np.array([reference.carriers[c].scope for c in carrier])
     return MeterTable(
         line=(np.arange(n_meters) // meters_per_line).astype(np.int32),
         kgce_per_unit=np.where(is_production, 0.0, kgce),
@@ -152,6 +157,8 @@ def _meter_table(lines: int, meters_per_line: int) -> MeterTable:
         delta_mode=np.zeros(n_meters, dtype=np.bool_),
         rollover=np.where(k == 1, ROLLOVER_KWH, 0.0),
         n_lines=lines,
+        co2_direct_per_unit=np.where(scope == 1, co2, 0.0),
+        co2_indirect_per_unit=np.where(scope == 2, co2, 0.0),
     )
 
 
@@ -167,7 +174,9 @@ def first_lines(plant: BenchPlant, n_lines: int) -> BenchPlant:
                         kwh_per_unit=mt.kwh_per_unit[:n_meters],
                         t_per_unit=mt.t_per_unit[:n_meters],
                         delta_mode=mt.delta_mode[:n_meters], rollover=mt.rollover[:n_meters],
-                        n_lines=n_lines)
+                        n_lines=n_lines,
+                        co2_direct_per_unit=mt.co2_direct_per_unit[:n_meters],
+                        co2_indirect_per_unit=mt.co2_indirect_per_unit[:n_meters])
     r = plant.readings
     keep = r.meter < n_meters
     readings = Readings.from_arrays(r.meter[keep], r.ts_ms[keep], r.value[keep])
@@ -210,6 +219,8 @@ def joined(parts: list[Ticks], n_windows: int) -> Ticks:
         kgce_per_t=cat("kgce_per_t"), kwh_per_t=cat("kwh_per_t"),
         drops=(np.sum([p.drops for p in parts], axis=0) if parts
                else np.zeros(len(DROP_REASONS), np.int64)),
+        co2_direct_t=cat("co2_direct_t"), co2_indirect_t=cat("co2_indirect_t"),
+        co2_per_t=cat("co2_per_t"),
     )
 
 
@@ -307,12 +318,14 @@ def vectorised_windows(plant: BenchPlant) -> VectorisedWindows:
     n_ticks = int(tick.max()) - first + 1
     cell = mt.line[meter].astype(np.int64) * n_ticks + (tick - first)
     size = mt.n_lines * n_ticks
+    q = len(QUANTITIES)
     buckets = np.stack([
         np.bincount(cell, weights=delta * factor[meter], minlength=size)
-        for factor in (mt.kgce_per_unit, mt.kwh_per_unit, mt.t_per_unit)
-    ], axis=-1).reshape(mt.n_lines, n_ticks, 3)
-    running = np.concatenate([np.zeros((mt.n_lines, 1, 3)), np.cumsum(buckets, axis=1)], axis=1)
-    sums = np.empty((mt.n_lines, n_ticks, len(cfg.windows_ms), 3))
+        for factor in (mt.kgce_per_unit, mt.kwh_per_unit, mt.t_per_unit,
+                       mt.co2_direct_per_unit, mt.co2_indirect_per_unit)
+    ], axis=-1).reshape(mt.n_lines, n_ticks, q)
+    running = np.concatenate([np.zeros((mt.n_lines, 1, q)), np.cumsum(buckets, axis=1)], axis=1)
+    sums = np.empty((mt.n_lines, n_ticks, len(cfg.windows_ms), q))
     for w, span in enumerate(cfg.window_ticks.tolist()):
         leaving = np.maximum(np.arange(1, n_ticks + 1) - span, 0)
         sums[:, :, w, :] = running[:, 1:, :] - running[:, leaving, :]

@@ -106,13 +106,18 @@ def synthetic_intensity(rows: int, *, first_tick_ms: int, site_prefix: str = "",
     energy_kgce = electricity_kwh * 0.1229 + rng.uniform(50.0, 150.0, rows) * hours
     idle = rng.random(rows) < IDLE_SHARE
     production_t = np.where(idle, 0.0, rng.uniform(8.0, 12.0, rows) * hours)
+    # The rest of the energy is natural gas burnt on site; electricity at the grid factor.
+    co2_direct_t = (energy_kgce - electricity_kwh * 0.1229) / 1.2143 * 0.001994
+    co2_indirect_t = electricity_kwh * 0.5306 / 1000
     with np.errstate(divide="ignore", invalid="ignore"):
         kgce_per_t = energy_kgce / production_t
         kwh_per_t = electricity_kwh / production_t
+        co2_per_t = (co2_direct_t + co2_indirect_t) / production_t
     return pa.Table.from_arrays(
         [sites, lines, windows, pa.array(time_ms), pa.array(energy_kgce),
          pa.array(electricity_kwh), pa.array(production_t),
-         pa.array(kgce_per_t, mask=idle), pa.array(kwh_per_t, mask=idle)],
+         pa.array(kgce_per_t, mask=idle), pa.array(kwh_per_t, mask=idle),
+         pa.array(co2_direct_t), pa.array(co2_indirect_t), pa.array(co2_per_t, mask=idle)],
         schema=INTENSITY_SCHEMA,
     )
 
@@ -124,9 +129,10 @@ def split_batches(table: pa.Table, batch_rows: int) -> list[pa.Table]:
 
 
 def field_values(table: pa.Table) -> int:
-    """How many field values the table's points carry: three sums plus non-null intensities."""
-    return 3 * table.num_rows + sum(len(table.column(name)) - table.column(name).null_count
-                                    for name in ("kgce_per_t", "kwh_per_t"))
+    """How many field values the table's points carry: five sums (energy, electricity,
+    production, CO2 direct and indirect) plus non-null intensities."""
+    return 5 * table.num_rows + sum(len(table.column(name)) - table.column(name).null_count
+                                    for name in ("kgce_per_t", "kwh_per_t", "co2_per_t"))
 
 
 # -- a VictoriaMetrics of our own ----------------------------------------------------------------

@@ -123,7 +123,9 @@ class BatchLines:
              pa.array(closed.production_t),
              pa.array(closed.kgce_per_t, mask=np.isnan(closed.kgce_per_t)),
              pa.array(closed.kwh_per_t, mask=np.isnan(closed.kwh_per_t)),
-             pa.array(closed.duration_s)],
+             pa.array(closed.duration_s), pa.array(closed.co2_direct_t),
+             pa.array(closed.co2_indirect_t),
+             pa.array(closed.co2_per_t, mask=np.isnan(closed.co2_per_t))],
             schema=BATCH_SCHEMA,
         )
 

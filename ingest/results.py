@@ -1,7 +1,7 @@
 """The columnar results batch that every sink takes: one row per line, tick and window.
 
 This is the ``energy_intensity`` measurement of docs/formats.md as an Arrow table.
-``kgce_per_t`` and ``kwh_per_t`` are null where the window is idle.
+``kgce_per_t``, ``kwh_per_t`` and ``co2_per_t`` are null where the window is idle.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def intensity_table(
     window_idx = pa.array(np.tile(np.arange(W, dtype=np.int32), n))
     kgce_t = np.ascontiguousarray(ticks.kgce_per_t[:, :W]).reshape(-1)
     kwh_t = np.ascontiguousarray(ticks.kwh_per_t[:, :W]).reshape(-1)
+    co2_t = np.ascontiguousarray(ticks.co2_per_t[:, :W]).reshape(-1)
     return pa.Table.from_arrays(
         [
             sites_arr.take(idx),
@@ -51,6 +52,9 @@ def intensity_table(
             pa.array(np.ascontiguousarray(ticks.production_t[:, :W]).reshape(-1)),
             pa.array(kgce_t, mask=np.isnan(kgce_t)),
             pa.array(kwh_t, mask=np.isnan(kwh_t)),
+            pa.array(np.ascontiguousarray(ticks.co2_direct_t[:, :W]).reshape(-1)),
+            pa.array(np.ascontiguousarray(ticks.co2_indirect_t[:, :W]).reshape(-1)),
+            pa.array(co2_t, mask=np.isnan(co2_t)),
         ],
         schema=INTENSITY_SCHEMA,
     )

@@ -13,14 +13,15 @@ by hypothesis):
    earlier call is refused whole (``ValueError``).
 2. The first entry of a line (a counter's baseline counts: its delta is zero) opens
    its first batch at that entry's time.
-3. Every entry adds its kgce and kWh to the open batch. An entry whose production is
-   more than zero closes it: the batch holds the energy of entries with
+3. Every entry adds its kgce, kWh and direct and indirect CO2 to the open batch. An
+   entry whose production is more than zero closes it: the batch holds the energy of entries with
    ``previous close < t <= close`` and, as its production, that one delta; its
    duration is ``close - start``, and the next batch starts at the close. Production
    of zero or less (a delta-mode weigher's correction) closes nothing and counts
    nowhere.
 4. A closed batch gets ``kgce_per_t`` and ``kwh_per_t`` (energy over its production)
-   when both are finite; NaN otherwise.
+   when both are finite, NaN otherwise; and ``co2_per_t`` (direct plus indirect CO2
+   over its production) when that is finite, NaN otherwise.
 
 Batch sums use Neumaier compensation, so a batch is exact to rounding whatever its
 number of deltas. The open batch of every line is part of ``BatchState``, which the
@@ -34,12 +35,14 @@ from dataclasses import dataclass, fields
 import numba as nb
 import numpy as np
 
-from wattline.kernels.state import NO_TIME, FinalisedDeltas
+from wattline.kernels.state import NO_TIME, FinalisedDeltas, pad_quantities
 
 __all__ = ["BatchState", "Batches", "FinalisedDeltas", "batch_state_arrays",
            "batch_state_from_arrays", "close_batches", "grow_batch_state", "new_batch_state"]
 
 _MAX_FLOAT = np.finfo(np.float64).max
+_SUMS = 4
+"""The open batch's sums: kgce, kWh, direct and indirect CO2 (t)."""
 
 
 @dataclass
@@ -48,8 +51,8 @@ class BatchState:
 
     start_ms: np.ndarray  # int64 [L]; NO_TIME: no entry yet
     newest_ms: np.ndarray  # int64 [L]; NO_TIME: no entry yet
-    sums: np.ndarray  # float64 [L, 2]: kgce, kWh of the open batch
-    comps: np.ndarray  # float64 [L, 2]: their Neumaier compensations
+    sums: np.ndarray  # float64 [L, 4]: kgce, kWh, CO2 direct and indirect of the open batch
+    comps: np.ndarray  # float64 [L, 4]: their Neumaier compensations
 
     @property
     def n_lines(self) -> int:
@@ -59,7 +62,7 @@ class BatchState:
 def new_batch_state(n_lines: int) -> BatchState:
     return BatchState(start_ms=np.full(n_lines, NO_TIME, dtype=np.int64),
                       newest_ms=np.full(n_lines, NO_TIME, dtype=np.int64),
-                      sums=np.zeros((n_lines, 2)), comps=np.zeros((n_lines, 2)))
+                      sums=np.zeros((n_lines, _SUMS)), comps=np.zeros((n_lines, _SUMS)))
 
 
 def grow_batch_state(state: BatchState, n_lines: int) -> None:
@@ -80,7 +83,12 @@ def batch_state_arrays(state: BatchState) -> dict[str, np.ndarray]:
 
 
 def batch_state_from_arrays(arrays: dict[str, np.ndarray]) -> BatchState:
-    return BatchState(**{f.name: np.ascontiguousarray(arrays[f.name]) for f in fields(BatchState)})
+    """The inverse of ``batch_state_arrays``; a state saved before the CO2 sums were kept
+    has its open batches' CO2 start at zero."""
+    given = dict(arrays)
+    for name in ("sums", "comps"):
+        given[name] = pad_quantities(given[name], _SUMS)
+    return BatchState(**{f.name: np.ascontiguousarray(given[f.name]) for f in fields(BatchState)})
 
 
 @dataclass
@@ -95,6 +103,9 @@ class Batches:
     production_t: np.ndarray  # float64 [n]
     kgce_per_t: np.ndarray  # float64 [n]; NaN when not finite
     kwh_per_t: np.ndarray  # float64 [n]
+    co2_direct_t: np.ndarray  # float64 [n], scope 1
+    co2_indirect_t: np.ndarray  # float64 [n], scope 2
+    co2_per_t: np.ndarray  # float64 [n]; NaN when not finite
 
     def __len__(self) -> int:
         return int(self.line.shape[0])
@@ -116,7 +127,7 @@ def _add(sums, comps, line, q, x):
 
 
 @nb.njit(cache=True)
-def _close(order, d_line, d_ts, d_kgce, d_kwh, d_t, start, newest, sums, comps,
+def _close(order, d_line, d_ts, d_kgce, d_kwh, d_t, d_co2d, d_co2i, start, newest, sums, comps,
            o_line, o_close, o_start, o_sums, o_ratio):
     """The entries in ``order``; returns how many batches closed."""
     n_out = 0
@@ -130,16 +141,22 @@ def _close(order, d_line, d_ts, d_kgce, d_kwh, d_t, start, newest, sums, comps,
             newest[line] = ts
         _add(sums, comps, line, 0, d_kgce[i])
         _add(sums, comps, line, 1, d_kwh[i])
+        _add(sums, comps, line, 2, d_co2d[i])
+        _add(sums, comps, line, 3, d_co2i[i])
         p = d_t[i]
         if p > 0.0:
             e = sums[line, 0] + comps[line, 0]
             el = sums[line, 1] + comps[line, 1]
+            cd = sums[line, 2] + comps[line, 2]
+            ci = sums[line, 3] + comps[line, 3]
             o_line[n_out] = line
             o_close[n_out] = ts
             o_start[n_out] = start[line]
             o_sums[n_out, 0] = e
             o_sums[n_out, 1] = el
             o_sums[n_out, 2] = p
+            o_sums[n_out, 3] = cd
+            o_sums[n_out, 4] = ci
             ke = e / p
             kw = el / p
             if abs(ke) <= _MAX_FLOAT and abs(kw) <= _MAX_FLOAT:
@@ -148,12 +165,13 @@ def _close(order, d_line, d_ts, d_kgce, d_kwh, d_t, start, newest, sums, comps,
             else:
                 o_ratio[n_out, 0] = np.nan
                 o_ratio[n_out, 1] = np.nan
+            kc = (cd + ci) / p
+            o_ratio[n_out, 2] = kc if abs(kc) <= _MAX_FLOAT else np.nan
             n_out += 1
             start[line] = ts
-            sums[line, 0] = 0.0
-            sums[line, 1] = 0.0
-            comps[line, 0] = 0.0
-            comps[line, 1] = 0.0
+            for q in range(_SUMS):
+                sums[line, q] = 0.0
+                comps[line, q] = 0.0
     return n_out
 
 
@@ -197,13 +215,15 @@ def close_batches(state: BatchState, deltas: FinalisedDeltas) -> Batches:
     o_line = np.empty(cap, dtype=np.int32)
     o_close = np.empty(cap, dtype=np.int64)
     o_start = np.empty(cap, dtype=np.int64)
-    o_sums = np.empty((cap, 3), dtype=np.float64)
-    o_ratio = np.empty((cap, 2), dtype=np.float64)
+    o_sums = np.empty((cap, 5), dtype=np.float64)
+    o_ratio = np.empty((cap, 3), dtype=np.float64)
     k = 0
     if n:
         k = _close(order, deltas.line, deltas.ts_ms, deltas.kgce, deltas.kwh, deltas.t,
-                   state.start_ms, state.newest_ms, state.sums, state.comps,
+                   deltas.co2_direct, deltas.co2_indirect, state.start_ms, state.newest_ms,
+                   state.sums, state.comps,
                    o_line, o_close, o_start, o_sums, o_ratio)
     return Batches(o_line[:k], o_close[:k], o_start[:k], o_sums[:k, 0].copy(),
                    o_sums[:k, 1].copy(), o_sums[:k, 2].copy(), o_ratio[:k, 0].copy(),
-                   o_ratio[:k, 1].copy())
+                   o_ratio[:k, 1].copy(), o_sums[:k, 3].copy(), o_sums[:k, 4].copy(),
+                   o_ratio[:k, 2].copy())

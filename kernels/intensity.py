@@ -47,7 +47,8 @@ written from this text and the contract, and compared by hypothesis):
    buckets of its last ``W / E`` ticks, i.e. deltas with ``T - W < t <= T``.
 4. A window whose production is more than zero (and more than zero and at
    least ``min_production_t`` when that is set) gets ``kgce_per_t`` and
-   ``kwh_per_t`` when both ratios are finite; any other window is idle and
+   ``kwh_per_t`` when both ratios are finite, and ``co2_per_t`` (direct plus
+   indirect CO2 over production) when it is finite; any other window is idle and
    gets NaN.
 
 Window sums are running sums with Neumaier compensation. Their error grows with
@@ -71,6 +72,7 @@ from numba.extending import intrinsic
 
 from wattline.kernels.state import (
     DROP_REASONS,
+    N_QUANTITIES,
     NO_TIME,
     VALUE_LIMIT,
     FinalisedDeltas,
@@ -206,7 +208,7 @@ def _counter_delta(v, last, roll):
 
 
 @nb.njit(cache=True, inline="always")
-def _log(log_line, log_ts, log_val, log_n, line, ts, kgce, kwh, t):
+def _log(log_line, log_ts, log_val, log_n, line, ts, kgce, kwh, t, co2_direct, co2_indirect):
     """Append one finalised reading of a logged (batch) line to the call's log."""
     k = log_n[0]
     ku = _U(k)
@@ -215,6 +217,8 @@ def _log(log_line, log_ts, log_val, log_n, line, ts, kgce, kwh, t):
     log_val[ku, 0] = kgce
     log_val[ku, 1] = kwh
     log_val[ku, 2] = t
+    log_val[ku, 3] = co2_direct
+    log_val[ku, 4] = co2_indirect
     log_n[0] = k + 1
 
 
@@ -249,12 +253,12 @@ def _resum(ring, lu, q, slot, span, newest, out):
 def _advance(
     start, n_out, max_pending, now,
     r_meter, r_ts, r_value, r_message,
-    meter_line, meter_line_start, line_meters, kgce_f, kwh_f, t_f, delta_mode, rollover,
-    plausible,
+    meter_line, meter_line_start, line_meters, kgce_f, kwh_f, t_f, co2d_f, co2i_f, delta_mode,
+    rollover, plausible,
     last_ts, last_value, sus_ts, sus_value, p_ts, p_v, p_start, p_len,
     newest, capped, next_tick, ring, w_sum, w_comp, w_peak, w_nonzero, drops,
     window_ticks, emit_every, lateness, min_prod, strict_prod,
-    out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, batch_drops,
+    out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, out_co2_t, batch_drops,
     log_on, log_line, log_ts, log_val, log_n,
 ):
     """Readings ``start ..``; returns (where it stopped, rows emitted, why it stopped).
@@ -269,6 +273,7 @@ def _advance(
     cap = p_ts.shape[1]
     mask = cap - 1  # pending rows are rings of a power-of-two capacity
     R = ring.shape[1]
+    Q = ring.shape[2]
     W = window_ticks.shape[0]
     out_cap = out_line.shape[0]
     resummed = np.empty(2, dtype=np.float64)
@@ -401,10 +406,10 @@ def _advance(
         _prefetch3(w_comp, lu, 0, 0)
         _prefetch3(w_peak, lu, 0, 0)
         _prefetch3(w_nonzero, lu, 0, 0)
-        _prefetch3(w_sum, lu, W - 1, 2)
-        _prefetch3(w_comp, lu, W - 1, 2)
-        _prefetch3(w_peak, lu, W - 1, 2)
-        _prefetch3(w_nonzero, lu, W - 1, 2)
+        _prefetch3(w_sum, lu, W - 1, Q - 1)
+        _prefetch3(w_comp, lu, W - 1, Q - 1)
+        _prefetch3(w_peak, lu, W - 1, Q - 1)
+        _prefetch3(w_nonzero, lu, W - 1, Q - 1)
         for k in range(next_tick[lu], upto + 1):
             slot += 1
             if slot == R:
@@ -413,6 +418,8 @@ def _advance(
             b0 = 0.0
             b1 = 0.0
             b2 = 0.0
+            b3 = 0.0
+            b4 = 0.0
             for mi in range(ms, me):
                 m = _U(line_meters[_U(mi)])
                 s = p_start[m]
@@ -426,6 +433,8 @@ def _advance(
                 fk = kgce_f[m]
                 fe = kwh_f[m]
                 ft = t_f[m]
+                fd = co2d_f[m]
+                fi = co2i_f[m]
                 lt = last_ts[m]
                 lv = last_value[m]
                 used = 0
@@ -446,7 +455,8 @@ def _advance(
                             lt = ts
                             lv = v
                             if logging:
-                                _log(log_line, log_ts, log_val, log_n, line, ts, 0.0, 0.0, 0.0)
+                                _log(log_line, log_ts, log_val, log_n, line, ts, 0.0, 0.0, 0.0,
+                                     0.0, 0.0)
                             continue
                         else:
                             delta = _counter_delta(v, lv, roll)
@@ -455,9 +465,11 @@ def _advance(
                         b0 += delta * fk
                         b1 += delta * fe
                         b2 += delta * ft
+                        b3 += delta * fd
+                        b4 += delta * fi
                         if logging:
                             _log(log_line, log_ts, log_val, log_n, line, ts, delta * fk,
-                                 delta * fe, delta * ft)
+                                 delta * fe, delta * ft, delta * fd, delta * fi)
                 else:
                     st = sus_ts[m]
                     while used < pn:
@@ -473,7 +485,8 @@ def _advance(
                             lt = ts
                             lv = v
                             if logging:
-                                _log(log_line, log_ts, log_val, log_n, line, ts, 0.0, 0.0, 0.0)
+                                _log(log_line, log_ts, log_val, log_n, line, ts, 0.0, 0.0, 0.0,
+                                     0.0, 0.0)
                             continue
                         else:
                             delta = _counter_delta(v, lv, roll)
@@ -495,9 +508,11 @@ def _advance(
                         b0 += delta * fk
                         b1 += delta * fe
                         b2 += delta * ft
+                        b3 += delta * fd
+                        b4 += delta * fi
                         if logging:
                             _log(log_line, log_ts, log_val, log_n, line, ts, delta * fk,
-                                 delta * fe, delta * ft)
+                                 delta * fe, delta * ft, delta * fd, delta * fi)
                     sus_ts[m] = st
                 last_ts[m] = lt
                 last_value[m] = lv
@@ -508,9 +523,10 @@ def _advance(
                 old_slot = slot - window_ticks[w]
                 if old_slot < 0:
                     old_slot += R
-                for q in range(3):
+                for q in range(Q):
                     old = ring[lu, _U(old_slot), q]
-                    x = b0 if q == 0 else (b1 if q == 1 else b2)
+                    x = b0 if q == 0 else (b1 if q == 1 else (b2 if q == 2 else (
+                        b3 if q == 3 else b4)))
                     if old == 0.0 and x == 0.0:
                         continue
                     if old != 0.0:
@@ -536,15 +552,24 @@ def _advance(
             ring[lu, _U(slot), 0] = b0
             ring[lu, _U(slot), 1] = b1
             ring[lu, _U(slot), 2] = b2
+            ring[lu, _U(slot), 3] = b3
+            ring[lu, _U(slot), 4] = b4
             out_line[_U(n_out)] = line
             out_tick[_U(n_out)] = T
             for w in range(W):
                 e = w_sum[lu, w, 0] + w_comp[lu, w, 0]
                 el = w_sum[lu, w, 1] + w_comp[lu, w, 1]
                 p = w_sum[lu, w, 2] + w_comp[lu, w, 2]
+                cd = w_sum[lu, w, 3] + w_comp[lu, w, 3]
+                ci = w_sum[lu, w, 4] + w_comp[lu, w, 4]
                 out_sums[_U(n_out), w, 0] = e
                 out_sums[_U(n_out), w, 1] = el
                 out_sums[_U(n_out), w, 2] = p
+                out_sums[_U(n_out), w, 3] = cd
+                out_sums[_U(n_out), w, 4] = ci
+                out_kgce_t[_U(n_out), w] = np.nan
+                out_kwh_t[_U(n_out), w] = np.nan
+                out_co2_t[_U(n_out), w] = np.nan
                 producing = p > min_prod if strict_prod else (p >= min_prod and p > 0.0)
                 if producing:
                     ke = e / p
@@ -552,9 +577,9 @@ def _advance(
                     if abs(ke) <= _MAX_FLOAT and abs(kw) <= _MAX_FLOAT:
                         out_kgce_t[_U(n_out), w] = ke
                         out_kwh_t[_U(n_out), w] = kw
-                        continue
-                out_kgce_t[_U(n_out), w] = np.nan
-                out_kwh_t[_U(n_out), w] = np.nan
+                    kc = (cd + ci) / p
+                    if abs(kc) <= _MAX_FLOAT:
+                        out_co2_t[_U(n_out), w] = kc
             n_out += 1
         next_tick[lu] = upto + 1
     for d in range(batch_drops.shape[0]):
@@ -643,6 +668,9 @@ def _check(
     same_windows = state.window_sum.shape[1] == len(config.windows_ms)
     if not same_windows or state.ring.shape[1] != config.ring_ticks:
         raise ValueError("state was made for other windows; windows cannot change mid-stream")
+    if state.ring.shape[2] != N_QUANTITIES or state.window_sum.shape[2] != N_QUANTITIES:
+        raise ValueError(f"state must keep {N_QUANTITIES} sums per bucket and window "
+                         "(state_from_arrays pads a state saved before the CO2 sums)")
     if len(readings) and not (readings.message.shape == readings.ts_ms.shape
                               == readings.value.shape == readings.meter.shape):
         raise ValueError(
@@ -739,15 +767,16 @@ def advance(
     cap = 64 + len(readings) // 64
     out_line = np.empty(cap, dtype=np.int32)
     out_tick = np.empty(cap, dtype=np.int64)
-    out_sums = np.empty((cap, W, 3), dtype=np.float64)
+    out_sums = np.empty((cap, W, N_QUANTITIES), dtype=np.float64)
     out_kgce_t = np.empty((cap, W), dtype=np.float64)
     out_kwh_t = np.empty((cap, W), dtype=np.float64)
+    out_co2_t = np.empty((cap, W), dtype=np.float64)
     strict = config.min_production_t is None
     min_prod = 0.0 if strict else float(config.min_production_t)  # type: ignore[arg-type]
     log_on, log_cap = _logged(state, meters, readings, logged_lines)
     log_line = np.empty(log_cap, dtype=np.int32)
     log_ts = np.empty(log_cap, dtype=np.int64)
-    log_val = np.empty((log_cap, 3), dtype=np.float64)
+    log_val = np.empty((log_cap, N_QUANTITIES), dtype=np.float64)
     log_n = np.zeros(1, dtype=np.int64)
     done, n = 0, 0
     total_drops = np.zeros(len(DROP_REASONS), dtype=np.int64)
@@ -759,13 +788,14 @@ def advance(
             readings.meter, readings.ts_ms, readings.value, readings.message,
             meters.line, meters.line_meter_start, meters.line_meters,
             meters.kgce_per_unit, meters.kwh_per_unit, meters.t_per_unit,
+            meters.co2_direct_per_unit, meters.co2_indirect_per_unit,
             meters.delta_mode, meters.rollover, meters.plausible_per_ms,
             state.last_ts, state.last_value, state.suspect_ts, state.suspect_value,
             state.pending_ts, state.pending_value, state.pending_start, state.pending_len,
             state.newest_ts, state.capped_ts, state.next_tick, state.ring, state.window_sum,
             state.window_comp, state.window_peak, state.window_nonzero, state.drops,
             config.window_ticks, config.emit_every_ms, config.allowed_lateness_ms, min_prod, strict,
-            out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, batch_drops,
+            out_line, out_tick, out_sums, out_kgce_t, out_kwh_t, out_co2_t, batch_drops,
             log_on, log_line, log_ts, log_val, log_n,
         )
         total_drops += batch_drops
@@ -779,6 +809,7 @@ def advance(
             out_sums = _grown(out_sums, cap, n)
             out_kgce_t = _grown(out_kgce_t, cap, n)
             out_kwh_t = _grown(out_kwh_t, cap, n)
+            out_co2_t = _grown(out_co2_t, cap, n)
             continue
         # A message may not fit in a meter's pending buffer: make room, go on.
         needed = int(state.pending_len.max()) + _longest_message(readings.message, done)
@@ -792,9 +823,13 @@ def advance(
         kgce_per_t=out_kgce_t[:n],
         kwh_per_t=out_kwh_t[:n],
         drops=total_drops,
+        co2_direct_t=out_sums[:n, :, 3],
+        co2_indirect_t=out_sums[:n, :, 4],
+        co2_per_t=out_co2_t[:n],
         finalised=None if logged_lines is None else FinalisedDeltas(
             log_line[:log_n[0]], log_ts[:log_n[0]], log_val[:log_n[0], 0],
-            log_val[:log_n[0], 1], log_val[:log_n[0], 2]),
+            log_val[:log_n[0], 1], log_val[:log_n[0], 2], log_val[:log_n[0], 3],
+            log_val[:log_n[0], 4]),
     )
 
 

@@ -36,11 +36,13 @@ The rules, in the order they apply (the same text as ``intensity.py``'s):
   starts). When the
   next reading is implausible from the baseline but plausible from the suspect,
   the suspect becomes the baseline (uncounted) and the reading's delta from it
-  counts. The deltas are converted to kgce, kWh and tonnes and summed into the
-  tick's bucket. Window ``W`` at tick ``k`` is the sum of the buckets of ticks
-  ``k - W/E + 1 .. k``; its intensity is ``energy / production`` when
-  production is more than zero (and at least ``min_production_t`` when set) and
-  both ratios are finite, else absent (NaN).
+  counts. The deltas are converted to kgce, kWh, tonnes and direct and indirect
+  tonnes of CO2 and summed into the tick's bucket. Window ``W`` at tick ``k`` is
+  the sum of the buckets of ticks ``k - W/E + 1 .. k``; its intensity is
+  ``energy / production`` when production is more than zero (and at least
+  ``min_production_t`` when set) and both ratios are finite, else absent (NaN);
+  its ``co2_per_t`` is ``(direct + indirect) / production`` under the same
+  condition on production, when finite.
 
 Every finalised reading lands in the bucket of the tick ``ceil(ts / E)``, so a
 window of buckets is exactly the deltas with ``T - W < t <= T``; the reference
@@ -57,6 +59,7 @@ import numpy as np
 
 from wattline.kernels.state import (
     DROP_REASONS,
+    N_QUANTITIES,
     VALUE_LIMIT,
     KernelConfig,
     MeterTable,
@@ -84,8 +87,8 @@ class LineHistory:
     base_ms: int | None = None  # most that min(newest_ms, now_ms) has been
     next_tick: int | None = None
     ticks: list[int] = field(default_factory=list)  # emitted ticks, in order
-    buckets: list[tuple[float, float, float]] = field(default_factory=list)  # one per tick
-    magnitudes: list[tuple[float, float, float]] = field(default_factory=list)  # sums of |x|
+    buckets: list[tuple[float, ...]] = field(default_factory=list)  # one per tick, QUANTITIES
+    magnitudes: list[tuple[float, ...]] = field(default_factory=list)  # sums of |x|
 
 
 @dataclass
@@ -98,20 +101,23 @@ class ReferenceState:
     magnitudes: bool = False  # also report each window's ``ReferenceTick.magnitudes`` (slower)
     logged: frozenset[int] = frozenset()
     """Lines whose finalised readings go to ``finalised`` (``advance(logged_lines=)``)."""
-    finalised: list[tuple[int, int, float, float, float]] = field(default_factory=list)
-    """(line, ts, kgce, kWh, t) of every finalised reading of a logged line (a counter's
-    baseline with zeros), in the order finalised."""
+    finalised: list[tuple[int, int, float, float, float, float, float]] = field(
+        default_factory=list)
+    """(line, ts, kgce, kWh, t, tCO2 direct, tCO2 indirect) of every finalised reading of a
+    logged line (a counter's baseline with zeros), in the order finalised."""
 
 
 @dataclass(frozen=True)
 class ReferenceTick:
-    """One emitted (line, tick): per window, (energy_kgce, electricity_kwh, production_t)."""
+    """One emitted (line, tick): per window, the ``QUANTITIES`` (energy_kgce,
+    electricity_kwh, production_t, co2_direct_t, co2_indirect_t)."""
 
     line: int
     tick_ms: int
-    sums: tuple[tuple[float, float, float], ...]
+    sums: tuple[tuple[float, ...], ...]
     kgce_per_t: tuple[float, ...]
     kwh_per_t: tuple[float, ...]
+    co2_per_t: tuple[float, ...] = ()
     magnitudes: tuple[tuple[float, ...], ...] = ()
     """Per window, the sums of the magnitudes of the terms behind ``sums``: how large
     the numbers were that a float sum had to cancel (what its rounding scales with)."""
@@ -250,6 +256,8 @@ def _emit(
     energy: list[float] = []
     electricity: list[float] = []
     production: list[float] = []
+    direct: list[float] = []
+    indirect: list[float] = []
     for meter in np.flatnonzero(meters.line == line).tolist():
         if meter not in state.meters:
             continue
@@ -263,7 +271,7 @@ def _emit(
             delta = _delta(meters, meter, history, ts, value)
             if delta is None:
                 if line in state.logged:
-                    state.finalised.append((line, ts, 0.0, 0.0, 0.0))
+                    state.finalised.append((line, ts, 0.0, 0.0, 0.0, 0.0, 0.0))
                 continue
             if isinstance(delta, str):
                 state.drops[delta] += 1
@@ -271,30 +279,32 @@ def _emit(
             energy.append(delta * float(meters.kgce_per_unit[meter]))
             electricity.append(delta * float(meters.kwh_per_unit[meter]))
             production.append(delta * float(meters.t_per_unit[meter]))
+            direct.append(delta * float(meters.co2_direct_per_unit[meter]))
+            indirect.append(delta * float(meters.co2_indirect_per_unit[meter]))
             if line in state.logged:
-                state.finalised.append((line, ts, energy[-1], electricity[-1], production[-1]))
+                state.finalised.append((line, ts, energy[-1], electricity[-1], production[-1],
+                                        direct[-1], indirect[-1]))
     history = state.lines[line]
     history.ticks.append(tick)
-    history.buckets.append((math.fsum(energy), math.fsum(electricity), math.fsum(production)))
+    quantities = (energy, electricity, production, direct, indirect)
+    history.buckets.append(tuple(math.fsum(terms) for terms in quantities))
     if state.magnitudes:
-        history.magnitudes.append(tuple(math.fsum(map(abs, terms))
-                                        for terms in (energy, electricity, production)))
+        history.magnitudes.append(tuple(math.fsum(map(abs, terms)) for terms in quantities))
 
     sums = []
     magnitudes: list[tuple[float, ...]] = []
     kgce_per_t = []
     kwh_per_t = []
+    co2_per_t = []
     for window_ms in config.windows_ms:
         span = window_ms // config.emit_every_ms
         first = bisect.bisect_left(history.ticks, tick - span + 1)
         inside = history.buckets[first:]
         if state.magnitudes:
             magnitudes.append(tuple(math.fsum(b[q] for b in history.magnitudes[first:])
-                                    for q in range(3)))
-        e = math.fsum(b[0] for b in inside)
-        el = math.fsum(b[1] for b in inside)
-        p = math.fsum(b[2] for b in inside)
-        sums.append((e, el, p))
+                                    for q in range(N_QUANTITIES)))
+        e, el, p, cd, ci = (math.fsum(b[q] for b in inside) for q in range(N_QUANTITIES))
+        sums.append((e, el, p, cd, ci))
         if config.min_production_t is None:
             producing = p > 0
         else:
@@ -304,20 +314,23 @@ def _emit(
             ratios = (math.nan, math.nan)  # too small a production to divide by
         kgce_per_t.append(ratios[0])
         kwh_per_t.append(ratios[1])
+        carbon = (cd + ci) / p if producing else math.nan
+        co2_per_t.append(carbon if math.isfinite(carbon) else math.nan)
     return ReferenceTick(line, tick_ms, tuple(sums), tuple(kgce_per_t), tuple(kwh_per_t),
-                         tuple(magnitudes))
+                         tuple(co2_per_t), tuple(magnitudes))
 
 
 def magnitudes_of(emitted: list[ReferenceTick], n_windows: int) -> np.ndarray:
-    """Every tick's ``magnitudes`` as one array [n, W, 3], in the rows of ``as_ticks``."""
+    """Every tick's ``magnitudes`` as one array [n, W, Q], in the rows of ``as_ticks``."""
     return np.array([t.magnitudes for t in emitted], dtype=np.float64).reshape(
-        len(emitted), n_windows, 3)
+        len(emitted), n_windows, N_QUANTITIES)
 
 
 def as_ticks(emitted: list[ReferenceTick], n_windows: int, drops: dict[str, int]) -> Ticks:
     """The reference's output in the kernel's ``Ticks`` shape, for side-by-side comparison."""
     n = len(emitted)
-    sums = np.array([t.sums for t in emitted], dtype=np.float64).reshape(n, n_windows, 3)
+    sums = np.array([t.sums for t in emitted], dtype=np.float64).reshape(
+        n, n_windows, N_QUANTITIES)
     return Ticks(
         line=np.array([t.line for t in emitted], dtype=np.int32),
         tick_ms=np.array([t.tick_ms for t in emitted], dtype=np.int64),
@@ -327,4 +340,7 @@ def as_ticks(emitted: list[ReferenceTick], n_windows: int, drops: dict[str, int]
         kgce_per_t=np.array([t.kgce_per_t for t in emitted], np.float64).reshape(n, n_windows),
         kwh_per_t=np.array([t.kwh_per_t for t in emitted], np.float64).reshape(n, n_windows),
         drops=np.array([drops[r] for r in DROP_REASONS], dtype=np.int64),
+        co2_direct_t=sums[:, :, 3].copy(),
+        co2_indirect_t=sums[:, :, 4].copy(),
+        co2_per_t=np.array([t.co2_per_t for t in emitted], np.float64).reshape(n, n_windows),
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from wattline.kernels.naive import _delta, _messages
 from wattline.kernels.periods import PERIOD_DROP_REASONS, PERIOD_KINDS, Boundaries
-from wattline.kernels.state import VALUE_LIMIT, MeterTable, Readings
+from wattline.kernels.state import QUANTITIES, VALUE_LIMIT, MeterTable, Readings
 
 
 @dataclass
@@ -32,7 +32,7 @@ class MeterPeriods:
 class OpenPeriod:
     start: int
     end: int
-    terms: list[list[float]] = field(default_factory=lambda: [[], [], []])
+    terms: list[list[float]] = field(default_factory=lambda: [[] for _ in QUANTITIES])
     late: int = 0
 
 
@@ -52,12 +52,13 @@ class ReferencePeriod:
     kind: int
     start_ms: int
     end_ms: int
-    sums: tuple[float, float, float]
+    sums: tuple[float, ...]  # the QUANTITIES
     kgce_per_t: float
     kwh_per_t: float
     final: bool
     late_readings: int
-    magnitudes: tuple[float, float, float]  # sums of |term|: what rounding scales with
+    magnitudes: tuple[float, ...]  # sums of |term|: what rounding scales with
+    co2_per_t: float = math.nan
 
 
 @dataclass
@@ -75,13 +76,15 @@ def _period(boundaries: Boundaries, kind: int, ts: int) -> tuple[int, int]:
 
 def _row(line: int, kind: int, p: OpenPeriod, final: bool,
          min_production_t: float | None) -> ReferencePeriod:
-    e, el, t = (math.fsum(terms) for terms in p.terms)
+    e, el, t, cd, ci = (math.fsum(terms) for terms in p.terms)
     producing = t > 0 if min_production_t is None else (t > 0 and t >= min_production_t)
     ratios = (e / t, el / t) if producing else (math.nan, math.nan)
     if not (math.isfinite(ratios[0]) and math.isfinite(ratios[1])):
         ratios = (math.nan, math.nan)
-    return ReferencePeriod(line, kind, p.start, p.end, (e, el, t), ratios[0], ratios[1], final,
-                           p.late, tuple(math.fsum(map(abs, terms)) for terms in p.terms))
+    carbon = (cd + ci) / t if producing else math.nan
+    return ReferencePeriod(line, kind, p.start, p.end, (e, el, t, cd, ci), ratios[0], ratios[1],
+                           final, p.late, tuple(math.fsum(map(abs, terms)) for terms in p.terms),
+                           carbon if math.isfinite(carbon) else math.nan)
 
 
 def _settle(state: ReferencePeriodState, meters: MeterTable, line: int, up_to: int | None,
@@ -113,6 +116,8 @@ def _settle(state: ReferencePeriodState, meters: MeterTable, line: int, up_to: i
                     p.terms[0].append(float(delta) * float(meters.kgce_per_unit[meter]))
                     p.terms[1].append(float(delta) * float(meters.kwh_per_unit[meter]))
                     p.terms[2].append(float(delta) * float(meters.t_per_unit[meter]))
+                    p.terms[3].append(float(delta) * float(meters.co2_direct_per_unit[meter]))
+                    p.terms[4].append(float(delta) * float(meters.co2_indirect_per_unit[meter]))
             if delta == "implausible" and final:
                 drops["implausible"] += 1
     for key in sorted(opened):

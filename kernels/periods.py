@@ -51,7 +51,8 @@ this module by hypothesis):
    readings finalised now (on copies; nothing is counted or changed).
 5. A row's ratios ``kgce_per_t`` and ``kwh_per_t`` are as a window's (absent,
    NaN, unless production is more than zero, and at least
-   ``min_production_t`` when that is set, and both ratios are finite).
+   ``min_production_t`` when that is set, and both ratios are finite), and so is
+   ``co2_per_t`` (direct plus indirect CO2 over production, when finite).
 
 The kernel moves ``settled`` at every message as rule 2 says but finalises the
 readings it passed once per line and call, after the messages (and before a
@@ -76,7 +77,7 @@ import numba as nb
 import numpy as np
 
 from wattline.kernels.intensity import _U, _counter_delta, _in_range, _scan_readings
-from wattline.kernels.state import NO_TIME, MeterTable, Readings
+from wattline.kernels.state import N_QUANTITIES, NO_TIME, MeterTable, Readings, pad_quantities
 
 PERIOD_KINDS = ("shift", "day", "month")
 """The period kinds, in the order of every per-kind axis and of ``Periods.kind``."""
@@ -122,8 +123,9 @@ class PeriodState:
     with whether it came too late for the ticks. Per line: ``newest``, the
     watermark's base, the period watermark ``settled``, the wall clock of the call
     that last brought it readings, the provisional step last written, and per kind
-    the open period of its finalised readings: start, end, compensated sums
-    (energy_kgce, electricity_kwh, production_t) and late readings.
+    the open period of its finalised readings: start, end, compensated sums (the
+    ``QUANTITIES``: energy_kgce, electricity_kwh, production_t, co2_direct_t,
+    co2_indirect_t) and late readings.
     """
 
     last_ts: np.ndarray  # int64 [M]
@@ -142,8 +144,8 @@ class PeriodState:
     provisional_step: np.ndarray  # int64 [L], NO_TIME: none written
     open_start: np.ndarray  # int64 [L, 3], NO_TIME: no open period of finalised readings
     open_end: np.ndarray  # int64 [L, 3]
-    open_sum: np.ndarray  # float64 [L, 3, 3]
-    open_comp: np.ndarray  # float64 [L, 3, 3]
+    open_sum: np.ndarray  # float64 [L, 3, Q]
+    open_comp: np.ndarray  # float64 [L, 3, Q]
     open_late: np.ndarray  # int64 [L, 3]
     drops: np.ndarray  # int64 [len(PERIOD_DROP_REASONS)], cumulative
 
@@ -182,8 +184,8 @@ def new_period_state(n_lines: int, n_meters: int, pending_capacity: int = 64) ->
         provisional_step=np.full(L, NO_TIME, dtype=np.int64),
         open_start=np.full((L, _K), NO_TIME, dtype=np.int64),
         open_end=np.zeros((L, _K), dtype=np.int64),
-        open_sum=np.zeros((L, _K, 3), dtype=np.float64),
-        open_comp=np.zeros((L, _K, 3), dtype=np.float64),
+        open_sum=np.zeros((L, _K, N_QUANTITIES), dtype=np.float64),
+        open_comp=np.zeros((L, _K, N_QUANTITIES), dtype=np.float64),
         open_late=np.zeros((L, _K), dtype=np.int64),
         drops=np.zeros(len(PERIOD_DROP_REASONS), dtype=np.int64),
     )
@@ -226,8 +228,12 @@ def period_state_arrays(state: PeriodState) -> dict[str, np.ndarray]:
 
 
 def period_state_from_arrays(arrays: dict[str, np.ndarray]) -> PeriodState:
-    """The inverse of ``period_state_arrays``."""
-    return PeriodState(**{f.name: np.ascontiguousarray(arrays[f.name])
+    """The inverse of ``period_state_arrays``; a state saved before the CO2 sums were kept
+    has its open periods' CO2 start at zero."""
+    given = dict(arrays)
+    for name in ("open_sum", "open_comp"):
+        given[name] = pad_quantities(given[name], N_QUANTITIES)
+    return PeriodState(**{f.name: np.ascontiguousarray(given[f.name])
                           for f in fields(PeriodState)})
 
 
@@ -249,6 +255,9 @@ class Periods:
     final: np.ndarray  # bool [n]
     late_readings: np.ndarray  # int64 [n]
     drops: np.ndarray  # int64 [len(PERIOD_DROP_REASONS)], this call's
+    co2_direct_t: np.ndarray  # float64 [n], scope 1
+    co2_indirect_t: np.ndarray  # float64 [n], scope 2
+    co2_per_t: np.ndarray  # float64 [n]; NaN where idle
 
     def __len__(self) -> int:
         return int(self.line.shape[0])
@@ -298,11 +307,16 @@ def _emit(n, line, k, start, end, sums, comps, late, final, min_prod, strict,
     e = sums[0] + comps[0]
     el = sums[1] + comps[1]
     p = sums[2] + comps[2]
+    cd = sums[3] + comps[3]
+    ci = sums[4] + comps[4]
     o_sums[n, 0] = e
     o_sums[n, 1] = el
     o_sums[n, 2] = p
+    o_sums[n, 3] = cd
+    o_sums[n, 4] = ci
     o_ratio[n, 0] = np.nan
     o_ratio[n, 1] = np.nan
+    o_ratio[n, 2] = np.nan
     producing = p > min_prod if strict else (p >= min_prod and p > 0.0)
     if producing:
         ke = e / p
@@ -310,6 +324,9 @@ def _emit(n, line, k, start, end, sums, comps, late, final, min_prod, strict,
         if abs(ke) <= _MAX_FLOAT and abs(kw) <= _MAX_FLOAT:
             o_ratio[n, 0] = ke
             o_ratio[n, 1] = kw
+        kc = (cd + ci) / p
+        if abs(kc) <= _MAX_FLOAT:
+            o_ratio[n, 2] = kc
     o_final[n] = final
     o_late[n] = late
     return n + 1
@@ -333,9 +350,9 @@ def _walk_rows(lu, line_meter_start, line_meters, p_len, bstart):
 
 
 @nb.njit(cache=True)
-def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta_mode,
-          rollover, plausible, last_ts, last_value, sus_ts, sus_value, p_ts, p_v, p_late,
-          p_start, p_len, open_start, open_end, open_sum, open_comp, open_late,
+def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, co2d_f, co2i_f,
+          delta_mode, rollover, plausible, last_ts, last_value, sus_ts, sus_value, p_ts, p_v,
+          p_late, p_start, p_len, open_start, open_end, open_sum, open_comp, open_late,
           bounds, bstart, min_prod, strict, n,
           o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
           s_int, s_float, s_open, s_sums):
@@ -379,11 +396,12 @@ def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta
     a_late = s_open[2]
     a_sum = s_sums[0]
     a_comp = s_sums[1]
+    Q = a_sum.shape[1]
     for k in range(_K):
         a_start[k] = open_start[lu, k]
         a_end[k] = open_end[lu, k]
         a_late[k] = open_late[lu, k]
-        for c in range(3):
+        for c in range(Q):
             a_sum[k, c] = open_sum[lu, k, c]
             a_comp[k, c] = open_comp[lu, k, c]
     seg = s_sums[2, 0]
@@ -431,6 +449,8 @@ def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta
             f_kgce = kgce_f[mu]
             f_kwh = kwh_f[mu]
             f_t = t_f[mu]
+            f_co2d = co2d_f[mu]
+            f_co2i = co2i_f[mu]
             # The meter's cursor, baseline and suspect in locals for the loop.
             u = used[q]
             lt_q = lt[q]
@@ -459,6 +479,10 @@ def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta
                         _nadd(seg, seg_c, 1, delta * f_kwh)
                     if f_t != 0.0:
                         _nadd(seg, seg_c, 2, delta * f_t)
+                    if f_co2d != 0.0:
+                        _nadd(seg, seg_c, 3, delta * f_co2d)
+                    if f_co2i != 0.0:
+                        _nadd(seg, seg_c, 4, delta * f_co2i)
             used[q] = u
             lt[q] = lt_q
             lv[q] = lv_q
@@ -466,7 +490,7 @@ def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta
             sv[q] = sv_q
         for k in range(_K):
             a_late[k] += late
-            for c in range(3):
+            for c in range(Q):
                 x = seg[c] + seg_c[c]
                 if x != 0.0:
                     _nadd(a_sum[k], a_comp[k], c, x)
@@ -490,7 +514,7 @@ def _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta
             open_start[lu, k] = a_start[k]
             open_end[lu, k] = a_end[k]
             open_late[lu, k] = a_late[k]
-            for c in range(3):
+            for c in range(Q):
                 open_sum[lu, k, c] = a_sum[k, c]
                 open_comp[lu, k, c] = a_comp[k, c]
     return n
@@ -530,8 +554,8 @@ def _insert(m, ts, v, late, p_ts, p_v, p_late, p_start, p_len):
 def _advance_periods(
     phase, start, n, max_pending, now, lateness, grace, every,
     r_meter, r_ts, r_value, r_message,
-    meter_line, line_meter_start, line_meters, kgce_f, kwh_f, t_f, delta_mode, rollover,
-    plausible, last_ts, last_value, sus_ts, sus_value, p_ts, p_v, p_late, p_start, p_len,
+    meter_line, line_meter_start, line_meters, kgce_f, kwh_f, t_f, co2d_f, co2i_f, delta_mode,
+    rollover, plausible, last_ts, last_value, sus_ts, sus_value, p_ts, p_v, p_late, p_start, p_len,
     newest, capped, settled, arrival, prov_step, open_start, open_end, open_sum, open_comp,
     open_late, bounds, bstart, min_prod, strict,
     o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
@@ -552,7 +576,8 @@ def _advance_periods(
             if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return lu, n, _NEEDS_OUTPUT
             n = _walk(lu, P, True, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
-                      delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
+                      co2d_f, co2i_f, delta_mode, rollover, plausible, last_ts,
+                      last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
                       open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
                       o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
@@ -566,7 +591,8 @@ def _advance_periods(
             if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return lu, n, _NEEDS_OUTPUT
             n = _walk(lu, settled[lu], True, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
-                      delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
+                      co2d_f, co2i_f, delta_mode, rollover, plausible, last_ts,
+                      last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
                       open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
                       o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
@@ -583,7 +609,8 @@ def _advance_periods(
             if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return lu, n, _NEEDS_OUTPUT
             n = _walk(lu, _MAX, False, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
-                      delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
+                      co2d_f, co2i_f, delta_mode, rollover, plausible, last_ts,
+                      last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
                       open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
                       o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
@@ -609,7 +636,8 @@ def _advance_periods(
             if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return i, n, _NEEDS_OUTPUT
             n = _walk(lu, settled[lx], True, line_meter_start, line_meters, kgce_f, kwh_f,
-                      t_f, delta_mode, rollover, plausible, last_ts, last_value, sus_ts,
+                      t_f, co2d_f, co2i_f, delta_mode, rollover, plausible, last_ts,
+                      last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
                       open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
                       o_line, o_kind, o_start, o_end, o_sums, o_ratio, o_final, o_late, drops,
@@ -747,7 +775,7 @@ def advance_periods(
     out = _outputs(cap)
     widest = int(np.diff(meters.line_meter_start).max(initial=0)) if meters.n_lines else 0
     scratch = (np.zeros((3, max(widest, 1)), np.int64), np.zeros((2, max(widest, 1))),
-               np.zeros((3, _K), np.int64), np.zeros((3, max(_K, 2), 3)))
+               np.zeros((3, _K), np.int64), np.zeros((3, max(_K, 2), N_QUANTITIES)))
     n = 0
     dirty = np.zeros(state.n_lines, dtype=np.bool_)
     for phase in (0, 1, 3, 2):
@@ -761,7 +789,7 @@ def advance_periods(
                 readings.meter, readings.ts_ms, readings.value, readings.message,
                 meters.line, meters.line_meter_start, meters.line_meters,
                 meters.kgce_per_unit, meters.kwh_per_unit, meters.t_per_unit,
-                meters.delta_mode, meters.rollover, meters.plausible_per_ms,
+                meters.co2_direct_per_unit, meters.co2_indirect_per_unit, meters.delta_mode, meters.rollover, meters.plausible_per_ms,
                 state.last_ts, state.last_value, state.suspect_ts, state.suspect_value,
                 state.pending_ts, state.pending_value, state.pending_late,
                 state.pending_start, state.pending_len, state.newest_ts, state.capped_ts,
@@ -789,7 +817,8 @@ def advance_periods(
         line=o_line[:n], kind=o_kind[:n], start_ms=o_start[:n], end_ms=o_end[:n],
         energy_kgce=o_sums[:n, 0], electricity_kwh=o_sums[:n, 1], production_t=o_sums[:n, 2],
         kgce_per_t=o_ratio[:n, 0], kwh_per_t=o_ratio[:n, 1], final=o_final[:n],
-        late_readings=o_late[:n], drops=drops,
+        late_readings=o_late[:n], drops=drops, co2_direct_t=o_sums[:n, 3],
+        co2_indirect_t=o_sums[:n, 4], co2_per_t=o_ratio[:n, 2],
     )
 
 
@@ -797,8 +826,8 @@ def _outputs(cap: int, old: tuple[np.ndarray, ...] | None = None, keep: int = 0
              ) -> tuple[np.ndarray, ...]:
     """Output columns with room for ``cap`` rows (the first ``keep`` of ``old`` copied)."""
     new = (np.empty(cap, np.int32), np.empty(cap, np.int8), np.empty(cap, np.int64),
-           np.empty(cap, np.int64), np.empty((cap, 3), np.float64),
-           np.empty((cap, 2), np.float64), np.empty(cap, np.bool_), np.empty(cap, np.int64))
+           np.empty(cap, np.int64), np.empty((cap, N_QUANTITIES), np.float64),
+           np.empty((cap, 3), np.float64), np.empty(cap, np.bool_), np.empty(cap, np.int64))
     if old is not None:
         for a, b in zip(new, old, strict=True):
             a[:keep] = b[:keep]

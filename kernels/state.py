@@ -4,7 +4,8 @@ Four types carry the design:
 
 - ``Readings``: a columnar batch of meter readings in arrival order;
 - ``MeterTable``: what each meter is (its line, how its deltas convert to kgce,
-  kWh and tonnes, counter or delta mode, rollover, most it can register per hour);
+  kWh, tonnes and tonnes of CO2, counter or delta mode, rollover, most it can
+  register per hour);
 - ``StreamState``: everything the kernel remembers between batches, as plain
   preallocated arrays that the caller owns, saves and restores;
 - ``Ticks``: the rows the kernel emits, one per line and tick, with one column
@@ -38,8 +39,11 @@ With the two limits above, a delta is below about 1.8e19 units and its converted
 value below 2e31, so window sums of any stream stay far inside float64's range:
 they are finite by construction."""
 
-QUANTITIES = ("energy_kgce", "electricity_kwh", "production_t")
-"""The three sums kept per line, tick and window, in this order on axis -1."""
+QUANTITIES = ("energy_kgce", "electricity_kwh", "production_t", "co2_direct_t", "co2_indirect_t")
+"""The sums kept per line, tick and window, in this order on axis -1."""
+N_QUANTITIES = len(QUANTITIES)
+"""States saved before the CO2 sums hold only the first three; loading pads the rest with
+zeros (``pad_quantities``)."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,11 @@ class MeterTable:
     A delta ``d`` of meter ``m`` adds ``d * kgce_per_unit[m]`` to its line's
     energy, ``d * kwh_per_unit[m]`` to its electricity and ``d * t_per_unit[m]``
     to its production: an electricity meter in kWh has 0.1229, 1.0, 0.0; a
-    production counter in tonnes 0.0, 0.0, 1.0.
+    production counter in tonnes 0.0, 0.0, 1.0. It also adds
+    ``d * co2_direct_per_unit[m]`` to its line's direct (scope 1) CO2 and
+    ``d * co2_indirect_per_unit[m]`` to its indirect (scope 2) CO2, in tonnes: the
+    electricity meter with a grid factor of 0.5306 kgCO2/kWh has 0.0, 0.0005306.
+    Without them (``None``) a meter emits nothing. Export meters have negative factors.
     """
 
     line: np.ndarray  # int32 [M]
@@ -146,6 +154,8 @@ class MeterTable:
     rollover: np.ndarray  # float64 [M]; 0: no rollover, a decrease is a reset
     n_lines: int
     max_rate: np.ndarray | None = None  # float64 [M], per hour in the meter's unit; 0/inf: none
+    co2_direct_per_unit: np.ndarray | None = None  # float64 [M], tCO2 (scope 1); None: zeros
+    co2_indirect_per_unit: np.ndarray | None = None  # float64 [M], tCO2 (scope 2); None: zeros
     line_meter_start: np.ndarray = field(init=False)  # int64 [L+1], CSR over meters by line
     line_meters: np.ndarray = field(init=False)  # int32 [M]
     plausible_per_ms: np.ndarray = field(init=False)  # float64 [M]; 0: nothing is judged
@@ -162,15 +172,22 @@ class MeterTable:
         n = self.line.shape[0]
         self.max_rate = (np.zeros(n, dtype=np.float64) if self.max_rate is None
                          else np.ascontiguousarray(self.max_rate, dtype=np.float64))
+        self.co2_direct_per_unit = (
+            np.zeros(n, dtype=np.float64) if self.co2_direct_per_unit is None
+            else np.ascontiguousarray(self.co2_direct_per_unit, dtype=np.float64))
+        self.co2_indirect_per_unit = (
+            np.zeros(n, dtype=np.float64) if self.co2_indirect_per_unit is None
+            else np.ascontiguousarray(self.co2_indirect_per_unit, dtype=np.float64))
         for name in ("kgce_per_unit", "kwh_per_unit", "t_per_unit", "delta_mode", "rollover",
-                     "max_rate"):
+                     "max_rate", "co2_direct_per_unit", "co2_indirect_per_unit"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"meter table column {name} must have {n} entries")
         if n and (self.line.min() < 0 or self.line.max() >= self.n_lines):
             raise ValueError(f"meter lines must lie in 0..{self.n_lines - 1}")
         if not ((self.rollover >= 0) & (self.rollover <= ROLLOVER_LIMIT)).all():
             raise ValueError("rollover must lie in 0..2**64 (0 means none)")
-        for name in ("kgce_per_unit", "kwh_per_unit", "t_per_unit"):
+        for name in ("kgce_per_unit", "kwh_per_unit", "t_per_unit", "co2_direct_per_unit",
+                     "co2_indirect_per_unit"):
             if not (np.abs(getattr(self, name)) <= FACTOR_LIMIT).all():
                 raise ValueError(f"meter table column {name} must be finite and at most "
                                  f"{FACTOR_LIMIT:g} in magnitude")
@@ -217,11 +234,11 @@ class StreamState:
     newest_ts: np.ndarray  # int64 [L], NO_TIME before the first reading
     capped_ts: np.ndarray  # int64 [L], most min(newest, wall clock) has been; NO_TIME before
     next_tick: np.ndarray  # int64 [L], tick index (T / emit_every); NO_TIME before start
-    ring: np.ndarray  # float64 [L, R, 3]
-    window_sum: np.ndarray  # float64 [L, W, 3]
-    window_comp: np.ndarray  # float64 [L, W, 3], Neumaier compensation
-    window_peak: np.ndarray  # float64 [L, W, 3], most |window_sum| since summed afresh
-    window_nonzero: np.ndarray  # int64 [L, W, 3], non-zero buckets inside the window
+    ring: np.ndarray  # float64 [L, R, Q] (Q: the QUANTITIES)
+    window_sum: np.ndarray  # float64 [L, W, Q]
+    window_comp: np.ndarray  # float64 [L, W, Q], Neumaier compensation
+    window_peak: np.ndarray  # float64 [L, W, Q], most |window_sum| since summed afresh
+    window_nonzero: np.ndarray  # int64 [L, W, Q], non-zero buckets inside the window
     drops: np.ndarray  # int64 [len(DROP_REASONS)], cumulative
 
     @property
@@ -263,11 +280,11 @@ def new_state(
         # Written, not calloc'ed: the ring is touched all over from the first ticks on, and
         # faulting its pages in then costs more than the whole kernel (measured: 6 vs 64 M
         # readings/s over the first 300 s of 1,000 lines).
-        ring=np.full((n_lines, config.ring_ticks, 3), 0.0, dtype=np.float64),
-        window_sum=np.zeros((n_lines, n_windows, 3), dtype=np.float64),
-        window_comp=np.zeros((n_lines, n_windows, 3), dtype=np.float64),
-        window_peak=np.zeros((n_lines, n_windows, 3), dtype=np.float64),
-        window_nonzero=np.zeros((n_lines, n_windows, 3), dtype=np.int64),
+        ring=np.full((n_lines, config.ring_ticks, N_QUANTITIES), 0.0, dtype=np.float64),
+        window_sum=np.zeros((n_lines, n_windows, N_QUANTITIES), dtype=np.float64),
+        window_comp=np.zeros((n_lines, n_windows, N_QUANTITIES), dtype=np.float64),
+        window_peak=np.zeros((n_lines, n_windows, N_QUANTITIES), dtype=np.float64),
+        window_nonzero=np.zeros((n_lines, n_windows, N_QUANTITIES), dtype=np.int64),
         drops=np.zeros(len(DROP_REASONS), dtype=np.int64),
     )
 
@@ -315,7 +332,8 @@ def state_from_arrays(arrays: Mapping[str, np.ndarray]) -> StreamState:
 
     Arrays that states saved by earlier versions lack are filled in as those
     versions behaved: no suspect readings, the watermark's base at the newest
-    reading time, each window's peak at its sum's magnitude, no implausible drops.
+    reading time, each window's peak at its sum's magnitude, no implausible drops, no
+    CO2 in the ring and windows (the windows lack it until the saved ticks have left them).
     """
     given = dict(arrays)
     if "newest_ts" in given and "capped_ts" not in given:
@@ -329,8 +347,22 @@ def state_from_arrays(arrays: Mapping[str, np.ndarray]) -> StreamState:
         drops = np.zeros(len(DROP_REASONS), dtype=np.int64)
         drops[:np.shape(given["drops"])[0]] = given["drops"]
         given["drops"] = drops
+    for name in ("ring", "window_sum", "window_comp", "window_peak", "window_nonzero"):
+        if name in given:
+            given[name] = pad_quantities(given[name], N_QUANTITIES)
     return StreamState(**{f.name: np.ascontiguousarray(given[f.name])
                           for f in fields(StreamState)})
+
+
+def pad_quantities(array: np.ndarray, n: int) -> np.ndarray:
+    """``array`` with its last axis padded with zeros to ``n`` entries: a state saved before
+    the CO2 sums were kept has none."""
+    a = np.asarray(array)
+    if a.shape[-1] >= n:
+        return a
+    padded = np.zeros((*a.shape[:-1], n), dtype=a.dtype)
+    padded[..., :a.shape[-1]] = a
+    return padded
 
 
 @dataclass
@@ -343,11 +375,13 @@ class FinalisedDeltas:
     kgce: np.ndarray  # float64 [n]
     kwh: np.ndarray  # float64 [n]
     t: np.ndarray  # float64 [n]
+    co2_direct: np.ndarray  # float64 [n], tCO2
+    co2_indirect: np.ndarray  # float64 [n], tCO2
 
     def __post_init__(self) -> None:
         self.line = np.ascontiguousarray(self.line, dtype=np.int32)
         self.ts_ms = np.ascontiguousarray(self.ts_ms, dtype=np.int64)
-        for name in ("kgce", "kwh", "t"):
+        for name in ("kgce", "kwh", "t", "co2_direct", "co2_indirect"):
             setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
         n = self.line.shape[0]
         for f in fields(self):
@@ -360,7 +394,7 @@ class FinalisedDeltas:
     @classmethod
     def empty(cls) -> FinalisedDeltas:
         return cls(np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0), np.empty(0),
-                   np.empty(0))
+                   np.empty(0), np.empty(0), np.empty(0))
 
 
 @dataclass
@@ -368,8 +402,8 @@ class Ticks:
     """Rows emitted by one ``advance`` call: one per (line, tick).
 
     Sum columns have shape [n, W] (one column per configured window, in order)
-    and are always finite. ``kgce_per_t`` and ``kwh_per_t`` are NaN where the
-    window is idle (and only there): the one marker for "absent".
+    and are always finite. ``kgce_per_t``, ``kwh_per_t`` and ``co2_per_t`` are NaN
+    where the window is idle (and only there): the one marker for "absent".
     ``drops`` counts this call's dropped readings by ``DROP_REASONS``; an
     ``implausible`` one is counted when its tick is emitted, which may be a later
     call than the one that brought it.
@@ -383,6 +417,9 @@ class Ticks:
     kgce_per_t: np.ndarray  # float64 [n, W]
     kwh_per_t: np.ndarray  # float64 [n, W]
     drops: np.ndarray  # int64 [len(DROP_REASONS)]
+    co2_direct_t: np.ndarray  # float64 [n, W], scope 1
+    co2_indirect_t: np.ndarray  # float64 [n, W], scope 2
+    co2_per_t: np.ndarray  # float64 [n, W], (direct + indirect) / production; NaN: idle
     finalised: FinalisedDeltas | None = None
     """The readings of logged lines finalised in the call (``advance(logged_lines=)``)."""
 

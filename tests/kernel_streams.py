@@ -29,6 +29,9 @@ from wattline.kernels import KernelConfig, MeterTable, Readings
 
 # kgce per unit of a few reference carriers (GB/T 2589 via contract/data/energy.yaml).
 CARRIER_KGCE = (0.1229, 1.2143, 0.7143)
+# Their tCO2 per unit, (direct, indirect): electricity at a grid factor of 0.5306 kgCO2/kWh,
+# natural gas and raw coal burnt on site (the same file's tco2_per_unit).
+CARRIER_CO2 = ((0.0, 0.0005306), (0.001994, 0.0), (0.001978, 0.0))
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ def plant(rng: random.Random, n_lines: int, meters_per_line: int, step_ms: int =
     it (many honest readings judged implausible) or three times it, or infinity.
     ``export_share`` of the energy meters are export meters (negative factors)."""
     line, kgce, kwh, tonnes, delta, rollover, max_rate = [], [], [], [], [], [], []
+    direct, indirect = [], []
     typical = 900.0 * 3_600_000 / step_ms
     for ln in range(n_lines):
         for k in range(meters_per_line):
@@ -63,6 +67,8 @@ def plant(rng: random.Random, n_lines: int, meters_per_line: int, step_ms: int =
                 kgce.append(0.0)
                 kwh.append(0.0)
                 tonnes.append(rng.choice((1.0, 0.001)))  # t or kg
+                direct.append(0.0)
+                indirect.append(0.0)
             else:
                 carrier = rng.randrange(len(CARRIER_KGCE))
                 # An export meter (power or recovered gas sent out) has negative factors.
@@ -70,6 +76,8 @@ def plant(rng: random.Random, n_lines: int, meters_per_line: int, step_ms: int =
                 kgce.append(sign * CARRIER_KGCE[carrier])
                 kwh.append(sign if carrier == 0 else 0.0)
                 tonnes.append(0.0)
+                direct.append(sign * CARRIER_CO2[carrier][0])
+                indirect.append(sign * CARRIER_CO2[carrier][1])
             delta.append(rng.random() < 0.2)
             rollover.append(rng.choice((0.0, 0.0, 5000.0)))
             judged = rng.random() < max_rate_share
@@ -79,7 +87,8 @@ def plant(rng: random.Random, n_lines: int, meters_per_line: int, step_ms: int =
         line=np.array(line, dtype=np.int32), kgce_per_unit=np.array(kgce),
         kwh_per_unit=np.array(kwh), t_per_unit=np.array(tonnes),
         delta_mode=np.array(delta, dtype=np.bool_), rollover=np.array(rollover),
-        n_lines=n_lines, max_rate=np.array(max_rate),
+        n_lines=n_lines, max_rate=np.array(max_rate), co2_direct_per_unit=np.array(direct),
+        co2_indirect_per_unit=np.array(indirect),
     )
 
 

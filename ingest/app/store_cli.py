@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from wattline.contract.durations import parse_duration_ms
 from wattline.contract.errors import ConfigError
-from wattline.contract.schemas import INTENSITY_SCHEMA
+from wattline.contract.schemas import INTENSITY_SCHEMA, conform
 from wattline.ingest.sinks.parquet_store import ParquetStore
 
 __all__ = ["newest_points", "store"]
@@ -65,7 +65,7 @@ def newest_points(directory: str | os.PathLike[str], site: str, line: str,
     for day in _days(store.directory):
         folder = store.partition_dir(day, site, line)
         for path in sorted(folder.glob("part-*.parquet")):
-            table = pq.read_table(path).select(INTENSITY_SCHEMA.names).cast(INTENSITY_SCHEMA)
+            table = conform(pq.read_table(path))
             # The exact names are the columns; a digested folder holds only its own name.
             parts.append(table)
             seen.update(table["time_ms"].to_pylist())

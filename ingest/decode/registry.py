@@ -1,4 +1,5 @@
-"""Which meters and lines exist, and how each meter's deltas convert to kgce, kWh and tonnes.
+"""Which meters and lines exist, and how each meter's deltas convert to kgce, kWh, tonnes and
+tonnes of CO2.
 
 Meters are numbered as they first appear; lines (site, line) likewise. A meter's
 description comes, first match wins, from the config file, its retained ``meta``
@@ -17,10 +18,9 @@ are always taken back, whatever the limits.
 from __future__ import annotations
 
 import itertools
-import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import numpy as np
 
@@ -28,16 +28,14 @@ from wattline.contract.errors import ConfigError
 from wattline.contract.reference_data import ReferenceData
 from wattline.ingest.config import MeterSettings
 from wattline.ingest.decode.meta import MeterMeta
+from wattline.ingest.decode.meter_factors import (
+    MeterDescription,
+    MeterDescriptionError,
+    carbon_factors,
+    conversion_factors,
+    merge_description,
+)
 from wattline.kernels import MeterTable, StreamState
-
-# Units accepted per reference unit, with their factor to it.
-_UNIT_FACTORS: dict[str, dict[str, float]] = {
-    "kWh": {"Wh": 1e-3, "kWh": 1.0, "MWh": 1e3, "GWh": 1e6},
-    "m3": {"m3": 1.0, "Nm3": 1.0, "km3": 1e3},
-    "kg": {"g": 1e-3, "kg": 1.0, "t": 1e3},
-    "MJ": {"kJ": 1e-3, "MJ": 1.0, "GJ": 1e3},
-    "t": {"kg": 1e-3, "t": 1.0, "kt": 1e3},
-}
 
 MeterName = tuple[str, str, str, str]
 """(site, line, kind, meter)"""
@@ -49,100 +47,9 @@ REFUSED_REMEMBERED = 10_000
 full, so memory stays bounded whatever a flood of new names)."""
 
 
-class MeterDescriptionError(ValueError):
-    """A meter description (meta or config) that cannot be used."""
-
-
-@dataclass(frozen=True)
-class MeterDescription:
-    carrier: str | None  # None for production meters
-    unit: str
-    mode: str  # counter | delta
-    rollover: float  # 0: none
-    direction: str = "import"  # import | export (energy leaving the line's boundary)
-    max_rate: float = 0.0  # the most the meter registers per hour, in its unit; 0: none
-
-    @staticmethod
-    def default(kind: str) -> MeterDescription:
-        if kind == "production":
-            return MeterDescription(None, "t", "counter", 0.0)
-        return MeterDescription("electricity", "kWh", "counter", 0.0)
-
-
 def state_nbytes(state: StreamState) -> int:
     """Bytes held by the kernel state's arrays."""
     return sum(getattr(state, f.name).nbytes for f in fields(state))
-
-
-def _usable_factor(x: float) -> bool:
-    return math.isfinite(x) and x > 0
-
-
-def conversion_factors(
-    kind: str, desc: MeterDescription, reference: ReferenceData
-) -> tuple[float, float, float]:
-    """(kgce, kWh, tonnes) per unit of this meter's readings.
-
-    An export meter's factors are negative: its deltas are energy leaving the line's
-    boundary, and count against the line's energy (a BOF's recovered gas can make its
-    process energy negative). A production meter is never an export meter.
-    """
-    if desc.direction not in ("import", "export"):
-        raise MeterDescriptionError(f"direction must be import or export, got {desc.direction!r}")
-    if kind == "production":
-        if desc.direction == "export":
-            raise MeterDescriptionError("a production meter cannot be an export meter: only "
-                                        "energy leaves a line's boundary")
-        per_t = _UNIT_FACTORS["t"].get(desc.unit)
-        if per_t is None or not _usable_factor(per_t):
-            raise MeterDescriptionError(
-                f"production unit {desc.unit!r} is not one of {sorted(_UNIT_FACTORS['t'])}"
-            )
-        return 0.0, 0.0, per_t
-    carrier = reference.carriers.get(desc.carrier or "")
-    if carrier is None:
-        raise MeterDescriptionError(
-            f"carrier {desc.carrier!r} is not in the reference data; use one of "
-            f"{', '.join(sorted(reference.carriers))}"
-        )
-    per_unit = _UNIT_FACTORS.get(carrier.unit, {carrier.unit: 1.0}).get(desc.unit)
-    if per_unit is None:
-        raise MeterDescriptionError(
-            f"unit {desc.unit!r} does not convert to {carrier.unit} for carrier {carrier.name}; "
-            f"use one of {sorted(_UNIT_FACTORS.get(carrier.unit, {carrier.unit: 1.0}))}"
-        )
-    kgce = carrier.kgce_per_unit * per_unit
-    if not (_usable_factor(per_unit) and _usable_factor(kgce)):
-        raise MeterDescriptionError(
-            f"unit {desc.unit!r} of carrier {carrier.name} converts by {per_unit!r} to "
-            f"{carrier.unit} and {kgce!r} to kgce: factors must be positive and finite"
-        )
-    kwh = per_unit if carrier.name == "electricity" else 0.0
-    if desc.direction == "export":
-        return -kgce, -kwh if kwh else 0.0, 0.0
-    return kgce, kwh, 0.0
-
-
-def merge_description(
-    kind: str,
-    base: MeterDescription,
-    carrier: str | None,
-    unit: str | None,
-    mode: str | None,
-    rollover: float | None,
-    direction: str | None = None,
-    max_rate: float | None = None,
-) -> MeterDescription:
-    """Fill in over ``base`` what a meta message or config entry gives."""
-    new_carrier = base.carrier if kind == "production" else (carrier or base.carrier)
-    return MeterDescription(
-        carrier=new_carrier,
-        unit=unit or base.unit,
-        mode=mode or base.mode,
-        rollover=float(rollover) if rollover else base.rollover,
-        direction=direction or base.direction,
-        max_rate=float(max_rate) if max_rate else base.max_rate,
-    )
 
 
 class MeterRegistry:
@@ -154,8 +61,13 @@ class MeterRegistry:
     def __init__(
         self, reference: ReferenceData, configured: dict[str, MeterSettings] | None = None,
         *, max_lines: int = 2000, max_meters: int = 20_000,
+        grid_kgco2_per_kwh: float | None = None,
     ) -> None:
+        """``grid_kgco2_per_kwh``: electricity's CO2 factor (the config's ``grid_factor``);
+        ``None``: the newest national one in the reference data."""
         self._reference = reference
+        self.grid_kgco2_per_kwh = (reference.national_grid_factor.kgco2_per_kwh
+                                   if grid_kgco2_per_kwh is None else grid_kgco2_per_kwh)
         self.max_lines = max_lines
         self.max_meters = max_meters
         self.on_refused: Callable[[MeterName, str], None] | None = None
@@ -316,8 +228,12 @@ class MeterRegistry:
             kgce = np.zeros(n)
             kwh = np.zeros(n)
             tonnes = np.zeros(n)
+            direct = np.zeros(n)
+            indirect = np.zeros(n)
             for i, (kind, desc) in enumerate(zip(self._kind, self._desc, strict=True)):
                 kgce[i], kwh[i], tonnes[i] = conversion_factors(kind, desc, self._reference)
+                direct[i], indirect[i] = carbon_factors(kind, desc, self._reference,
+                                                        self.grid_kgco2_per_kwh)
             self._table = MeterTable(
                 line=np.array(self._meter_line, dtype=np.int32),
                 kgce_per_unit=kgce,
@@ -327,6 +243,8 @@ class MeterRegistry:
                 rollover=np.array([d.rollover for d in self._desc], dtype=np.float64),
                 max_rate=self.max_rates_per_hour(),
                 n_lines=self.n_lines,
+                co2_direct_per_unit=direct,
+                co2_indirect_per_unit=indirect,
             )
         return self._table
 

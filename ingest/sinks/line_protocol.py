@@ -1,7 +1,8 @@
 """Results batches as InfluxDB line protocol: ``energy_intensity`` (docs/formats.md, outputs).
 
     energy_intensity,site=S,line=L,window=15m energy_kgce=..,electricity_kwh=..,
-        production_t=..,kgce_per_t=..,kwh_per_t=.. <T in ms>
+        production_t=..,kgce_per_t=..,kwh_per_t=..,co2_direct_t=..,co2_indirect_t=..,
+        co2_per_t=.. <T in ms>
 
 One point per row of the batch, in the batch's order, each ending in a newline; the
 timestamp is the tick in epoch milliseconds, so the write must say ``precision=ms``.
@@ -26,7 +27,9 @@ timestamp is the tick in epoch milliseconds, so the write must say ``precision=m
   for bit the value written. NaN and infinities have no line
   protocol form and are refused with ``ValueError``.
 - Null intensity fields (an idle window) are left out of their point, as the
-  contract says; the three sums are always written.
+  contract says; the three sums are always written, and so are the two CO2 sums
+  (floats, like every other field) unless the batch has none (a spooled batch
+  from before wattline recorded carbon: left out, never written as another type).
 
 ``encode_alerts`` writes the other measurement of docs/formats.md, one point per alert
 start or end, with ``state`` as an integer, ``value`` and ``threshold`` left out
@@ -49,7 +52,7 @@ import pyarrow.compute as pc
 MEASUREMENT = "energy_intensity"
 TAGS = ("site", "line", "window")
 REQUIRED_FIELDS = ("energy_kgce", "electricity_kwh", "production_t")
-OPTIONAL_FIELDS = ("kgce_per_t", "kwh_per_t")
+OPTIONAL_FIELDS = ("kgce_per_t", "kwh_per_t", "co2_direct_t", "co2_indirect_t", "co2_per_t")
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
 _TAG_SPECIAL = re.compile(r"([,= ])")  # the same pattern serves Python re and Arrow's RE2
@@ -81,6 +84,8 @@ def encode_intensity(table: pa.Table) -> bytes:
     for tag in TAGS:
         parts += [f",{tag}=", _escaped_tags(tag, table.column(tag))]
     for i, name in enumerate(FIELDS):
+        if name in OPTIONAL_FIELDS and name not in table.column_names:
+            continue  # a batch written before the field existed
         parts.append(_field_texts(name, table.column(name), first=i == 0))
     parts += [" ", pc.cast(_non_null("time_ms", table.column("time_ms")), pa.string()), "\n"]
     # A null field text is an idle window's intensity: left out of its point.
@@ -179,7 +184,7 @@ def encode_periods(table: pa.Table) -> bytes:
     for row in table.to_pylist():
         tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in PERIOD_TAGS)
         fields = [f"{name}={format_float(row[name])}" for name in FIELDS
-                  if row[name] is not None]
+                  if row.get(name) is not None]
         fields += [f"final={int(row['final'])}i", f"late_readings={int(row['late_readings'])}i"]
         if row.get("grade") is not None:
             fields.append(f"grade={int(row['grade'])}i")
@@ -221,7 +226,7 @@ def encode_alerts(table: pa.Table) -> bytes:
 BATCH_MEASUREMENT = "energy_batch"
 BATCH_TAGS = ("site", "line")
 BATCH_FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t",
-                "duration_s")
+                "duration_s", "co2_direct_t", "co2_indirect_t", "co2_per_t")
 
 
 def encode_batches(table: pa.Table) -> bytes:
@@ -235,6 +240,6 @@ def encode_batches(table: pa.Table) -> bytes:
         tags = ",".join(f"{tag}={escape_tag_value(row[tag])}" for tag in BATCH_TAGS)
         fields = [f"batch={escape_string_field(row['batch'])}"]
         fields += [f"{name}={format_float(row[name])}" for name in BATCH_FIELDS
-                   if row[name] is not None]
+                   if row.get(name) is not None]
         lines.append(f"{BATCH_MEASUREMENT},{tags} {','.join(fields)} {int(row['time_ms'])}\n")
     return "".join(lines).encode()

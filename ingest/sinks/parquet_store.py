@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 _PARTITIONING = ds.HivePartitioning(pa.schema([("date", pa.string())]),
                                     segment_encoding="uri")
 _POINT_KEY = INTENSITY.key
+_STORED_SCHEMA = INTENSITY_SCHEMA.append(pa.field("date", pa.string()))
 
 
 class ParquetStore:
@@ -218,14 +219,18 @@ def read_store(
     Columns and types are ``INTENSITY_SCHEMA``'s; rows are sorted by site, line,
     window and tick, one per point: a replay after a crash writes some points
     again, and the contract makes a rewritten point carry the same values, so
-    which copy is kept does not matter.
+    which copy is kept does not matter. Files written before a column existed (the
+    carbon columns) read back with nulls in it.
     """
     path = Path(directory)
     if not any(path.glob("date=*")):
         return INTENSITY_SCHEMA.empty_table()
     # Hidden names (temporary files, days being pruned) and the other kinds' ``_`` folders
     # are ignored by discovery.
-    dataset = ds.dataset(path, format="parquet", partitioning=_PARTITIONING)
+    # The schema is given, not inferred from some file: a column that older files lack
+    # reads back as nulls there.
+    dataset = ds.dataset(path, format="parquet", partitioning=_PARTITIONING,
+                         schema=_STORED_SCHEMA)
     condition = None
     for name, value in (("site", site), ("line", line)):
         if value is not None:

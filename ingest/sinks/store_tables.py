@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wattline.contract.schemas import INTENSITY_SCHEMA
+from wattline.contract.schemas import INTENSITY_SCHEMA, conform
 from wattline.ingest.durable.files import fsync_dir
 from wattline.ingest.sinks.base import SinkError
 from wattline.ingest.sinks.store_files import (
@@ -77,9 +77,10 @@ class StoreTable:
                       if p.is_dir())
 
     def conform(self, table: pa.Table) -> pa.Table:
-        """The rows as stored: the fixed schema's columns, or the rows' own."""
+        """The rows as stored: the fixed schema's columns (a nullable one the rows lack, as
+        ticks written before the carbon columns do, as nulls), or the rows' own."""
         if self.schema is not None:
-            return table.select(self.schema.names).cast(self.schema)
+            return conform(table, self.schema)
         missing = [name for name in (*self.key, "site", "line") if name not in table.schema.names]
         if missing:
             raise SinkError(f"a {self.kind} batch has no column {missing[0]!r}; the batch is "
@@ -99,7 +100,7 @@ class StoreTable:
         for path in files:
             part = pq.ParquetFile(path).read()
             if self.schema is not None:
-                part = part.select(self.schema.names).cast(self.schema)
+                part = conform(part, self.schema)
             parts.append(part.append_column(_WRITTEN, pa.array(
                 np.full(part.num_rows, written_ns(path), dtype=np.int64))))
         table = pa.concat_tables(parts, promote_options="default")

@@ -67,7 +67,8 @@ def tick_streams(draw: st.DrawFn) -> tuple[Ticks, AlertConfig, LineRules]:
     ticks = Ticks(
         line=line, tick_ms=tick_ms, energy_kgce=energy, electricity_kwh=energy * 8,
         production_t=np.ones((n, n_windows)), kgce_per_t=kgce_t, kwh_per_t=kwh_t,
-        drops=np.zeros(3, dtype=np.int64),
+        drops=np.zeros(3, dtype=np.int64), co2_direct_t=np.zeros((n, n_windows)),
+        co2_indirect_t=np.zeros((n, n_windows)), co2_per_t=np.zeros((n, n_windows)),
     )
     config = AlertConfig(
         short_window=0, long_window=2, level_window=draw(st.integers(0, 2)),
@@ -106,7 +107,9 @@ def tick_streams(draw: st.DrawFn) -> tuple[Ticks, AlertConfig, LineRules]:
 def _rows(ticks: Ticks, start: int, stop: int) -> Ticks:
     return Ticks(*(getattr(ticks, name)[start:stop] for name in
                    ("line", "tick_ms", "energy_kgce", "electricity_kwh", "production_t",
-                    "kgce_per_t", "kwh_per_t")), drops=ticks.drops)
+                    "kgce_per_t", "kwh_per_t")), drops=ticks.drops,
+                 **{name: getattr(ticks, name)[start:stop]
+                    for name in ("co2_direct_t", "co2_indirect_t", "co2_per_t")})
 
 
 def _as_tuples(events) -> list[tuple]:
@@ -176,7 +179,8 @@ def batch_streams(draw: st.DrawFn):
             close_ms=np.full(n, 10_000 * (k + 1), dtype=np.int64),
             start_ms=np.zeros(n, dtype=np.int64), energy_kgce=kgce_t,
             electricity_kwh=kgce_t, production_t=np.ones(n), kgce_per_t=kgce_t,
-            kwh_per_t=kgce_t)
+            kwh_per_t=kgce_t, co2_direct_t=np.zeros(n), co2_indirect_t=np.zeros(n),
+            co2_per_t=np.zeros(n))
         calls.append((_rows(ticks, a, b), batches))
     return config, rules, calls
 

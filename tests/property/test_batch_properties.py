@@ -34,7 +34,8 @@ from wattline.kernels.naive_batches import ReferenceBatches, reference_batches
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
 
-Entry = tuple[int, int, float, float, float]  # line, ts, kgce, kwh, t
+Entry = tuple[int, int, float, float, float, float, float]
+"""line, ts, kgce, kwh, t, tCO2 direct, tCO2 indirect"""
 
 
 def random_log(seed: int, n_lines: int, n: int) -> list[Entry]:
@@ -49,14 +50,17 @@ def random_log(seed: int, n_lines: int, n: int) -> list[Entry]:
             kind = rng.random()
             if kind < 1 / every:
                 t = rng.choice((0.25, 1.0, 87.5, 120.0, 0.0, -0.5, 1e-300))
-                out.append((line, ts, 0.0, 0.0, t))
+                out.append((line, ts, 0.0, 0.0, t, 0.0, 0.0))
             elif kind < 0.1:
-                out.append((line, ts, 0.0, 0.0, 0.0))  # a counter's baseline
+                out.append((line, ts, 0.0, 0.0, 0.0, 0.0, 0.0))  # a counter's baseline
             else:
                 kwh = rng.uniform(0.0, 900.0) * rng.choice((1.0, 1.0, -1.0))  # export
                 electric = rng.random() < 0.6
                 kgce = kwh * (0.1229 if electric else 1.2143)
-                out.append((line, ts, kgce, kwh if electric else 0.0, 0.0))
+                # Electricity at a grid factor (scope 2), else natural gas burnt (scope 1).
+                direct = 0.0 if electric else kwh * 0.001994
+                indirect = kwh * 0.0005306 if electric else 0.0
+                out.append((line, ts, kgce, kwh if electric else 0.0, 0.0, direct, indirect))
     return out
 
 
@@ -76,23 +80,28 @@ def as_deltas(entries: list[Entry]) -> FinalisedDeltas:
     if not entries:
         return FinalisedDeltas.empty()
     cols = list(zip(*entries, strict=True))
-    return FinalisedDeltas(np.array(cols[0]), np.array(cols[1]), np.array(cols[2]),
-                           np.array(cols[3]), np.array(cols[4]))
+    return FinalisedDeltas(*(np.array(c) for c in cols))
 
 
 def rows(batches: Batches) -> list[tuple]:
     return list(zip(batches.line.tolist(), batches.close_ms.tolist(), batches.start_ms.tolist(),
                     batches.energy_kgce.tolist(), batches.electricity_kwh.tolist(),
                     batches.production_t.tolist(), batches.kgce_per_t.tolist(),
-                    batches.kwh_per_t.tolist(), strict=True))
+                    batches.kwh_per_t.tolist(), batches.co2_direct_t.tolist(),
+                    batches.co2_indirect_t.tolist(), batches.co2_per_t.tolist(), strict=True))
+
+
+# Per value column of ``rows``: the absolute slack for net sums that cancel (the CO2
+# columns are about a thousandth of the energy ones).
+ABS_SLACK = (1e-6,) * 5 + (1e-9,) * 3
 
 
 def assert_same(got: list[tuple], want: list[tuple]) -> None:
     assert [r[:3] for r in got] == [r[:3] for r in want]
     for g, w in zip(got, want, strict=True):
-        for a, b in zip(g[3:], w[3:], strict=True):
+        for a, b, slack in zip(g[3:], w[3:], ABS_SLACK, strict=True):
             assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-9,
-                                                                          abs=1e-6), (g, w)
+                                                                          abs=slack), (g, w)
 
 
 @st.composite

@@ -28,10 +28,12 @@ from tests.property.test_kernel_properties import (
 )
 from wattline.kernels import MeterTable, Readings, Ticks
 
-SUMS = ("energy_kgce", "electricity_kwh", "production_t")
+SUMS = ("energy_kgce", "electricity_kwh", "production_t", "co2_direct_t", "co2_indirect_t")
+RATIOS = ("kgce_per_t", "kwh_per_t", "co2_per_t")
 WILD_FROM, WILD_TO = 5e14, 3.0  # a decrease: the delta is 3 + 2**64 - 5e14, about 1.8e19
-FACTORS = {"electricity": (0.1229, 1.0, 0.0), "gas": (1.2143, 0.0, 0.0),
-           "production": (0.0, 0.0, 1.0)}
+# kgce, kWh, t, tCO2 direct, tCO2 indirect per unit
+FACTORS = {"electricity": (0.1229, 1.0, 0.0, 0.0, 0.0005306),
+           "gas": (1.2143, 0.0, 0.0, 0.001994, 0.0), "production": (0.0, 0.0, 1.0, 0.0, 0.0)}
 
 
 def with_wild_meter(stream: Stream, kind: str, first: int, second: int,
@@ -42,7 +44,8 @@ def with_wild_meter(stream: Stream, kind: str, first: int, second: int,
     ``wild``, the second one reads less than the first. Also the wild delta's time."""
     mt = stream.meters
     wild_meter = mt.n_meters
-    kgce, kwh, tonnes = FACTORS[kind]
+    kgce, kwh, tonnes, direct, indirect = FACTORS[kind]
+    assert mt.co2_direct_per_unit is not None and mt.co2_indirect_per_unit is not None
     meters = MeterTable(
         line=np.append(mt.line, 0).astype(np.int32),
         kgce_per_unit=np.append(mt.kgce_per_unit, kgce),
@@ -51,6 +54,8 @@ def with_wild_meter(stream: Stream, kind: str, first: int, second: int,
         delta_mode=np.append(mt.delta_mode, False),
         rollover=np.append(mt.rollover, 2.0**64),
         n_lines=mt.n_lines, max_rate=np.append(mt.max_rate, 0.0),
+        co2_direct_per_unit=np.append(mt.co2_direct_per_unit, direct),
+        co2_indirect_per_unit=np.append(mt.co2_indirect_per_unit, indirect),
     )
     values = (WILD_FROM, WILD_TO if wild else WILD_FROM)
     times = []
@@ -87,7 +92,7 @@ def with_wild_meter(stream: Stream, kind: str, first: int, second: int,
 def assert_finite(ticks: Ticks) -> None:
     for name in SUMS:
         assert np.isfinite(getattr(ticks, name)).all(), name
-    for name in ("kgce_per_t", "kwh_per_t"):
+    for name in RATIOS:
         values = getattr(ticks, name)
         assert not np.isinf(values).any(), name
 
@@ -95,11 +100,10 @@ def assert_finite(ticks: Ticks) -> None:
 def without_window_holding(ticks: Ticks, t_ms: int, windows_ms: tuple[int, ...]) -> Ticks:
     """``ticks`` with every window that holds time ``t_ms`` (T - W < t <= T) set to NaN
     in every column, so that a comparison skips it."""
-    out = replace(ticks, **{n: getattr(ticks, n).copy() for n in
-                           (*SUMS, "kgce_per_t", "kwh_per_t")})
+    out = replace(ticks, **{n: getattr(ticks, n).copy() for n in (*SUMS, *RATIOS)})
     for w, window in enumerate(windows_ms):
         holds = (ticks.tick_ms - window < t_ms) & (t_ms <= ticks.tick_ms)
-        for name in (*SUMS, "kgce_per_t", "kwh_per_t"):
+        for name in (*SUMS, *RATIOS):
             getattr(out, name)[holds, w] = np.nan
     return out
 

@@ -7,7 +7,7 @@ messages, pending buffers small enough to overflow, meters with a ``max_rate``
 and bad register reads (0, sentinels, jumps, replaced meters), wall clocks that
 readings run ahead of (and that step back), and batches cut at random message
 boundaries. Kernel and reference must emit the same (line, tick) rows, the same
-window sums and intensities (to 1e-9 relative), and the same drops per reason;
+window sums and intensities, energy and carbon (to 1e-9 relative), and the same drops per reason;
 every sum the kernel emits is finite.
 """
 
@@ -34,7 +34,10 @@ from wattline.kernels.naive import ReferenceState, as_ticks, magnitudes_of, refe
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
-VALUE_COLUMNS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t")
+VALUE_COLUMNS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t",
+                 "co2_direct_t", "co2_indirect_t", "co2_per_t")
+SUM_COLUMNS = ("energy_kgce", "electricity_kwh", "production_t", "co2_direct_t",
+               "co2_indirect_t")
 
 
 @st.composite
@@ -82,7 +85,7 @@ def run_kernel(stream: Stream, batches: list | None = None) -> tuple[Ticks, np.n
                          now_ms=stream.now_of(0))
                  for b in batches]
     for part in parts:
-        for name in ("energy_kgce", "electricity_kwh", "production_t"):
+        for name in SUM_COLUMNS:
             assert np.isfinite(getattr(part, name)).all(), name
     return _joined(parts, len(stream.config.windows_ms)), state.drops.copy()
 
@@ -112,6 +115,9 @@ def _joined(parts: list[Ticks], n_windows: int) -> Ticks:
         kwh_per_t=cat("kwh_per_t", (0, n_windows), np.float64),
         drops=(np.sum([p.drops for p in parts], axis=0) if parts
                else np.zeros(len(DROP_REASONS), np.int64)),
+        co2_direct_t=cat("co2_direct_t", (0, n_windows), np.float64),
+        co2_indirect_t=cat("co2_indirect_t", (0, n_windows), np.float64),
+        co2_per_t=cat("co2_per_t", (0, n_windows), np.float64),
     )
 
 
@@ -130,13 +136,15 @@ def assert_same_ticks(got: Ticks, want: Ticks, magnitudes: np.ndarray | None = N
     assert got.tick_ms.tolist() == want.tick_ms.tolist()
     slack = {}
     if magnitudes is not None and len(want):
-        e, el, p = (getattr(want, n) for n in ("energy_kgce", "electricity_kwh", "production_t"))
-        mag_e, mag_el, mag_p = magnitudes[..., 0], magnitudes[..., 1], magnitudes[..., 2]
-        slack = {"energy_kgce": mag_e, "electricity_kwh": mag_el, "production_t": mag_p}
+        e, el, p, cd, ci = (getattr(want, n) for n in SUM_COLUMNS)
+        slack = {name: magnitudes[..., q] for q, name in enumerate(SUM_COLUMNS)}
+        mag_e, mag_el, mag_p = slack["energy_kgce"], slack["electricity_kwh"], slack["production_t"]
+        mag_c = slack["co2_direct_t"] + slack["co2_indirect_t"]
         with np.errstate(divide="ignore", invalid="ignore"):
             # d(a / p) = da / p - a dp / p^2, bounded by the terms' magnitudes.
             slack["kgce_per_t"] = (mag_e + np.abs(e / p) * mag_p) / np.abs(p)
             slack["kwh_per_t"] = (mag_el + np.abs(el / p) * mag_p) / np.abs(p)
+            slack["co2_per_t"] = (mag_c + np.abs((cd + ci) / p) * mag_p) / np.abs(p)
     for name in VALUE_COLUMNS:
         a, b = getattr(got, name), getattr(want, name)
         assert a.shape == b.shape, name
@@ -235,17 +243,21 @@ def test_save_restore_continue_equals_running_straight_through(
 @PROPERTY_SETTINGS
 @given(streams())
 def test_export_meters_count_exactly_negatively(stream: Stream) -> None:
-    """Every energy meter turned into its export twin: energy, kWh and both intensities
-    change sign bit for bit; production, drops and which windows are idle do not."""
+    """Every energy meter turned into its export twin: energy, kWh, CO2 and their
+    intensities change sign bit for bit; production, drops and which windows are idle
+    do not."""
     m = stream.meters
+    assert m.co2_direct_per_unit is not None and m.co2_indirect_per_unit is not None
     flipped = MeterTable(line=m.line, kgce_per_unit=-m.kgce_per_unit,
                          kwh_per_unit=-m.kwh_per_unit, t_per_unit=m.t_per_unit,
                          delta_mode=m.delta_mode, rollover=m.rollover, n_lines=m.n_lines,
-                         max_rate=m.max_rate)
+                         max_rate=m.max_rate, co2_direct_per_unit=-m.co2_direct_per_unit,
+                         co2_indirect_per_unit=-m.co2_indirect_per_unit)
     imported, _ = run_kernel(stream)
     exported, _ = run_kernel(dataclasses.replace(stream, meters=flipped))
     assert exported.tick_ms.tolist() == imported.tick_ms.tolist()
-    for name in ("energy_kgce", "electricity_kwh", "kgce_per_t", "kwh_per_t"):
+    for name in ("energy_kgce", "electricity_kwh", "kgce_per_t", "kwh_per_t", "co2_direct_t",
+                 "co2_indirect_t", "co2_per_t"):
         assert np.array_equal(getattr(exported, name), -getattr(imported, name),
                               equal_nan=True), name
     assert np.array_equal(exported.production_t, imported.production_t)
@@ -276,7 +288,8 @@ def test_the_finalised_log_of_batch_lines_matches_the_reference(stream: Stream,
         f = ticks.finalised
         assert f is not None
         got += list(zip(f.line.tolist(), f.ts_ms.tolist(), f.kgce.tolist(), f.kwh.tolist(),
-                        f.t.tolist(), strict=True))
+                        f.t.tolist(), f.co2_direct.tolist(), f.co2_indirect.tolist(),
+                        strict=True))
     plain, _ = run_kernel(stream)
     assert_identical(_joined(parts, len(stream.config.windows_ms)), plain)
     ref = ReferenceState(logged=frozenset(np.flatnonzero(logged).tolist()))

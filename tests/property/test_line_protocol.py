@@ -15,11 +15,16 @@ T0 = 1_732_406_400_000
 
 
 def _batch(**overrides: list) -> pa.Table:
+    """One row of a producing window, or as many as the overrides give (the other columns
+    repeated)."""
+    n = max((len(v) for v in overrides.values()), default=1)
     columns = {
         "site": ["s1"], "line": ["eaf-1"], "window": ["15m"], "time_ms": [T0],
         "energy_kgce": [61.5], "electricity_kwh": [420.25], "production_t": [1.0],
-        "kgce_per_t": [61.5], "kwh_per_t": [420.25],
+        "kgce_per_t": [61.5], "kwh_per_t": [420.25], "co2_direct_t": [0.0],
+        "co2_indirect_t": [0.22298465], "co2_per_t": [0.22298465],
     }
+    columns = {k: v * n for k, v in columns.items()}
     columns.update(overrides)
     return pa.table(columns, schema=INTENSITY_SCHEMA)
 
@@ -40,20 +45,22 @@ def test_a_producing_window_writes_every_field_with_its_tags_and_ms_time() -> No
     line = encode_intensity(_batch()).decode()
     assert line == (
         "energy_intensity,site=s1,line=eaf-1,window=15m energy_kgce=61.5,"
-        "electricity_kwh=420.25,production_t=1,kgce_per_t=61.5,kwh_per_t=420.25 "
-        f"{T0}\n"
+        "electricity_kwh=420.25,production_t=1,kgce_per_t=61.5,kwh_per_t=420.25,"
+        f"co2_direct_t=0,co2_indirect_t=0.22298465,co2_per_t=0.22298465 {T0}\n"
     )
 
 
 def test_an_idle_window_leaves_out_the_intensity_fields() -> None:
     [(_, _, fields, _)] = _points(_batch(production_t=[0.0], kgce_per_t=[None],
-                                         kwh_per_t=[None]))
-    assert fields == {"energy_kgce": 61.5, "electricity_kwh": 420.25, "production_t": 0.0}
+                                         kwh_per_t=[None], co2_per_t=[None]))
+    assert fields == {"energy_kgce": 61.5, "electricity_kwh": 420.25, "production_t": 0.0,
+                      "co2_direct_t": 0.0, "co2_indirect_t": 0.22298465}
 
 
 def test_one_null_intensity_leaves_out_only_that_field() -> None:
     [(_, _, fields, _)] = _points(_batch(kgce_per_t=[None]))
-    assert set(fields) == {"energy_kgce", "electricity_kwh", "production_t", "kwh_per_t"}
+    assert set(fields) == {"energy_kgce", "electricity_kwh", "production_t", "kwh_per_t",
+                           "co2_direct_t", "co2_indirect_t", "co2_per_t"}
 
 
 def test_an_empty_batch_encodes_to_nothing() -> None:
@@ -135,6 +142,7 @@ _row = st.fixed_dictionaries({
     "site": _tag_text, "line": _tag_text, "window": _tag_text,
     "time_ms": st.integers(0, 2**53), "energy_kgce": _finite, "electricity_kwh": _finite,
     "production_t": _finite, "kgce_per_t": st.none() | _finite, "kwh_per_t": st.none() | _finite,
+    "co2_direct_t": _finite, "co2_indirect_t": _finite, "co2_per_t": st.none() | _finite,
 })
 
 
@@ -148,5 +156,6 @@ def test_every_row_reads_back_from_its_line_exactly(rows: list[dict]) -> None:
         assert tags == {"site": row["site"], "line": row["line"], "window": row["window"]}
         assert ts == row["time_ms"]
         expected = {k: row[k] for k in ("energy_kgce", "electricity_kwh", "production_t",
-                                        "kgce_per_t", "kwh_per_t") if row[k] is not None}
+                                        "kgce_per_t", "kwh_per_t", "co2_direct_t",
+                                        "co2_indirect_t", "co2_per_t") if row[k] is not None}
         assert fields == expected

@@ -84,7 +84,8 @@ def _intensity(sites: list[str], lines: list[str], window: str = "15m") -> pa.Ta
         "site": sites, "line": lines, "window": [window] * n,
         "time_ms": [T0 + 10_000 * i for i in range(n)],
         "energy_kgce": [1.5] * n, "electricity_kwh": [2.0] * n, "production_t": [0.5] * n,
-        "kgce_per_t": [3.0] * n, "kwh_per_t": [4.0] * n,
+        "kgce_per_t": [3.0] * n, "kwh_per_t": [4.0] * n, "co2_direct_t": [0.25] * n,
+        "co2_indirect_t": [0.5] * n, "co2_per_t": [1.5] * n,
     }, schema=INTENSITY_SCHEMA)
 
 

@@ -30,6 +30,9 @@ def _rows(site: str, line: str, times: list[int], window: str = "15m") -> pa.Tab
         "production_t": [0.0] + [1.0] * (n - 1),
         "kgce_per_t": [None] + [float(i) for i in range(1, n)],
         "kwh_per_t": [None] + [2.0 * i for i in range(1, n)],
+        "co2_direct_t": [0.001 * i for i in range(n)],
+        "co2_indirect_t": [0.002 * i for i in range(n)],
+        "co2_per_t": [None] + [0.003 * i for i in range(1, n)],
     }, schema=INTENSITY_SCHEMA)
 
 
@@ -244,7 +247,9 @@ def test_any_batches_read_back_as_their_points_once_each(points: list[tuple], da
                                                          ) -> None:
     rows = [{"site": s, "line": ln, "window": w, "time_ms": T0 + k * (DAY_MS // 2),
              "energy_kgce": float(k), "electricity_kwh": 1.5, "production_t": 0.5,
-             "kgce_per_t": None if k < 0 else 2.0 * k, "kwh_per_t": 3.0}
+             "kgce_per_t": None if k < 0 else 2.0 * k, "kwh_per_t": 3.0,
+             "co2_direct_t": 0.25 * k, "co2_indirect_t": 0.125,
+             "co2_per_t": None if k < 0 else 0.5 * k + 0.25}
             for s, ln, w, k in points]
     cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=3)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,7 +273,8 @@ def test_housekeeping_compacts_past_days_and_drops_days_past_the_retention(
     store.open()
     rows = {"site": ["demo"], "line": ["eaf-1"], "window": ["15m"], "energy_kgce": [1.0],
             "electricity_kwh": [1.0], "production_t": [1.0], "kgce_per_t": [1.0],
-            "kwh_per_t": [1.0]}
+            "kwh_per_t": [1.0], "co2_direct_t": [0.5], "co2_indirect_t": [0.25],
+            "co2_per_t": [0.75]}
     for day in range(6):
         for k in range(3):
             store.write(pa.table({**rows, "time_ms": [t0 + day * day_ms + k * 10_000]},
@@ -282,3 +288,38 @@ def test_housekeeping_compacts_past_days_and_drops_days_past_the_retention(
              for p in store.directory.glob("date=*/site=*/line=*")}
     assert files == {"date=2024-11-27": 1, "date=2024-11-28": 1, "date=2024-11-29": 4}
     assert read_store(store.directory).num_rows == 3 + 3 + 4
+
+
+def _without_carbon(table: pa.Table) -> pa.Table:
+    """A batch as wattline wrote it before it recorded carbon: no CO2 columns."""
+    return table.drop_columns(["co2_direct_t", "co2_indirect_t", "co2_per_t"])
+
+
+def test_a_store_written_before_the_carbon_columns_reads_back_with_them_null(
+    tmp_path: Path,
+) -> None:
+    """Files from before the carbon columns, alone or beside new ones in one day: read
+    back, compacted and read back again, the old rows have nulls there, the new ones
+    their values."""
+    old = _rows("demo", "eaf-1", [T0 + 10_000 * i for i in range(3)])
+    new = _rows("demo", "eaf-1", [T0 + 10_000 * i for i in range(3, 6)])
+    folder = tmp_path / "s" / "date=2024-11-24" / "site=demo" / "line=eaf-1"
+    folder.mkdir(parents=True)
+    pq.write_table(_without_carbon(old), folder / f"part-{T0:015d}-0-old.parquet")
+    alone = read_store(tmp_path / "s")
+    assert alone.schema == INTENSITY_SCHEMA
+    assert alone.column("co2_direct_t").null_count == 3
+    assert alone.column("energy_kgce").to_pylist() == old.column("energy_kgce").to_pylist()
+    store = ParquetStore(tmp_path / "s")
+    store.open()  # its housekeeping now, not at the write
+    store.write(new)
+    want_direct = [None] * 3 + new.column("co2_direct_t").to_pylist()
+    want_per_t = [None] * 3 + new.column("co2_per_t").to_pylist()
+    for compacted in (False, True):
+        back = read_store(store.directory)
+        assert back.column("co2_direct_t").to_pylist() == want_direct, compacted
+        assert back.column("co2_per_t").to_pylist() == want_per_t, compacted
+        assert back.column("time_ms").to_pylist() == [T0 + 10_000 * i for i in range(6)]
+        if not compacted:
+            assert store.compact("2024-11-24") == 2  # the old file and the new one, merged
+    assert len(list(folder.glob("*.parquet"))) == 1

@@ -153,8 +153,9 @@ def kernel_rows(p: Periods) -> list[tuple]:
     return sorted(
         (int(p.line[i]), int(p.kind[i]), int(p.start_ms[i]), bool(p.final[i]), int(p.end_ms[i]),
          int(p.late_readings[i]),
-         (float(p.energy_kgce[i]), float(p.electricity_kwh[i]), float(p.production_t[i])),
-         (_absent(p.kgce_per_t[i]), _absent(p.kwh_per_t[i])))
+         (float(p.energy_kgce[i]), float(p.electricity_kwh[i]), float(p.production_t[i]),
+          float(p.co2_direct_t[i]), float(p.co2_indirect_t[i])),
+         (_absent(p.kgce_per_t[i]), _absent(p.kwh_per_t[i]), _absent(p.co2_per_t[i])))
         for i in range(len(p)))
 
 
@@ -174,16 +175,18 @@ def assert_same_rows(got: Periods, want: list[ReferencePeriod],
         (r.line, r.kind, r.start_ms, r.final, r.end_ms, r.late_readings) for r in w]
     for row, r in zip(g, w, strict=True):
         sums, ratios = row[6], row[7]
-        for q in range(3):
+        for q in range(len(r.sums)):
             assert abs(sums[q] - r.sums[q]) <= rtol * r.magnitudes[q] + 1e-300, (row, r)
         p, mag_p = r.sums[2], r.magnitudes[2]
         near = abs(p) <= rtol * mag_p or (
             min_production_t is not None and abs(p - min_production_t) <= rtol * mag_p)
-        for q, want_ratio in enumerate((r.kgce_per_t, r.kwh_per_t)):
+        # What each ratio's numerator's rounding scales with: energy, kWh, CO2 both scopes.
+        numerators = (r.magnitudes[0], r.magnitudes[1], r.magnitudes[3] + r.magnitudes[4])
+        for q, want_ratio in enumerate((r.kgce_per_t, r.kwh_per_t, r.co2_per_t)):
             if np.isnan(want_ratio) or ratios[q] is None:
                 assert near or np.isnan(want_ratio) == (ratios[q] is None), (row, r)
                 continue
-            slack = (r.magnitudes[q] + abs(want_ratio) * mag_p) / abs(p)
+            slack = (numerators[q] + abs(want_ratio) * mag_p) / abs(p)
             assert abs(ratios[q] - want_ratio) <= rtol * max(slack, abs(want_ratio)), (row, r)
 
 

@@ -32,7 +32,9 @@ def ticks(short_kgce_t=None, long_kgce_t=None, energy=None, long_kwh_t=None) -> 
     e = np.repeat(col(energy, 100.0)[:, None], 2, axis=1)
     return Ticks(line=np.zeros(n, dtype=np.int32), tick_ms=(np.arange(n) + 1) * E,
                  energy_kgce=e, electricity_kwh=e, production_t=np.ones((n, 2)),
-                 kgce_per_t=kgce_t, kwh_per_t=kwh_t, drops=np.zeros(3, dtype=np.int64))
+                 kgce_per_t=kgce_t, kwh_per_t=kwh_t, drops=np.zeros(3, dtype=np.int64),
+                 co2_direct_t=np.zeros((n, 2)), co2_indirect_t=np.zeros((n, 2)),
+                 co2_per_t=np.zeros((n, 2)))
 
 
 def events(t: Ticks, rules: LineRules | None = None) -> list[tuple[str, int, int]]:
@@ -139,7 +141,8 @@ def _batches(kgce_t: list[float]):
     k = np.asarray(kgce_t, dtype=float)
     return Batches(line=np.zeros(n, dtype=np.int32), close_ms=(np.arange(n) + 1) * E,
                    start_ms=np.zeros(n, dtype=np.int64), energy_kgce=k, electricity_kwh=k,
-                   production_t=np.ones(n), kgce_per_t=k, kwh_per_t=k)
+                   production_t=np.ones(n), kgce_per_t=k, kwh_per_t=k,
+                   co2_direct_t=np.zeros(n), co2_indirect_t=np.zeros(n), co2_per_t=np.zeros(n))
 
 
 def test_a_batch_line_spikes_on_a_heat_far_above_the_median_of_the_last_20():

@@ -16,6 +16,7 @@ from wattline.kernels.batches import (
 
 T0 = 1_732_406_400_000
 KGCE = 0.1229
+GRID_T_PER_KWH = 0.5306 / 1000  # tCO2 per kWh at the 2023 national grid factor
 
 
 def log(*entries: tuple[int, int, float, float]) -> FinalisedDeltas:
@@ -23,7 +24,8 @@ def log(*entries: tuple[int, int, float, float]) -> FinalisedDeltas:
     line, s, kwh, t = (list(c) for c in zip(*entries, strict=True))
     kwh_a = np.array(kwh, dtype=float)
     return FinalisedDeltas(np.array(line), T0 + np.array(s) * 1000, kwh_a * KGCE, kwh_a,
-                           np.array(t, dtype=float))
+                           np.array(t, dtype=float), np.zeros(kwh_a.shape),
+                           kwh_a * GRID_T_PER_KWH)
 
 
 def test_a_tap_closes_a_heat_with_the_energy_since_the_previous_tap() -> None:
@@ -39,6 +41,12 @@ def test_a_tap_closes_a_heat_with_the_energy_since_the_previous_tap() -> None:
     assert got.production_t.tolist() == [100.0, 120.0]
     assert got.kwh_per_t.tolist() == [120.0, 150.0]
     assert got.kgce_per_t.tolist() == pytest.approx([120.0 * KGCE, 150.0 * KGCE], rel=1e-12)
+    # Electricity is scope 2: a heat's CO2 is all indirect, at the grid factor.
+    assert got.co2_direct_t.tolist() == [0.0, 0.0]
+    assert got.co2_indirect_t.tolist() == pytest.approx(
+        [12_000.0 * GRID_T_PER_KWH, 18_000.0 * GRID_T_PER_KWH], rel=1e-12)
+    assert got.co2_per_t.tolist() == pytest.approx(
+        [120.0 * GRID_T_PER_KWH, 150.0 * GRID_T_PER_KWH], rel=1e-12)
 
 
 def test_energy_stamped_with_the_close_belongs_to_the_closing_batch_in_any_order() -> None:

@@ -18,6 +18,7 @@ from wattline.ingest.sinks.line_protocol import encode_batches
 
 T0 = 1_732_406_400_000
 KGCE = 0.1229
+GRID_T_PER_KWH = 0.5306 / 1000  # tCO2 per kWh at the default (2023 national) grid factor
 TAPS = {20: 80.0, 45: 95.0}  # step: tonnes tapped
 
 
@@ -71,11 +72,15 @@ EXPECTED = [
     {"site": "s", "line": "eaf-1", "batch": f"eaf-1-{T0 + 200_000}", "time_ms": T0 + 200_000,
      "energy_kgce": pytest.approx(2000 * KGCE, rel=1e-12), "electricity_kwh": 2000.0,
      "production_t": 80.0, "kgce_per_t": pytest.approx(25 * KGCE, rel=1e-12),
-     "kwh_per_t": 25.0, "duration_s": 200.0},
+     "kwh_per_t": 25.0, "duration_s": 200.0, "co2_direct_t": 0.0,
+     "co2_indirect_t": pytest.approx(2000 * GRID_T_PER_KWH, rel=1e-12),
+     "co2_per_t": pytest.approx(25 * GRID_T_PER_KWH, rel=1e-12)},
     {"site": "s", "line": "eaf-1", "batch": f"eaf-1-{T0 + 450_000}", "time_ms": T0 + 450_000,
      "energy_kgce": pytest.approx(2500 * KGCE, rel=1e-12), "electricity_kwh": 2500.0,
      "production_t": 95.0, "kgce_per_t": pytest.approx(2500 * KGCE / 95, rel=1e-12),
-     "kwh_per_t": pytest.approx(2500 / 95, rel=1e-12), "duration_s": 250.0},
+     "kwh_per_t": pytest.approx(2500 / 95, rel=1e-12), "duration_s": 250.0,
+     "co2_direct_t": 0.0, "co2_indirect_t": pytest.approx(2500 * GRID_T_PER_KWH, rel=1e-12),
+     "co2_per_t": pytest.approx(2500 * GRID_T_PER_KWH / 95, rel=1e-12)},
 ]
 
 
@@ -187,8 +192,9 @@ def test_batches_as_line_protocol_carry_the_id_and_every_field() -> None:
     table = pa.Table.from_pylist([
         {"site": "plant a", "line": "eaf-1", "batch": 'H"2291', "time_ms": T0,
          "energy_kgce": -1.5, "electricity_kwh": 10.0, "production_t": 2.0,
-         "kgce_per_t": -0.75, "kwh_per_t": 5.0, "duration_s": 61.5}], schema=BATCH_SCHEMA)
+         "kgce_per_t": -0.75, "kwh_per_t": 5.0, "duration_s": 61.5, "co2_direct_t": 0.25,
+         "co2_indirect_t": -0.5, "co2_per_t": -0.125}], schema=BATCH_SCHEMA)
     assert encode_batches(table).decode() == (
         'energy_batch,site=plant\\ a,line=eaf-1 batch="H\\"2291",energy_kgce=-1.5,'
         f"electricity_kwh=10.0,production_t=2.0,kgce_per_t=-0.75,kwh_per_t=5.0,"
-        f"duration_s=61.5 {T0}\n")
+        f"duration_s=61.5,co2_direct_t=0.25,co2_indirect_t=-0.5,co2_per_t=-0.125 {T0}\n")

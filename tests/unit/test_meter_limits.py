@@ -167,7 +167,7 @@ def test_a_bad_meter_table_value_names_the_meter_and_the_key(spec: dict, key: st
 
 def test_a_unit_factor_that_is_not_positive_and_finite_is_refused() -> None:
     reference = load_reference()
-    from wattline.ingest.decode import registry as module
+    from wattline.ingest.decode import meter_factors as module
 
     broken = dict(module._UNIT_FACTORS)
     broken["kWh"] = {**broken["kWh"], "zWh": 0.0, "nanWh": float("nan")}
