@@ -159,10 +159,11 @@ def run(ctx: click.Context, config_file: str | None, debug: bool, **flags: Any) 
 
     \b
       energy_intensity,site=S,line=L,window=15m energy_kgce=..,
-          electricity_kwh=..,production_t=..,kgce_per_t=..,kwh_per_t=.. <ms>
+          electricity_kwh=..,production_t=..,kgce_per_t=..,kwh_per_t=..,
+          co2_direct_t=..,co2_indirect_t=..,co2_per_t=.. <ms>
 
-    kgce_per_t and kwh_per_t are left out while a window's production is zero
-    (the line is idle). Meters default to electricity in kWh (energy) and
+    kgce_per_t, kwh_per_t and co2_per_t are left out while a window's
+    production is zero (the line is idle). Meters default to electricity in kWh (energy) and
     tonnes (production), as cumulative counters; a retained meta message
     {"carrier":..,"unit":..,"mode":"counter"|"delta","rollover":..} or a
     [meters."site/line/kind/meter"] table in the config file says otherwise.

@@ -39,10 +39,12 @@ from tests.processes import InfluxDB1, Mosquitto, Wattline, free_port, wait_unti
 from wattline.contract.schemas import ALERT_SCHEMA, INTENSITY_SCHEMA
 from wattline.ingest.sinks.base import SinkError
 from wattline.ingest.sinks.influx_v1 import InfluxV1Sink
+from wattline.ingest.sinks.line_protocol import FIELDS as INTENSITY_FIELDS
 from wattline.ingest.sinks.parquet_store import read_store
 
 DB = "wattline"
-FLOAT_FIELDS = {name: "float" for name in FIELDS}
+# Every field of energy_intensity, the carbon ones included, is a float for ever.
+FLOAT_FIELDS = {name: "float" for name in INTENSITY_FIELDS}
 ALERT_FIELDS = {"state": "integer", "message": "string"}
 
 
@@ -195,7 +197,8 @@ HOSTILE = [PLANT_SITE, PLANT_LINE, 'Ofen "Nord", Halle=3', "a\\b", "x\\,y", "e\\
 
 def _row(site: str, line: str, t: int) -> dict:
     return {"site": site, "line": line, "window": "15m", "time_ms": t, "energy_kgce": 1.5,
-            "electricity_kwh": 12.0, "production_t": 0.5, "kgce_per_t": 3.0, "kwh_per_t": 24.0}
+            "electricity_kwh": 12.0, "production_t": 0.5, "kgce_per_t": 3.0, "kwh_per_t": 24.0,
+            "co2_direct_t": 0.0, "co2_indirect_t": 0.006, "co2_per_t": 0.012}
 
 
 @pytest.mark.e2e

@@ -50,9 +50,9 @@ def kiln() -> MeterTable:
 
 
 def minute(clinker_t: float = 2.0) -> Readings:
-    """Baselines at T0 (to 3 ms after), then one step at T0 + 5 s: 300 kg coal, 1000 kWh, 400 MJ of heat
-    sent out, ``clinker_t`` of clinker; and a last electricity reading that moves the
-    watermark a window on."""
+    """Baselines at T0 (to 3 ms after), then one step at T0 + 5 s: 300 kg coal, 1000 kWh,
+    400 MJ of heat sent out, ``clinker_t`` of clinker; and a last electricity reading
+    that moves the watermark a window on."""
     rows = [(COAL, 0, 0.0), (POWER, 1, 0.0), (HEAT_OUT, 2, 0.0), (CLINKER, 3, 0.0),
             (COAL, 5_000, 300.0), (POWER, 5_000, 1000.0), (HEAT_OUT, 5_000, 400.0),
             (CLINKER, 5_000, clinker_t), (POWER, 71_000, 1000.0)]
