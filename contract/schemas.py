@@ -78,8 +78,10 @@ BATCH_SCHEMA = pa.schema(
         pa.field("kgce_per_t", pa.float64()),
         pa.field("kwh_per_t", pa.float64()),
         pa.field("duration_s", pa.float64(), nullable=False),
-        pa.field("co2_direct_t", pa.float64(), nullable=False),
-        pa.field("co2_indirect_t", pa.float64(), nullable=False),
+        # Always written by the daemon; nullable as in INTENSITY_SCHEMA, for rows from
+        # before wattline recorded carbon.
+        pa.field("co2_direct_t", pa.float64()),
+        pa.field("co2_indirect_t", pa.float64()),
         pa.field("co2_per_t", pa.float64()),
     ]
 )

@@ -50,8 +50,9 @@ PERIOD_SCHEMA = pa.schema([
     pa.field("production_t", pa.float64(), nullable=False),
     pa.field("kgce_per_t", pa.float64()),
     pa.field("kwh_per_t", pa.float64()),
-    pa.field("co2_direct_t", pa.float64(), nullable=False),
-    pa.field("co2_indirect_t", pa.float64(), nullable=False),
+    # Always written; nullable for rows from before wattline recorded carbon.
+    pa.field("co2_direct_t", pa.float64()),
+    pa.field("co2_indirect_t", pa.float64()),
     pa.field("co2_per_t", pa.float64()),
     pa.field("final", pa.bool_(), nullable=False),
     pa.field("late_readings", pa.int64(), nullable=False),

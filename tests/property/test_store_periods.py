@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wattline.contract.schemas import BATCH_SCHEMA
+from wattline.contract.schemas import BATCH_SCHEMA, CARBON_FIELDS
 from wattline.ingest.periods_stage import PERIOD_SCHEMA
 from wattline.ingest.reports.store_periods import PlantDays, batches, final_periods, periods
 from wattline.ingest.sinks.parquet_store import (
@@ -32,8 +32,9 @@ def _period(start: int, kwh: float, *, final: bool, kind: str = "day", line: str
             site: str = "demo") -> dict:
     return {"site": site, "line": line, "period": kind, "time_ms": start,
             "energy_kgce": kwh * 0.1229, "electricity_kwh": kwh, "production_t": kwh / 400,
-            "kgce_per_t": 49.16, "kwh_per_t": 400.0, "final": final, "late_readings": 0,
-            "grade": None, "gap_to_benchmark": None}
+            "kgce_per_t": 49.16, "kwh_per_t": 400.0, "co2_direct_t": 0.0,
+            "co2_indirect_t": kwh * 0.0005306, "co2_per_t": 0.21224, "final": final,
+            "late_readings": 0, "grade": None, "gap_to_benchmark": None}
 
 
 def _periods(*rows: dict) -> pa.Table:
@@ -43,7 +44,8 @@ def _periods(*rows: dict) -> pa.Table:
 def _batch(close: int, t: float, name: str = "H1", line: str = "eaf-1") -> dict:
     return {"site": "demo", "line": line, "batch": name, "time_ms": close,
             "energy_kgce": 49.16 * t, "electricity_kwh": 400.0 * t, "production_t": t,
-            "kgce_per_t": 49.16, "kwh_per_t": 400.0, "duration_s": 3600.0}
+            "kgce_per_t": 49.16, "kwh_per_t": 400.0, "duration_s": 3600.0,
+            "co2_direct_t": 0.0, "co2_indirect_t": 400.0 * t * 0.0005306, "co2_per_t": 0.21224}
 
 
 @pytest.fixture()
@@ -102,12 +104,11 @@ def test_the_ticks_at_the_root_are_read_alone_in_a_store_with_periods_and_batche
 
 def test_a_column_added_to_the_period_rows_is_stored_and_older_rows_read_it_as_null(
         store: ParquetStore) -> None:
-    old = _period(BERLIN_DAY - DAY_MS, 100.0, final=True)
-    store.write_periods(_periods(old))
-    newer = _periods(_period(BERLIN_DAY, 200.0, final=True))
-    newer = newer.append_column(pa.field("co2_direct_t", pa.float64(), nullable=False),
-                                pa.array([1.5]))
-    store.write_periods(newer)
+    # Rows as written before the carbon columns existed, then rows with them.
+    old = _periods(_period(BERLIN_DAY - DAY_MS, 100.0, final=True))
+    store.write_periods(old.drop_columns(list(CARBON_FIELDS)))
+    newer = dict(_period(BERLIN_DAY, 200.0, final=True), co2_direct_t=1.5)
+    store.write_periods(_periods(newer))
     back = read_periods(store.directory)
     assert back is not None
     assert back["co2_direct_t"].to_pylist() == [None, 1.5]
