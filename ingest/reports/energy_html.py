@@ -94,7 +94,8 @@ def _key_figures(r: LineReport, model_period: str) -> str:
         ("CUSUM slope", f"{100 * r.cusum_slope_share:+.1f} %",
          f"of expected energy per {model_period}", saving_css),
         ("worst shift", _n(worst.intensity) if worst else "\u2013",
-         worst.label if worst else "no shift with production", ""),
+         f"{worst.label}, {_n(worst.production_t, 0)} t" if worst
+         else "no shift with production", ""),
     ]
     return '<div class="key">' + "".join(
         f'<div><span>{escape(t)}</span><b class="{c}">{escape(v)}</b>'
