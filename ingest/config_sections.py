@@ -37,6 +37,7 @@ from wattline.ingest.config_schema import (
 from wattline.ingest.config_tables import (
     LineSettings,
     MeterSettings,
+    check_grid_factor,
     parse_lines,
     parse_meters,
     parse_renames,
@@ -218,13 +219,18 @@ class DecodeSettings(Section):
         'heat, steam, ...), unit (the carrier\'s unit or a multiple: kWh, MWh, m3, kg, t, '
         'MJ, GJ), mode (counter, a cumulative register, or delta), rollover (the '
         'register\'s wrap value), direction (import, or export for energy leaving the '
-        'line) and max_rate (the most the meter registers per hour, in its unit).',
+        'line), max_rate (the most the meter registers per hour, in its unit), and the '
+        'plant\'s measured values, which win over the reference data\'s: ncv_kj_per_unit '
+        '(net calorific value, kJ per kg or m3 of the carrier: its kgce and, at the '
+        'carrier\'s CO2 per unit of energy, its CO2) and tco2_per_unit (t CO2 per unit of '
+        'the carrier; for electricity, a factor of its own instead of grid_factor).',
         parse=parse_meters,
         example={
             "plant-a/eaf-1/energy/main-incomer": {
                 "carrier": "electricity", "unit": "kWh", "mode": "counter",
                 "rollover": 42949672.95, "max_rate": 60000},
-            "plant-a/eaf-1/energy/burner-gas": {"carrier": "natural_gas", "unit": "m3"},
+            "plant-a/eaf-1/energy/burner-gas": {"carrier": "natural_gas", "unit": "m3",
+                                                 "ncv_kj_per_unit": 35900.0},
             "plant-a/eaf-1/production/tapped-steel": {"unit": "t"},
         }))
     payloads: tuple[PayloadMapping, ...] = field(default=(), metadata=doc(
@@ -282,6 +288,11 @@ class SemanticsSettings(Section):
         "How long after a shift, day or month ends (in the line's event time, or wall "
         "clock for a silent line) it still takes late readings before its final totals "
         "are written."))
+    grid_factor: float | None = field(default=None, metadata=doc(
+        "CO2 emission factor of bought electricity, kgCO2 per kWh (= tCO2 per MWh), for "
+        "co2_indirect_t: the plant's regional, market or supplier factor.",
+        default_help="the newest national factor in the reference data",
+        hint=0.5703))
 
     @property
     def shift_starts(self) -> list[str]:
@@ -300,6 +311,7 @@ class SemanticsSettings(Section):
             raise ConfigError("period_grace", "must not be negative")
         if self.min_production_t is not None and self.min_production_t < 0:
             raise ConfigError("min_production_t", "must not be negative")
+        check_grid_factor(self.grid_factor)
         emit = self.emit_every.ms
         if emit <= 0:
             raise ConfigError("emit_every", "must be positive")

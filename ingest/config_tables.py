@@ -11,16 +11,37 @@ names it, the name wattline uses for it everywhere downstream (``parse_renames``
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 from wattline.contract.errors import ConfigError
 from wattline.contract.topics import KINDS, valid_name
 from wattline.ingest.config_schema import positive_number
-from wattline.ingest.decode.meta import DIRECTIONS, METER_MODES, check_max_rate, check_rollover
+from wattline.ingest.decode.meta import (
+    DIRECTIONS,
+    METER_MODES,
+    check_max_rate,
+    check_ncv,
+    check_rollover,
+    check_tco2_per_unit,
+)
 
-__all__ = ["LineSettings", "MeterSettings", "parse_lines", "parse_meters", "parse_renames",
-           "unknown_key"]
+__all__ = ["LineSettings", "MeterSettings", "check_grid_factor", "parse_lines", "parse_meters",
+           "parse_renames", "unknown_key"]
+
+GRID_FACTOR_LIMIT = 2.0
+"""kgCO2/kWh: no grid emits more (coal plants about 1); a larger number is likely g/kWh."""
+
+
+def check_grid_factor(value: float | None) -> None:
+    """Raise ``ConfigError`` for a ``grid_factor`` that cannot be kgCO2 per kWh."""
+    if value is None:
+        return
+    if not math.isfinite(value) or not 0 <= value <= GRID_FACTOR_LIMIT:
+        raise ConfigError("grid_factor", f"must be kgCO2 per kWh between 0 and "
+                          f"{GRID_FACTOR_LIMIT:g}, got {value!r}",
+                          suggestion="give kg per kWh (= t per MWh): 0.5306, not 530.6 g/kWh")
 
 
 @dataclass(frozen=True)
@@ -33,6 +54,8 @@ class MeterSettings:
     rollover: float | None = None
     direction: str | None = None  # import | export
     max_rate: float | None = None  # per hour, in the meter's unit
+    ncv_kj_per_unit: float | None = None  # measured net calorific value, kJ per carrier unit
+    tco2_per_unit: float | None = None  # measured CO2 factor, t per carrier unit
 
 
 @dataclass(frozen=True)
@@ -115,7 +138,7 @@ def parse_meters(table: Any) -> dict[str, MeterSettings]:
             raise ConfigError(where, "a meter is named site/line/kind/meter")
         if not isinstance(spec, dict):
             raise ConfigError(where, "expected a table with carrier, unit, mode, rollover, "
-                              "direction, max_rate")
+                              "direction, max_rate, ncv_kj_per_unit, tco2_per_unit")
         for k in spec:
             if k not in _METER_KEYS:
                 raise unknown_key(k, _METER_KEYS, where=f"{where}.")
@@ -129,7 +152,8 @@ def parse_meters(table: Any) -> dict[str, MeterSettings]:
             raise ConfigError(f"{where}.direction", "a production meter cannot be an export "
                               "meter: only energy leaves a line's boundary")
         numbers: dict[str, float | None] = {}
-        for key, check in (("rollover", check_rollover), ("max_rate", check_max_rate)):
+        for key, check in (("rollover", check_rollover), ("max_rate", check_max_rate),
+                           ("ncv_kj_per_unit", check_ncv), ("tco2_per_unit", check_tco2_per_unit)):
             value = spec.get(key)
             problem = None if value is None else check(value)
             if problem is not None:

@@ -88,7 +88,8 @@ class Pipeline:
         )
         # The window tag is the window as configured (docs/formats.md, outputs): "24h", not "1d".
         self.window_names = list(settings.windows)
-        self.registry = MeterRegistry(load_reference(), settings.meters)
+        self.registry = MeterRegistry(load_reference(), settings.meters,
+                                      grid_kgco2_per_kwh=settings.grid_factor)
         self.alerts = LineAlerts(settings, self.kernel_config, load_reference(), self.metrics)
         self._log_once = OncePerMinute()
         self._fast: set[tuple[str, str]] = set()  # lines whose clock was found running fast

@@ -282,9 +282,15 @@ def check_config(file: str | None, example: bool) -> None:
     try:
         settings = check_config_file(file)
         from wattline.contract.reference_data import load_reference
+        from wattline.ingest.config import point_at_file
         from wattline.ingest.decode.registry import MeterRegistry
 
-        MeterRegistry(load_reference(), settings.meters)
+        try:
+            MeterRegistry(load_reference(), settings.meters,
+                          grid_kgco2_per_kwh=settings.grid_factor)
+        except ConfigError as err:
+            point_at_file(err, file)
+            raise
     except WattlineError as err:
         raise click.ClickException(str(err)) from None
     mapped = (f", payload mappings on {', '.join(m.topic for m in settings.payloads)}"

@@ -25,6 +25,11 @@ _UNIT_FACTORS: dict[str, dict[str, float]] = {
     "MJ": {"kJ": 1e-3, "MJ": 1.0, "GJ": 1e3},
     "t": {"kg": 1e-3, "t": 1.0, "kt": 1e3},
 }
+KJ_PER_KGCE = 29_307.0
+"""One kilogram of coal equivalent (GB/T 2589)."""
+_ENERGY_UNITS = ("kWh", "MJ")
+"""Carrier units that are themselves energy: a calorific value means nothing for them."""
+
 
 class MeterDescriptionError(ValueError):
     """A meter description (meta or config) that cannot be used."""
@@ -38,6 +43,8 @@ class MeterDescription:
     rollover: float  # 0: none
     direction: str = "import"  # import | export (energy leaving the line's boundary)
     max_rate: float = 0.0  # the most the meter registers per hour, in its unit; 0: none
+    ncv_kj_per_unit: float | None = None  # measured calorific value per carrier unit
+    tco2_per_unit: float | None = None  # measured CO2 factor, t per carrier unit
 
     @staticmethod
     def default(kind: str) -> MeterDescription:
@@ -55,7 +62,9 @@ def conversion_factors(
 ) -> tuple[float, float, float]:
     """(kgce, kWh, tonnes) per unit of this meter's readings.
 
-    An export meter's factors are negative: its deltas are energy leaving the line's
+    A measured calorific value (``ncv_kj_per_unit``, kJ per unit of the carrier) gives the
+    kgce factor (over 29,307 kJ per kgce) in place of the reference one, as GB/T 2589
+    prefers. An export meter's factors are negative: its deltas are energy leaving the line's
     boundary, and count against the line's energy (a BOF's recovered gas can make its
     process energy negative). A production meter is never an export meter.
     """
@@ -70,6 +79,9 @@ def conversion_factors(
             raise MeterDescriptionError(
                 f"production unit {desc.unit!r} is not one of {sorted(_UNIT_FACTORS['t'])}"
             )
+        if desc.ncv_kj_per_unit is not None or desc.tco2_per_unit is not None:
+            raise MeterDescriptionError("a production meter has no calorific value or CO2 "
+                                        "factor: give them to its line's energy meters")
         return 0.0, 0.0, per_t
     carrier = reference.carriers.get(desc.carrier or "")
     if carrier is None:
@@ -83,7 +95,13 @@ def conversion_factors(
             f"unit {desc.unit!r} does not convert to {carrier.unit} for carrier {carrier.name}; "
             f"use one of {sorted(_UNIT_FACTORS.get(carrier.unit, {carrier.unit: 1.0}))}"
         )
-    kgce = carrier.kgce_per_unit * per_unit
+    if desc.ncv_kj_per_unit is not None and carrier.unit in _ENERGY_UNITS:
+        raise MeterDescriptionError(
+            f"carrier {carrier.name} is counted in {carrier.unit}, an energy: it has no "
+            "calorific value (remove ncv_kj_per_unit)")
+    per_carrier_unit = (carrier.kgce_per_unit if desc.ncv_kj_per_unit is None
+                        else desc.ncv_kj_per_unit / KJ_PER_KGCE)
+    kgce = per_carrier_unit * per_unit
     if not (_usable_factor(per_unit) and _usable_factor(kgce)):
         raise MeterDescriptionError(
             f"unit {desc.unit!r} of carrier {carrier.name} converts by {per_unit!r} to "
@@ -102,14 +120,24 @@ def carbon_factors(
 
     A scope-1 carrier (burnt inside the line's boundary) emits directly, a scope-2 one
     (bought electricity, steam, heat) indirectly; electricity at the grid factor
-    (kgCO2/kWh). Export meters count negatively, production meters emit nothing. Call
-    after ``conversion_factors`` has accepted ``desc``.
+    (kgCO2/kWh). A meter's own measured factor (``tco2_per_unit``) wins; else a measured
+    calorific value scales the carrier's factor, which keeps the carrier's CO2 per unit
+    of energy (its reference factor over its reference calorific value, kgce x 29,307 kJ:
+    the IPCC method, a default factor per TJ times the fuel's own calorific value).
+    Export meters count negatively, production meters emit nothing. Call after
+    ``conversion_factors`` has accepted ``desc``.
     """
     if kind == "production":
         return 0.0, 0.0
     carrier = reference.carriers[desc.carrier or ""]
     per_unit = _UNIT_FACTORS.get(carrier.unit, {carrier.unit: 1.0})[desc.unit]
-    co2 = carrier.co2_per_unit(grid_kgco2_per_kwh) * per_unit
+    if desc.tco2_per_unit is not None:
+        per_carrier_unit = desc.tco2_per_unit
+    else:
+        per_carrier_unit = carrier.co2_per_unit(grid_kgco2_per_kwh)
+        if desc.ncv_kj_per_unit is not None:
+            per_carrier_unit *= desc.ncv_kj_per_unit / (carrier.kgce_per_unit * KJ_PER_KGCE)
+    co2 = per_carrier_unit * per_unit
     if desc.direction == "export":
         co2 = -co2
     if carrier.scope == 1:
@@ -128,6 +156,8 @@ def merge_description(
     rollover: float | None,
     direction: str | None = None,
     max_rate: float | None = None,
+    ncv_kj_per_unit: float | None = None,
+    tco2_per_unit: float | None = None,
 ) -> MeterDescription:
     """Fill in over ``base`` what a meta message or config entry gives."""
     new_carrier = base.carrier if kind == "production" else (carrier or base.carrier)
@@ -138,4 +168,7 @@ def merge_description(
         rollover=float(rollover) if rollover else base.rollover,
         direction=direction or base.direction,
         max_rate=float(max_rate) if max_rate else base.max_rate,
+        ncv_kj_per_unit=(float(ncv_kj_per_unit) if ncv_kj_per_unit is not None
+                         else base.ncv_kj_per_unit),
+        tco2_per_unit=float(tco2_per_unit) if tco2_per_unit is not None else base.tco2_per_unit,
     )

@@ -185,7 +185,8 @@ class MeterRegistry:
             ref = self._reference.carriers.get(meta.carrier)
             unit = ref.unit if ref else None
         merged = merge_description(kind, default, meta.carrier, unit, meta.mode, meta.rollover,
-                                   meta.direction, meta.max_rate)
+                                   meta.direction, meta.max_rate, meta.ncv_kj_per_unit,
+                                   meta.tco2_per_unit)
         desc = self._describe(key, merged)  # validates
         if key not in self._meta:
             self._item_bytes += _key_bytes(key) + sys.getsizeof(merged)
@@ -206,7 +207,8 @@ class MeterRegistry:
                 ref = self._reference.carriers.get(spec.carrier)
                 unit = ref.unit if ref else None
             desc = merge_description(kind, desc, spec.carrier, unit, spec.mode, spec.rollover,
-                                     spec.direction, spec.max_rate)
+                                     spec.direction, spec.max_rate, spec.ncv_kj_per_unit,
+                                     spec.tco2_per_unit)
         conversion_factors(kind, desc, self._reference)
         return desc
 
@@ -270,7 +272,9 @@ class MeterRegistry:
         for key, meta in self._meta.items():
             metas["/".join(key)] = {"carrier": meta.carrier, "unit": meta.unit,
                                     "mode": meta.mode, "rollover": meta.rollover,
-                                    "direction": meta.direction, "max_rate": meta.max_rate}
+                                    "direction": meta.direction, "max_rate": meta.max_rate,
+                                    "ncv_kj_per_unit": meta.ncv_kj_per_unit,
+                                    "tco2_per_unit": meta.tco2_per_unit}
         return {"meters": ["/".join(k) for k in self._meters], "meta": metas}
 
     def restore(self, snapshot: dict[str, object]) -> None:
@@ -285,7 +289,8 @@ class MeterRegistry:
             site, line, kind, meter = name.split("/")
             desc = MeterDescription(
                 meta["carrier"], meta["unit"], meta["mode"], float(meta["rollover"]),
-                meta.get("direction", "import"), float(meta.get("max_rate", 0.0)))
+                meta.get("direction", "import"), float(meta.get("max_rate", 0.0)),
+                meta.get("ncv_kj_per_unit"), meta.get("tco2_per_unit"))
             self._meta[(site, line, kind, meter)] = desc
             self._item_bytes += _key_bytes((site, line, kind, meter)) + sys.getsizeof(desc)
         for name in list(snapshot["meters"]):  # type: ignore[call-overload]
