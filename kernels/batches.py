@@ -175,21 +175,70 @@ def _close(order, d_line, d_ts, d_kgce, d_kwh, d_t, d_co2d, d_co2i, start, newes
     return n_out
 
 
+@nb.njit(cache=True)
+def _near_order(line, key, n_lines, budget):
+    """The stable order of ``key`` (whose major part is ``line``) for a log that is
+    nearly in order per line, as the intensity kernel's is (tick by tick, and within a
+    tick meter by meter): a counting sort by line, then an insertion sort, which moves
+    each entry only past the few of its tick that belong after it. Returns the order
+    and whether it finished within ``budget`` moves (a log far from order is left to
+    a general sort)."""
+    n = line.shape[0]
+    start = np.zeros(n_lines + 1, dtype=np.int64)
+    for i in range(n):
+        start[line[i] + 1] += 1
+    for lu in range(n_lines):
+        start[lu + 1] += start[lu]
+    order = np.empty(n, dtype=np.int64)
+    k = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        lu = line[i]
+        at = start[lu]
+        order[at] = i
+        k[at] = key[i]
+        start[lu] = at + 1
+    moves = 0
+    for i in range(1, n):
+        x = k[i]
+        if k[i - 1] <= x:
+            continue
+        o = order[i]
+        j = i
+        while j > 0 and k[j - 1] > x:
+            k[j] = k[j - 1]
+            order[j] = order[j - 1]
+            j -= 1
+        k[j] = x
+        order[j] = o
+        moves += i - j
+        if moves > budget:
+            return order, False
+    return order, True
+
+
+NEAR_ORDER_MOVES = 64
+"""Moves per entry the insertion sort may take before a general sort takes over."""
+
+
 def _order(line: np.ndarray, ts_ms: np.ndarray, closing: np.ndarray, n_lines: int
            ) -> np.ndarray:
     """Entry indices per line by time, energy before production at one time, the log's
-    order otherwise (rule 1): ``lexsort((closing, ts_ms, line))``, as one stable sort of
-    one int64 key when the key fits (about 6x as fast), else that lexsort."""
-    if not line.shape[0]:
+    order otherwise (rule 1): ``lexsort((closing, ts_ms, line))``. As one int64 key when
+    it fits, sorted by ``_near_order`` (the intensity kernel's log: about 5x as fast as
+    NumPy's stable sort of the key, itself about 6x as fast as the lexsort), else by
+    that stable sort; the lexsort when the key does not fit."""
+    n = line.shape[0]
+    if not n:
         return np.zeros(0, dtype=np.int64)
     lo = int(ts_ms.min())
     span = int(ts_ms.max()) - lo + 1
-    if n_lines * 2 * span < 2**62:
-        key = line.astype(np.int64) * (2 * span)
-        key += (ts_ms - lo) * 2
-        key += closing
-        return np.argsort(key, kind="stable")
-    return np.lexsort((closing, ts_ms, line)).astype(np.int64)
+    if n_lines * 2 * span >= 2**62:
+        return np.lexsort((closing, ts_ms, line)).astype(np.int64)
+    key = line.astype(np.int64) * (2 * span)
+    key += (ts_ms - lo) * 2
+    key += closing
+    order, done = _near_order(line, key, n_lines, NEAR_ORDER_MOVES * n)
+    return order if done else np.argsort(key, kind="stable")
 
 
 def close_batches(state: BatchState, deltas: FinalisedDeltas) -> Batches:

@@ -9,6 +9,7 @@ import pytest
 
 from wattline.kernels.batches import (
     FinalisedDeltas,
+    _order,
     close_batches,
     grow_batch_state,
     new_batch_state,
@@ -92,3 +93,26 @@ def test_an_entry_older_than_an_earlier_calls_is_refused_whole() -> None:
         close_batches(state, log((1, 20, 1.0, 0.0)))
     grow_batch_state(state, 2)
     assert len(close_batches(state, log((1, 20, 1.0, 1.0)))) == 1
+
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["tick_by_tick", "shuffled"])
+def test_the_log_is_ordered_as_by_line_time_and_energy_first_whatever_its_disorder(
+        shuffled: bool) -> None:
+    """The kernel's fast order (a log nearly in order, as the intensity kernel writes it)
+    and its fallback (a log far from order) both give the lexsort rule 1 defines, ties
+    kept in log order."""
+    rng = np.random.default_rng(5)
+    n = 3_000
+    line = rng.integers(0, 7, n).astype(np.int32)
+    ts = T0 + np.sort(rng.integers(0, 600, n)) * 1000  # many ties
+    closing = rng.random(n) < 0.2
+    if shuffled:
+        at = rng.permutation(n)
+        line, ts, closing = line[at], ts[at], closing[at]
+    else:  # in time order, except each tick's entries are grouped meter by meter
+        tick = (ts - T0) // 10_000
+        meter = rng.integers(0, 4, n)
+        at = np.lexsort((ts, meter, tick))
+        line, ts, closing = line[at], ts[at], closing[at]
+    want = np.lexsort((closing, ts, line))
+    assert np.array_equal(_order(line, ts, closing, 7), want)
