@@ -166,6 +166,8 @@ def meta_payload(meter: MeterSpec, spec: GatewaySpec) -> bytes:
     doc: dict[str, object] = {}
     if meter.kind == "energy":
         doc["carrier"] = meter.carrier
+        if meter.direction != "import":
+            doc["direction"] = meter.direction
     doc["unit"] = meter.unit
     doc["mode"] = spec.mode
     if spec.rollover is not None:

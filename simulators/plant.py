@@ -78,6 +78,7 @@ class MeterSpec:
     kind: str  # "energy" or "production"
     carrier: str | None  # a carrier of the reference data; None for production
     unit: str  # the carrier's reference unit, or "t" for production
+    direction: str = "import"  # "export": energy leaving the line (counts negatively)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,7 @@ class EafParams:
     arc_power_noise: float  # relative spread of the arc power from minute to minute
     gas_m3_per_t: tuple[float, float]  # burner natural gas per tonne tapped
     burner_share: float  # share of the power-on time the burners fire, from its start
+    steam_kg_per_kwh: float = 0.0  # off-gas boiler steam sent out per kWh drawn; 0: none
 
     def start_phase_s(self) -> float:
         """The line starts observing somewhere within its first heat."""
@@ -120,6 +122,25 @@ EAF_METERS = (
     MeterSpec("gas", "energy", "natural_gas", "m3"),
     MeterSpec("steel", "production", None, "t"),
 )
+EAF_STEAM_OUT = MeterSpec("steam-out", "energy", "steam", "kg", direction="export")
+"""With ``steam_kg_per_kwh``: the waste-heat boiler's steam sent to the works' network."""
+
+
+def eaf_meters(p: EafParams) -> tuple[MeterSpec, ...]:
+    return (*EAF_METERS, EAF_STEAM_OUT) if p.steam_kg_per_kwh > 0 else EAF_METERS
+
+
+def eaf_line_segments(p: EafParams, rng: random.Random) -> Iterator[Segment]:
+    """``eaf_segments``, with the exported steam (in proportion to the power drawn) when
+    the shop has a waste-heat boiler; the random draws are the same either way."""
+    segments = eaf_segments(p, rng)
+    return _exporting(segments, 0, p.steam_kg_per_kwh) if p.steam_kg_per_kwh > 0 else segments
+
+
+def _exporting(segments: Iterable[Segment], source: int, per_unit: float) -> Iterator[Segment]:
+    """Each segment with one more meter last: ``per_unit`` times meter ``source``'s rate."""
+    for s in segments:
+        yield Segment(s.duration_s, (*s.rates, s.rates[source] * per_unit), (*s.steps, 0.0))
 
 
 def eaf_segments(p: EafParams, rng: random.Random) -> Iterator[Segment]:
@@ -229,6 +250,7 @@ class KilnParams:
     coal_noise: float
     electricity_kwh_per_t: float
     power_noise: float
+    waste_heat_mj_per_t: float = 0.0  # heat recovered and sent out per tonne; 0: none
 
     def start_phase_s(self) -> float:
         return 0.0
@@ -239,6 +261,21 @@ KILN_METERS = (
     MeterSpec("coal", "energy", "raw_coal", "kg"),
     MeterSpec("clinker", "production", None, "t"),
 )
+KILN_HEAT_OUT = MeterSpec("heat-out", "energy", "heat", "MJ", direction="export")
+"""With ``waste_heat_mj_per_t``: the cooler and preheater waste heat sent out (to a dryer
+next door, say), metered at the line's boundary."""
+
+
+def kiln_meters(p: KilnParams) -> tuple[MeterSpec, ...]:
+    return (*KILN_METERS, KILN_HEAT_OUT) if p.waste_heat_mj_per_t > 0 else KILN_METERS
+
+
+def kiln_line_segments(p: KilnParams, rng: random.Random) -> Iterator[Segment]:
+    """``kiln_segments``, with the exported heat (in proportion to the clinker made) when
+    the kiln sends waste heat out; the random draws are the same either way."""
+    segments = kiln_segments(p, rng)
+    return (_exporting(segments, 2, p.waste_heat_mj_per_t) if p.waste_heat_mj_per_t > 0
+            else segments)
 
 _KILN_PERSISTENCE = 0.95  # minute-to-minute correlation of the kiln's wandering
 
@@ -354,9 +391,10 @@ def generic_segments(p: GenericParams, rng: random.Random) -> Iterator[Segment]:
 class ProcessModel:
     """A model of one kind of line: its meters, parameter type and segment generator.
 
-    A model whose meters depend on its parameters (the generic line) has ``meters``
-    empty and ``meters_of``; ``params_from`` builds its parameters from a scenario's
-    ``[plant]`` table when that is not a flat list of the parameters.
+    A model whose meters depend on its parameters has ``meters_of``: the generic line
+    (``meters`` empty), and the EAF and kiln, whose export meters exist only with their
+    parameters (``meters`` are those without). ``params_from`` builds its parameters
+    from a scenario's ``[plant]`` table when that is not a flat list of the parameters.
     """
 
     name: str
@@ -373,11 +411,13 @@ class ProcessModel:
 
 
 MODELS: dict[str, ProcessModel] = {
-    "eaf": ProcessModel("eaf", "eaf_steel", EAF_METERS, EafParams, eaf_segments),
+    "eaf": ProcessModel("eaf", "eaf_steel", EAF_METERS, EafParams, eaf_line_segments,
+                        meters_of=eaf_meters),
     "potline": ProcessModel(
         "potline", "aluminium_liquid", POTLINE_METERS, PotlineParams, potline_segments
     ),
-    "kiln": ProcessModel("kiln", "cement_clinker", KILN_METERS, KilnParams, kiln_segments),
+    "kiln": ProcessModel("kiln", "cement_clinker", KILN_METERS, KilnParams, kiln_line_segments,
+                         meters_of=kiln_meters),
     "generic": ProcessModel("generic", "", (), GenericParams, generic_segments,
                             meters_of=generic_meters, params_from=GenericParams.from_table),
 }

@@ -304,6 +304,7 @@ def published_series(
                 MeterSeries(
                     site, line, meter.kind, meter.meter, meter.carrier, meter.unit,
                     spec.mode, spec.rollover, tuple(published.get(topic, ())),
+                    meter.direction,
                 )
             )
     return series

@@ -14,7 +14,8 @@ energy.
 Periods (docs/semantics.md, Periods), per line: the deltas with ``start <= t < end``
 of each shift, day and month of the plant's calendar, whose boundaries are local
 times in ``timezone`` (a day with a clock change has 23 or 25 hours). Sums are kept
-as exact fractions and rounded once.
+as exact fractions and rounded once. Both carry their CO2 as the windows do
+(``truth.meter_carbon``: scope 1 direct, scope 2 indirect, exports negative).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from wattline.contract.reference_data import Carrier, load_reference
-from wattline.simulators.truth import MeterSeries, meter_deltas, meter_factors
+from wattline.simulators.truth import (
+    MeterSeries,
+    meter_carbon,
+    meter_deltas,
+    meter_factors,
+    national_grid_factor,
+)
 
 __all__ = ["BatchTruth", "PeriodTruth", "expected_batches", "expected_periods"]
 
@@ -45,6 +52,9 @@ class BatchTruth:
     production_t: float
     kgce_per_t: float | None
     kwh_per_t: float | None
+    co2_direct_t: float = 0.0
+    co2_indirect_t: float = 0.0
+    co2_per_t: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -65,6 +75,9 @@ class PeriodTruth:
     production_t: float
     kgce_per_t: float | None
     kwh_per_t: float | None
+    co2_direct_t: float = 0.0
+    co2_indirect_t: float = 0.0
+    co2_per_t: float | None = None
 
 
 def _by_line(series: Iterable[MeterSeries]) -> dict[tuple[str, str], list[MeterSeries]]:
@@ -79,36 +92,42 @@ def _ratio(x: Fraction, tonnes: Fraction) -> float | None:
 
 
 def expected_batches(series: Iterable[MeterSeries],
-                     carriers: dict[str, Carrier] | None = None) -> list[BatchTruth]:
+                     carriers: dict[str, Carrier] | None = None,
+                     grid_kgco2_per_kwh: float | None = None) -> list[BatchTruth]:
     """Every batch of every line, by line (as first seen), then close."""
     carriers = carriers or load_reference().carriers
+    grid = national_grid_factor() if grid_kgco2_per_kwh is None else grid_kgco2_per_kwh
     out: list[BatchTruth] = []
     for (site, line), meters in _by_line(series).items():
         first = min((ts for s in meters for ts, _ in s.readings), default=None)
         if first is None:
             continue
-        energy: list[tuple[int, float, float]] = []  # (ts, kgce, kWh)
+        energy: list[tuple[int, float, float, float, float]] = []  # (ts, kgce, kWh, CO2 x2)
         closes: list[tuple[int, float]] = []
         for s in meters:
             kgce_f, kwh_f, t_f = meter_factors(s, carriers)
+            direct_f, indirect_f = meter_carbon(s, carriers, grid)
             for ts, d in meter_deltas(s):
                 if s.kind == "production":
                     if d * t_f > 0:
                         closes.append((ts, d * t_f))
                 else:
-                    energy.append((ts, d * kgce_f, d * kwh_f))
+                    energy.append((ts, d * kgce_f, d * kwh_f, d * direct_f, d * indirect_f))
         closes.sort(key=lambda c: c[0])
         energy.sort(key=lambda e: e[0])
         start, k = first, 0  # k: the first energy delta after the previous close
         for close, tonnes in closes:
-            kgce = kwh = Fraction(0)
+            kgce = kwh = direct = indirect = Fraction(0)
             while k < len(energy) and energy[k][0] <= close:
                 kgce += Fraction(energy[k][1])
                 kwh += Fraction(energy[k][2])
+                direct += Fraction(energy[k][3])
+                indirect += Fraction(energy[k][4])
                 k += 1
             t = Fraction(tonnes)
             out.append(BatchTruth(site, line, close, start, float(kgce), float(kwh), tonnes,
-                                  _ratio(kgce, t), _ratio(kwh, t)))
+                                  _ratio(kgce, t), _ratio(kwh, t), float(direct),
+                                  float(indirect), _ratio(direct + indirect, t)))
             start = close
     return out
 
@@ -137,20 +156,24 @@ def expected_periods(
     timezone: str = "UTC",
     shifts: Sequence[str] = ("00:00", "08:00", "16:00"),
     carriers: dict[str, Carrier] | None = None,
+    grid_kgco2_per_kwh: float | None = None,
 ) -> list[PeriodTruth]:
     """Every shift, day and month that holds a delta of a line, by line, kind and start.
 
     ``shifts``: local start times ``HH:MM``, increasing, the first of them starting each
     day's first shift."""
     carriers = carriers or load_reference().carriers
+    grid = national_grid_factor() if grid_kgco2_per_kwh is None else grid_kgco2_per_kwh
     zone = ZoneInfo(timezone)
     starts = [time(int(s[:2]), int(s[3:])) for s in shifts]
     out: list[PeriodTruth] = []
     for (site, line), meters in _by_line(series).items():
-        deltas: list[tuple[int, float, float, float]] = []
+        deltas: list[tuple[int, float, float, float, float, float]] = []
         for s in meters:
             kgce_f, kwh_f, t_f = meter_factors(s, carriers)
-            deltas += [(ts, d * kgce_f, d * kwh_f, d * t_f) for ts, d in meter_deltas(s)]
+            direct_f, indirect_f = meter_carbon(s, carriers, grid)
+            deltas += [(ts, d * kgce_f, d * kwh_f, d * t_f, d * direct_f, d * indirect_f)
+                       for ts, d in meter_deltas(s)]
         if not deltas:
             continue
         first = datetime.fromtimestamp(min(d[0] for d in deltas) / 1000, zone).date()
@@ -165,8 +188,10 @@ def expected_periods(
             inside = [d for d in deltas if start <= d[0] < end]
             if not inside:
                 continue
-            kgce, kwh, tonnes = (sum((Fraction(d[k]) for d in inside), Fraction(0))
-                                 for k in (1, 2, 3))
+            kgce, kwh, tonnes, direct, indirect = (
+                sum((Fraction(d[k]) for d in inside), Fraction(0)) for k in (1, 2, 3, 4, 5))
             out.append(PeriodTruth(site, line, kind, start, end, float(kgce), float(kwh),
-                                   float(tonnes), _ratio(kgce, tonnes), _ratio(kwh, tonnes)))
+                                   float(tonnes), _ratio(kgce, tonnes), _ratio(kwh, tonnes),
+                                   float(direct), float(indirect),
+                                   _ratio(direct + indirect, tonnes)))
     return out

@@ -13,11 +13,17 @@ be compared. The steps follow the contract word for word:
 3. For each tick ``T`` (a multiple of ``emit_every``) and window ``W``, the sums
    of the deltas with ``T - W < t <= T``: kgce (energy deltas times the
    carrier's kgce per unit, from the reference data), kWh (electricity deltas),
-   tonnes (production deltas). Window sums are differences of running totals
-   kept as exact fractions, so each is the exactly rounded sum of its deltas
-   and a window without production is exactly zero.
-4. The intensities only when the window's production is more than zero (or at
-   least ``min_production_t`` when given); otherwise the line is idle.
+   tonnes (production deltas), and tonnes of CO2 (contract section 8): direct,
+   the deltas of scope-1 carriers times their ``tco2_per_unit``; indirect,
+   electricity kWh / 1000 times the grid factor (by default the newest national
+   one in the reference data) and other scope-2 deltas times their factor. An
+   export meter's deltas count negatively in all of them. Window sums are
+   differences of running totals kept as exact fractions, so each is the
+   exactly rounded sum of its deltas and a window without production is
+   exactly zero.
+4. The intensities (kgce/t, kWh/t and tCO2/t) only when the window's production
+   is more than zero (or at least ``min_production_t`` when given); otherwise the
+   line is idle.
 
 Lateness is not modelled: the gateways' faults stay within the collector's
 default allowed lateness, so every published reading counts.
@@ -43,8 +49,10 @@ __all__ = [
     "MeterSeries",
     "TruthRow",
     "expected_intensity",
+    "meter_carbon",
     "meter_deltas",
     "meter_factors",
+    "national_grid_factor",
     "window_ms",
     "write_jsonl",
 ]
@@ -71,6 +79,7 @@ class MeterSeries:
     mode: str = "counter"
     rollover: float | None = None
     readings: tuple[tuple[int, float], ...] = ()
+    direction: str = "import"  # "export": energy leaving the line's boundary
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +95,9 @@ class TruthRow:
     production_t: float
     kgce_per_t: float | None
     kwh_per_t: float | None
+    co2_direct_t: float = 0.0
+    co2_indirect_t: float = 0.0
+    co2_per_t: float | None = None
 
 
 def window_ms(window: str) -> int:
@@ -130,7 +142,37 @@ def meter_factors(series: MeterSeries, carriers: dict[str, Carrier]) -> tuple[fl
             f"{series.carrier} in {carrier.unit}"
         )
     kwh = 1.0 if carrier.name == "electricity" else 0.0
-    return carrier.kgce_per_unit, kwh, 0.0
+    sign = -1.0 if series.direction == "export" else 1.0
+    return sign * carrier.kgce_per_unit, sign * kwh, 0.0
+
+
+def national_grid_factor() -> float:
+    """The newest national (``CN``) grid factor of the reference data, kgCO2/kWh."""
+    grid = load_reference().grid_kgco2_per_kwh
+    year = max(y for region, y in grid if region == "CN")
+    return grid[("CN", year)]
+
+
+def meter_carbon(series: MeterSeries, carriers: dict[str, Carrier],
+                 grid_kgco2_per_kwh: float) -> tuple[float, float]:
+    """(direct, indirect) tonnes of CO2 per unit of the meter's deltas: scope 1 direct,
+    scope 2 indirect, electricity at the grid factor; export negative."""
+    if series.kind == "production":
+        return 0.0, 0.0
+    carrier = carriers[series.carrier or ""]
+    if carrier.name == "electricity":
+        per_unit = grid_kgco2_per_kwh / 1000.0
+    elif carrier.tco2_per_unit is not None:
+        per_unit = carrier.tco2_per_unit
+    else:
+        raise ValueError(f"meter {series.meter}: carrier {carrier.name} has no CO2 factor")
+    if series.direction == "export":
+        per_unit = -per_unit
+    if carrier.scope == 1:
+        return per_unit, 0.0
+    if carrier.scope == 2:
+        return 0.0, per_unit
+    raise ValueError(f"meter {series.meter}: carrier {carrier.name} has no scope")
 
 
 def expected_intensity(
@@ -141,6 +183,7 @@ def expected_intensity(
     min_production_t: float | None = None,
     ticks_ms: Sequence[int] | None = None,
     carriers: dict[str, Carrier] | None = None,
+    grid_kgco2_per_kwh: float | None = None,
 ) -> list[TruthRow]:
     """Every line's rows, ordered by line (as first seen), tick, then window.
 
@@ -152,9 +195,11 @@ def expected_intensity(
             ``None`` means more than zero.
         ticks_ms: the ticks to compute; by default every tick from the line's
             first reading to its last.
-        carriers: kgce factors; by default the reference data's.
+        carriers: kgce and CO2 factors; by default the reference data's.
+        grid_kgco2_per_kwh: electricity's CO2 factor; by default the newest national.
     """
     carriers = carriers or load_reference().carriers
+    grid = national_grid_factor() if grid_kgco2_per_kwh is None else grid_kgco2_per_kwh
     emit_ms = round(emit_every_s * 1000)
     spans = [(w, window_ms(w)) for w in windows]
     lines: dict[tuple[str, str], list[MeterSeries]] = {}
@@ -162,19 +207,22 @@ def expected_intensity(
         lines.setdefault((s.site, s.line), []).append(s)
     rows: list[TruthRow] = []
     for (site, line), meters in lines.items():
-        events: list[tuple[int, float, float, float]] = []  # (ts, kgce, kWh, t)
+        # (ts, kgce, kWh, t, tCO2 direct, tCO2 indirect)
+        events: list[tuple[int, float, float, float, float, float]] = []
         all_ts: list[int] = []
         for s in meters:
             kgce_f, kwh_f, t_f = meter_factors(s, carriers)
+            direct_f, indirect_f = meter_carbon(s, carriers, grid)
             all_ts.extend(ts for ts, _ in s.readings)
-            events.extend((ts, d * kgce_f, d * kwh_f, d * t_f) for ts, d in meter_deltas(s))
+            events.extend((ts, d * kgce_f, d * kwh_f, d * t_f, d * direct_f, d * indirect_f)
+                          for ts, d in meter_deltas(s))
         if not all_ts and ticks_ms is None:
             continue
         events.sort(key=lambda e: e[0])
         times = [e[0] for e in events]
         running = [
             list(accumulate((Fraction(e[k]) for e in events), initial=Fraction(0)))
-            for k in (1, 2, 3)
+            for k in (1, 2, 3, 4, 5)
         ]
         if ticks_ms is None:
             first = -(-min(all_ts) // emit_ms)
@@ -187,8 +235,9 @@ def expected_intensity(
             hi = bisect.bisect_right(times, tick)
             for name, span in spans:
                 lo = bisect.bisect_right(times, tick - span)
-                kgce, kwh, tonnes = (float(r[hi] - r[lo]) for r in running)
+                kgce, kwh, tonnes, direct, indirect = (float(r[hi] - r[lo]) for r in running)
                 exact_t = running[2][hi] - running[2][lo]
+                exact_co2 = (running[3][hi] - running[3][lo]) + (running[4][hi] - running[4][lo])
                 producing = (
                     exact_t > 0 if min_production_t is None else tonnes >= min_production_t
                 )
@@ -197,6 +246,8 @@ def expected_intensity(
                         site, line, name, tick, kgce, kwh, tonnes,
                         kgce / tonnes if producing else None,
                         kwh / tonnes if producing else None,
+                        direct, indirect,
+                        float(exact_co2) / tonnes if producing else None,
                     )
                 )
     return rows

@@ -7,7 +7,8 @@ gateways with faults (duplicates, out-of-order delivery within the lateness,
 dropouts, clock skew, uplink losses flushed as bursts). Every batch the watermark has
 passed and every period that has closed is read back with InfluxQL and must equal the
 truth (``wattline.simulators.totals_truth``, plain Python over what was published) to
-1e-9, final periods with their grades.
+1e-9, energy and carbon (scope 1, scope 2 at the default grid factor, tCO2/t), final
+periods with their grades.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ GRACE_MS = 2 * 3_600_000
 PRODUCTS = {"eaf-1": "eaf_steel", "potline-1": "aluminium_liquid", "kiln-1": "cement_clinker"}
 FAULTS = Faults(duplicate_p=0.02, out_of_order_p=0.05, out_of_order_max_s=20, dropout_p=0.01,
                 clock_skew_s=2.0, uplink_loss_p=0.01, uplink_loss_s=60.0)
-FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t")
+FIELDS = ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t",
+          "co2_direct_t", "co2_indirect_t", "co2_per_t")
 DB = "wattline"
 
 

@@ -47,3 +47,21 @@ def test_the_day_clocks_go_forward_has_23_hours_and_its_first_shift_7() -> None:
     assert periods[("shift", day)].electricity_kwh == 10.0 * 6
     assert periods[("month", _local_ms(2026, 3, 1))].electricity_kwh == 10.0 * 23
     assert periods[("day", day)].kwh_per_t is None  # nothing produced
+
+
+def test_a_batch_carries_scope_1_and_scope_2_co2_with_an_export_subtracted() -> None:
+    """Coal burnt (scope 1), electricity at a grid factor given here, heat sent out (scope
+    2, negative): worked out by hand from the reference factors."""
+    coal = MeterSeries("s", "l", "energy", "coal", "raw_coal", "kg", "counter", None,
+                       ((0, 0.0), (20, 300.0)))
+    heat = MeterSeries("s", "l", "energy", "heat-out", "heat", "MJ", "counter", None,
+                       ((0, 0.0), (20, 400.0)), direction="export")
+    (batch,) = expected_batches([*_line([(0, 0.0), (20, 1000.0)], [(20, 2.0)]), coal, heat],
+                                grid_kgco2_per_kwh=0.5703)
+    assert batch.co2_direct_t == pytest.approx(300 * 0.001978, rel=1e-12)
+    assert batch.co2_indirect_t == pytest.approx(1000 * 0.5703 / 1000 - 400 * 0.00011,
+                                                 rel=1e-12)
+    assert batch.co2_per_t == pytest.approx(
+        (batch.co2_direct_t + batch.co2_indirect_t) / 2.0, rel=1e-12)
+    assert batch.energy_kgce == pytest.approx(1000 * 0.1229 + 300 * 0.7143 - 400 * 0.03412,
+                                              rel=1e-12)
