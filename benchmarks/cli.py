@@ -177,3 +177,39 @@ def bench_sink(as_json: bool, influx_url: str | None, influx_org: str, influx_bu
     except (WattlineError, RuntimeError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
     print_report("wattline bench sink", result, as_json=as_json, subject="subject")
+
+
+@bench.command("startup")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON object on the last line.")
+@click.option("--mqtt-url", default=None,
+              help="Use this broker instead of starting a Mosquitto on a free port.")
+@click.option("--warm-starts", type=int, default=2, show_default=True,
+              help="Starts after the cold one, with the cache it filled.")
+@click.option("--cold/--no-cold", default=True, show_default=True,
+              help="Time a first start with an empty compile cache, then warm starts on "
+                   "what it compiled (else every start uses this environment's cache, filled "
+                   "first by one untimed start).")
+@click.option("--compare-pythonpath", default=None, metavar="DIR",
+              help="Also start the daemon of another source tree (this PYTHONPATH), in "
+                   "turns, each with a compile cache of its own.")
+@click.option("--topic-prefix", default="factory", show_default=True)
+def bench_startup(as_json: bool, mqtt_url: str | None, warm_starts: int, cold: bool,
+                  compare_pythonpath: str | None, topic_prefix: str) -> None:
+    """From starting `wattline run` to its first reading accepted, empty and warm cache.
+
+    NUMBA_CACHE_DIR points at a fresh folder for the first start (a fresh machine);
+    later starts reuse what it compiled (as after `wattline warmup`).
+    """
+    from wattline.benchmarks.report import print_report
+    from wattline.benchmarks.startup import run_startup_bench
+
+    def progress(text: str) -> None:
+        click.echo(text, err=True)
+
+    try:
+        result = run_startup_bench(mqtt_url=mqtt_url, warm_starts=warm_starts, cold=cold,
+                                   compare_pythonpath=compare_pythonpath,
+                                   topic_prefix=topic_prefix, progress=progress)
+    except (RuntimeError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    print_report("wattline bench startup", result, as_json=as_json, subject="-")

@@ -118,6 +118,10 @@ class Pipeline:
         self.failed: BaseException | None = None
         self.heartbeat_s = time.monotonic()
         """Monotonic time the pipeline thread last went round its loop (or a retry)."""
+        self.kernels_ready = threading.Event()
+        """Set while the kernels are loaded; the collector clears it while its warm-up
+        thread loads or compiles them, and the loop takes no batch until it is set."""
+        self.kernels_ready.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -194,6 +198,8 @@ class Pipeline:
         try:
             while True:
                 self.heartbeat_s = time.monotonic()
+                if not self.kernels_ready.wait(0.2) and not self._stop.is_set():
+                    continue  # messages queue meanwhile; a full queue holds the broker back
                 self._reload.apply_pending(self)
                 batch = self._take_batch(max_n, max_wait)
                 if batch:

@@ -566,6 +566,10 @@ def _advance_periods(
     rule 4) from line or reading ``start``; returns (where it stopped, rows, why)."""
     out_cap = o_line.shape[0]
     n_lines = newest.shape[0]
+    # One specialisation of ``_walk`` (and of what it calls) for every phase: a literal
+    # True/False, a literal _MAX or an int32 line here would each compile another one,
+    # seconds apiece on a cold start.
+    final = phase != 2
     if phase == 0:
         for lu in range(start, n_lines):
             if arrival[lu] == NO_TIME or now - arrival[lu] < grace:
@@ -575,7 +579,7 @@ def _advance_periods(
                 continue
             if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return lu, n, _NEEDS_OUTPUT
-            n = _walk(lu, P, True, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
+            n = _walk(lu, P, final, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
                       co2d_f, co2i_f, delta_mode, rollover, plausible, last_ts,
                       last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
@@ -590,7 +594,7 @@ def _advance_periods(
                 continue
             if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return lu, n, _NEEDS_OUTPUT
-            n = _walk(lu, settled[lu], True, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
+            n = _walk(lu, settled[lu], final, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
                       co2d_f, co2i_f, delta_mode, rollover, plausible, last_ts,
                       last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
@@ -608,8 +612,8 @@ def _advance_periods(
                 continue
             if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return lu, n, _NEEDS_OUTPUT
-            n = _walk(lu, _MAX, False, line_meter_start, line_meters, kgce_f, kwh_f, t_f,
-                      co2d_f, co2i_f, delta_mode, rollover, plausible, last_ts,
+            n = _walk(lu, np.int64(_MAX), final, line_meter_start, line_meters, kgce_f, kwh_f,
+                      t_f, co2d_f, co2i_f, delta_mode, rollover, plausible, last_ts,
                       last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,
                       open_sum, open_comp, open_late, bounds, bstart, min_prod, strict, n,
@@ -623,7 +627,7 @@ def _advance_periods(
     while i < nr:
         m = r_meter[_U(i)]
         mu = _U(m)
-        lu = meter_line[mu]
+        lu = np.int64(meter_line[mu])  # as in the other phases (one _walk specialisation)
         lx = _U(lu)
         j = i + 1
         msg = r_message[_U(i)]
@@ -635,7 +639,7 @@ def _advance_periods(
             # this phase, so only here must the output have room for them.
             if n + _walk_rows(lu, line_meter_start, line_meters, p_len, bstart) > out_cap:
                 return i, n, _NEEDS_OUTPUT
-            n = _walk(lu, settled[lx], True, line_meter_start, line_meters, kgce_f, kwh_f,
+            n = _walk(lu, settled[lx], final, line_meter_start, line_meters, kgce_f, kwh_f,
                       t_f, co2d_f, co2i_f, delta_mode, rollover, plausible, last_ts,
                       last_value, sus_ts,
                       sus_value, p_ts, p_v, p_late, p_start, p_len, open_start, open_end,

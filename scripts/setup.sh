@@ -12,6 +12,7 @@
 #      (in .venv without its dependencies, for its payload classes; and in a venv of its
 #      own, .venv/peers/pysparkplug, with the old paho-mqtt its MQTT client needs). wattline
 #      itself does not need it: `pip install wattline` is enough for --sparkplug.
+#   3. `wattline warmup`: every kernel compiled into Numba's cache (a second when it is warm).
 #
 # Safe to run again and again; `make setup`, `make test` and `make demo` call it.
 set -euo pipefail
@@ -104,4 +105,8 @@ if ! "$PEER/bin/python" -c 'import pysparkplug' 2>/dev/null; then
     "$PEER/bin/python" -m pip install --quiet --disable-pip-version-check "$SPARKPLUG" 2>&1 \
         | { grep -v -E 'Location .* is ignored|^\s*$' || true; }
 fi
+# The kernels into Numba's cache now (`wattline warmup`), not in the first test or demo
+# that needs them: tens of seconds the first time on a small machine, a second after.
+say "loading or compiling the kernels into Numba's cache (wattline warmup) ..."
+"$VENV/bin/wattline" warmup | sed 's/^/setup: /'
 say "ready: $VENV/bin/wattline"

@@ -9,6 +9,7 @@ key, named after it, reading ``WATTLINE_<KEY>``, with the key's help text; ``run
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -137,6 +138,8 @@ def main() -> None:
       wattline bench kernels         measure the kernels
       wattline bench ingest          measure the MQTT collector
       wattline bench sink            measure the InfluxDB writer and the spool
+      wattline bench startup         measure the first start, empty and warm compile cache
+      wattline warmup                compile the kernels into the cache (at install)
 
     Every `run` flag can also come from an environment variable WATTLINE_<FLAG>
     or from the TOML file given with --config; a flag beats the environment,
@@ -342,6 +345,25 @@ def demo(duration: float | None, mqtt_url: str | None, store: str | None, metric
         raise click.ClickException(str(err)) from None
     if not ok:
         sys.exit(1)
+
+
+@main.command()
+def warmup() -> None:
+    """Compile every kernel the daemon may run into Numba's cache, batch lines' too.
+
+    Run it once at install time, as the user the daemon runs as and with the same
+    NUMBA_CACHE_DIR (scripts/setup.sh and the Dockerfile do): the daemon's first start
+    then loads machine code in well under a second instead of compiling for tens of
+    seconds. Safe to run again; with a warm cache it only loads.
+    """
+    import numba
+
+    from wattline.ingest.warmup import warm_up_kernels
+
+    seconds = warm_up_kernels(batch_lines=True)
+    cache = os.environ.get("NUMBA_CACHE_DIR") or numba.config.CACHE_DIR or \
+        "beside the package (__pycache__)"
+    click.echo(f"kernels ready in {seconds:.1f} s; Numba cache: {cache}")
 
 
 main.add_command(simulate)

@@ -2,12 +2,15 @@
 
 Start order is downstream first (sinks, pipeline, metrics, then the MQTT
 session), so nothing arrives before it can be written; stop order is the
-reverse, so the pipeline drains what the session delivered.
+reverse, so the pipeline drains what the session delivered. The kernels are
+loaded (or compiled) on a thread of their own meanwhile, and the pipeline takes
+its first batch once they are ready.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -109,7 +112,11 @@ class Collector:
         self.source.publish(topic, payload, qos=1, retain=True)
 
     def start(self) -> None:
-        log.info("kernels ready in %.1f s", warm_up_kernels())
+        # The kernels load (or, with a cold cache, compile) on a thread of their own while
+        # the session connects and subscribes and the first messages queue; the pipeline
+        # takes its first batch once they are ready (``Pipeline.kernels_ready``).
+        self.pipeline.kernels_ready.clear()
+        threading.Thread(target=self._warm_up, name="wattline-warmup", daemon=True).start()
         self.pipeline.start()
         if self.settings.metrics_port is not None:
             self._server, _ = self.metrics.serve(self.settings.metrics_port,
@@ -118,6 +125,16 @@ class Collector:
             log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
                      self.metrics_port)
         self.source.start()
+
+    def _warm_up(self) -> None:
+        batch_lines = any(own.batch for own in self.settings.alerts.lines.values())
+        try:
+            log.info("kernels ready in %.1f s", warm_up_kernels(batch_lines=batch_lines))
+        except Exception as exc:  # noqa: BLE001 - the first batch then compiles what it needs
+            log.error("warming up the kernels failed (%s: %s); the first batch loads them",
+                      type(exc).__name__, exc)
+        finally:
+            self.pipeline.kernels_ready.set()
 
     @property
     def metrics_port(self) -> int | None:

@@ -143,7 +143,9 @@ def _array(buf, p, want_int, out_ts, out_v, at, pow10):
             # the general rules, from the number's start.
             if want_int:
                 return False, p, 0
-            ok, p, _, x = scan_number(buf, start - 1 if neg else start, False, pow10)
+            # want_int is False here: passed as the variable, not a literal False (one
+            # specialisation of scan_number).
+            ok, p, _, x = scan_number(buf, start - 1 if neg else start, want_int, pow10)
             if not ok:
                 return False, p, 0
             out_v[at + n] = x
@@ -228,8 +230,11 @@ def _payload(buf, p, e, out_ts, out_v, at, pow10):
     """One payload ``buf[p:e]`` (``buf[e]`` is its NUL): (ok, readings written from ``at``)."""
     p = skip_ws(buf, p)
     n = 0
+    # Flags as run-time values, not literals: each literal would compile another
+    # specialisation of _object (and of what it calls), seconds apiece on a cold start.
+    in_list = buf[p] == LBRACKET
     if buf[p] == LBRACE:
-        ok, p, n = _object(buf, p + 1, out_ts, out_v, at, False, pow10)
+        ok, p, n = _object(buf, p + 1, out_ts, out_v, at, in_list, pow10)
         if not ok:
             return False, 0
     elif buf[p] == LBRACKET:
@@ -240,7 +245,7 @@ def _payload(buf, p, e, out_ts, out_v, at, pow10):
             while True:
                 if buf[p] != LBRACE:
                     return False, 0
-                ok, p, one = _object(buf, p + 1, out_ts, out_v, at + n, True, pow10)
+                ok, p, one = _object(buf, p + 1, out_ts, out_v, at + n, in_list, pow10)
                 if not ok:
                     return False, 0
                 n += one
@@ -268,7 +273,7 @@ def _scan(buf, starts, lo, hi, max_bytes, value_limit, out_ts, out_v, status, ke
     counted, then those outside ``lo[k] .. hi[k]`` (the reference decoder's order).
     Returns how many readings were written.
     """
-    at = 0
+    at = np.int64(0)  # not a literal 0: one specialisation of _payload
     for k in range(starts.shape[0] - 1):
         start = starts[k]
         end = starts[k + 1] - 1

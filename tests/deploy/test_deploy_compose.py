@@ -398,7 +398,7 @@ def test_image_warms_the_numba_cache_as_the_runtime_user_in_a_folder_it_owns() -
     made = [rest for word, rest in stage if word == "RUN" and cache in rest]
     assert made and re.search(rf"install -d -o {user}\b", made[0])
     warm = [i for i, (word, rest) in enumerate(stage)
-            if word == "RUN" and "warm_numba_cache.py" in rest]
+            if word == "RUN" and rest.strip() == "wattline warmup"]
     became_user = [i for i, (word, rest) in enumerate(stage) if word == "USER" and rest == user]
     assert warm and became_user and became_user[0] < warm[0]
 
@@ -419,16 +419,23 @@ def test_build_context_filter_keeps_what_the_dockerfile_copies() -> None:
                 assert source.rstrip("/") in keep, f"COPY {source}: left out of the context"
 
 
-def test_warm_up_script_leaves_compiled_kernels_in_the_cache(tmp_path: Path) -> None:
+def test_warmup_leaves_every_kernel_of_the_daemon_in_the_cache(tmp_path: Path) -> None:
+    """`wattline warmup` as the image runs it (its CPU name, a cache of its own): every
+    kernel the daemon calls, batch lines' too, compiled once into the cache."""
     cpu = re.search(r"ARG NUMBA_CPU_NAME=(\S+)", DOCKERFILE.read_text())
     assert cpu
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env.update({"NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_CPU_NAME": cpu.group(1)})
-    done = subprocess.run([sys.executable, str(COMPOSE_DIR / "warm_numba_cache.py")], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "wattline.ingest", "warmup"], env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert f"Numba cache: {tmp_path}" in done.stdout
     index = {p.name.split("-")[0] for p in tmp_path.rglob("*.nbi")}
-    assert {"intensity._advance", "intensity._ticks_bound"} <= index
+    assert {"intensity._advance", "intensity._ticks_bound", "scanner._scan",
+            "periods._advance_periods", "alerts._evaluate", "alerts._evaluate_batches",
+            "batches._close"} <= index
+    compiled = [p.name.split("-")[0] for p in tmp_path.rglob("*.nbc")]
+    assert len(compiled) == len(set(compiled)), "a kernel compiled more than once"
 
 
 @pytest.mark.e2e

@@ -90,14 +90,16 @@ def test_help_texts_say_nothing_about_how_wattline_was_written() -> None:
 
 
 def test_simulate_and_bench_are_registered_with_their_options() -> None:
-    assert {"run", "check-config", "demo", "simulate", "bench"} <= set(main.commands)
+    assert {"run", "check-config", "demo", "simulate", "bench", "warmup"} <= set(main.commands)
     bench = main.commands["bench"]
     assert isinstance(bench, click.Group)
-    assert set(bench.commands) == {"kernels", "ingest", "sink"}
+    assert set(bench.commands) == {"kernels", "ingest", "sink", "startup"}
     assert {"--record", "--replay", "--truth", "--faults", "--spike", "--target-rate",
             "--format"} <= _options(main.commands["simulate"])
-    assert {"--json", "--messages", "--shared-collectors", "--rounds"} <= _options(
-        bench.commands["ingest"])
+    assert {"--json", "--messages", "--shared-collectors", "--rounds", "--durable",
+            "--state-parent"} <= _options(bench.commands["ingest"])
+    assert {"--json", "--warm-starts", "--cold", "--compare-pythonpath"} <= _options(
+        bench.commands["startup"])
     assert {"--json", "--points", "--spool-dir", "--influx-token"} <= _options(
         bench.commands["sink"])
 

@@ -111,3 +111,26 @@ def test_the_watermark_is_capped_by_each_batchs_receipt_time_not_the_time_it_is_
     assert dropped("wattline_readings_dropped_total", {"reason": "late"}) is None
     assert pipeline.metrics.registry.get_sample_value(
         "wattline_readings_accepted_total") == len(msgs)
+
+
+def test_the_pipeline_takes_no_batch_until_its_kernels_are_ready() -> None:
+    import time
+
+    sink = RecordingSink()
+    pipeline = Pipeline(settings_from_mapping({"max_past": "100000d", "batch_max_wait": "10ms"}),
+                        [sink], clock=lambda: T0 / 1000 + 3600)
+    pipeline.kernels_ready.clear()  # as the collector does while its warm-up thread runs
+    pipeline.start()
+    try:
+        for msg in _messages("s", 3):
+            pipeline.submit(msg.topic, msg.payload)
+        time.sleep(0.5)
+        assert sink.tables == []
+        assert pipeline.flowing(5.0)  # the loop keeps turning (the watchdog is fed)
+        pipeline.kernels_ready.set()
+        deadline = time.monotonic() + 10
+        while not sink.tables and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sink.tables
+    finally:
+        pipeline.stop()
