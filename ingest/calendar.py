@@ -61,6 +61,7 @@ class Calendar:
         self.zone = zone(timezone)
         self.shifts = parse_shifts(shifts)
         self._month = lru_cache(maxsize=64)(self._month_boundaries)
+        self._last: tuple[tuple[int, int, int, int], tuple[np.ndarray, ...]] | None = None
 
     def _ms(self, day: date, hour: int = 0, minute: int = 0) -> int:
         local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.zone)
@@ -82,9 +83,23 @@ class Calendar:
 
     def __call__(self, lo_ms: int, hi_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boundaries of each kind (shift, day, month) covering ``lo_ms .. hi_ms``: the
-        months around them, one more on each side."""
+        months around them, one more on each side. The arrays are read-only, and a call
+        for the same months as the one before returns that call's arrays (the periods
+        kernel then reuses what it made of them)."""
         y, m = self.local_month(int(lo_ms))
         y_hi, m_hi = self.local_month(int(hi_ms))
+        key = (y, m, y_hi, m_hi)
+        if self._last is not None and self._last[0] == key:
+            shifts, days, months = self._last[1]
+            return shifts, days, months
+        made = self._boundaries(y, m, y_hi, m_hi)
+        for b in made:
+            b.setflags(write=False)
+        self._last = (key, made)
+        return made
+
+    def _boundaries(self, y: int, m: int, y_hi: int, m_hi: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         y, m = (y - 1, 12) if m == 1 else (y, m - 1)
         stop = (y_hi + 1, 1) if m_hi == 12 else (y_hi, m_hi + 1)
         shifts, days, months = [], [], []

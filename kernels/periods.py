@@ -719,6 +719,13 @@ def _span(state: PeriodState, meters: MeterTable, readings: Readings) -> tuple[i
     return min(los), max(his)
 
 
+_joined: list[tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]] = []
+"""The last read-only boundary arrays given and what ``_boundary_arrays`` made of them.
+A calendar that hands the same read-only arrays again (``ingest.calendar.Calendar``
+does while the call's span stays in the same months) has them checked and joined once.
+Only a cache: the arrays cannot change, so the result is the same."""
+
+
 def _boundary_arrays(boundaries: Boundaries, span: tuple[int, int] | None
                      ) -> tuple[np.ndarray, np.ndarray]:
     if span is None:
@@ -728,14 +735,20 @@ def _boundary_arrays(boundaries: Boundaries, span: tuple[int, int] | None
         per_kind = [np.ascontiguousarray(b, dtype=np.int64) for b in boundaries(lo, hi)]
         if len(per_kind) != _K:
             raise ValueError(f"boundaries must give {_K} arrays (shift, day, month)")
+        known = _joined and all(a is b for a, b in zip(_joined[0][0], per_kind, strict=True))
         for name, b in zip(PERIOD_KINDS, per_kind, strict=True):
-            if b.ndim != 1 or b.size < 2 or not (np.diff(b) > 0).all():
+            if not known and (b.ndim != 1 or b.size < 2 or not (np.diff(b) > 0).all()):
                 raise ValueError(f"{name} boundaries must be strictly increasing")
             if not (b[0] <= lo and b[-1] > hi):
                 raise ValueError(f"{name} boundaries must cover {lo} .. {hi} ms")
+        if known:
+            return _joined[0][1], _joined[0][2]
     bstart = np.zeros(_K + 1, dtype=np.int64)
     np.cumsum([b.size for b in per_kind], out=bstart[1:])
-    return np.concatenate(per_kind), bstart
+    bounds = np.concatenate(per_kind)
+    if span is not None and not any(b.flags.writeable for b in per_kind):
+        _joined[:] = [(tuple(per_kind), bounds, bstart)]
+    return bounds, bstart
 
 
 def advance_periods(

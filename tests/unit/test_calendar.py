@@ -86,6 +86,19 @@ def test_boundaries_cover_the_span_asked_for_and_increase() -> None:
         assert (np.diff(bounds) > 0).all()
 
 
+def test_a_span_in_the_same_months_gets_the_same_read_only_arrays_again() -> None:
+    """The periods kernel checks and joins a calendar's arrays once while they stay the
+    same; they cannot be changed in place, and other months give other arrays."""
+    cal = Calendar("Europe/Berlin")
+    first = cal(ms(2024, 3, 5), ms(2024, 3, 6))
+    again = cal(ms(2024, 3, 20), ms(2024, 3, 21))
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert not any(b.flags.writeable for b in first)
+    later = cal(ms(2024, 5, 2), ms(2024, 5, 3))
+    assert later[1][0] > first[1][0]
+    assert later[1][0] <= ms(2024, 5, 2) < later[1][-1]
+
+
 def test_an_unknown_time_zone_is_a_one_line_error_naming_it() -> None:
     with pytest.raises(ValueError, match="unknown time zone 'Europe/Berlinn'"):
         Calendar("Europe/Berlinn")
