@@ -231,6 +231,13 @@ class CollectorMetrics:
             ["site", "line", "window"],
             registry=r,
         )
+        self.co2_per_t = Gauge(
+            "wattline_intensity_co2_per_t",
+            "Latest carbon intensity per line and window, tonnes of CO2 (scope 1 and 2) per "
+            "tonne (absent while idle).",
+            ["site", "line", "window"],
+            registry=r,
+        )
         self.alert_active = Gauge(
             "wattline_alert_active",
             "1 while an energy alert is active on a line, by rule (spike, surge, "

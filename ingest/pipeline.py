@@ -352,13 +352,14 @@ class Pipeline:
         last_rows = tick_lines.shape[0] - 1 - first_from_end
         rows = (last_rows[:, None] * n_windows + np.arange(n_windows)).reshape(-1)
         cols = table.take(pa.array(rows)).select(
-            ["site", "line", "window", "kgce_per_t", "kwh_per_t"]).to_pydict()
-        for site, line, window, kgce, kwh in zip(
+            ["site", "line", "window", "kgce_per_t", "kwh_per_t", "co2_per_t"]).to_pydict()
+        for site, line, window, kgce, kwh, co2 in zip(
             cols["site"], cols["line"], cols["window"], cols["kgce_per_t"], cols["kwh_per_t"],
-            strict=True,
+            cols["co2_per_t"], strict=True,
         ):
             labels = (site, line, window)
-            for gauge, value in ((self.metrics.kgce_per_t, kgce), (self.metrics.kwh_per_t, kwh)):
+            for gauge, value in ((self.metrics.kgce_per_t, kgce), (self.metrics.kwh_per_t, kwh),
+                                 (self.metrics.co2_per_t, co2)):
                 if value is None:
                     with contextlib.suppress(KeyError):  # never set: nothing to remove
                         gauge.remove(*labels)

@@ -26,6 +26,8 @@ def _batch(site: str, line: str = "eaf-1") -> pa.Table:
         "time_ms": [T0, T0, T0 + 10_000], "energy_kgce": [61.25, 250.5, 0.0],
         "electricity_kwh": [420.0, 1700.75, 0.0], "production_t": [1.0, 4.0, 0.0],
         "kgce_per_t": [61.25, 62.625, None], "kwh_per_t": [420.0, 425.1875, None],
+        "co2_direct_t": [0.125, 0.5, 0.0], "co2_indirect_t": [0.25, 0.875, 0.0],
+        "co2_per_t": [0.375, 0.34375, None],
     }, schema=INTENSITY_SCHEMA)
 
 
@@ -44,7 +46,8 @@ def test_points_arrive_as_contract_series_with_ms_times(victoria: VictoriaMetric
     sink.write(_batch(site))
     sink.close()
     rows = _batch(site).to_pylist()
-    for field in ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t"):
+    for field in ("energy_kgce", "electricity_kwh", "production_t", "kgce_per_t", "kwh_per_t",
+                  "co2_direct_t", "co2_indirect_t", "co2_per_t"):
         series = victoria.export(f'energy_intensity_{field}{{site="{site}"}}')
         got = {(s["metric"]["window"], t, v) for s in series
                for t, v in zip(s["timestamps"], s["values"], strict=True)}

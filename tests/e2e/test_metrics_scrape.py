@@ -53,6 +53,7 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
         ("wattline_line_clock_offset_seconds", "gauge", {"site", "line"}),
         ("wattline_intensity_kgce_per_t", "gauge", {"site", "line", "window"}),
         ("wattline_intensity_kwh_per_t", "gauge", {"site", "line", "window"}),
+        ("wattline_intensity_co2_per_t", "gauge", {"site", "line", "window"}),
         ("wattline_alert_active", "gauge", {"site", "line", "rule"}),
         ("wattline_alerts", "counter", {"rule", "state"}),
         ("wattline_checkpoints", "counter", set()),

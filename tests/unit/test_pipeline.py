@@ -83,6 +83,11 @@ def test_the_intensity_gauges_show_each_lines_newest_tick_of_a_batch() -> None:
                                     newest["kgce_per_t"].to_pylist(), strict=True):
             labels = {"site": site, "line": "eaf-1", "window": window}
             assert gauge("wattline_intensity_kgce_per_t", labels) == expected
+        for window, expected in zip(newest["window"].to_pylist(),
+                                    newest["co2_per_t"].to_pylist(), strict=True):
+            labels = {"site": site, "line": "eaf-1", "window": window}
+            assert expected is not None and expected > 0  # electricity at the grid factor
+            assert gauge("wattline_intensity_co2_per_t", labels) == expected
 
 
 def _fast_clock_stream(site: str) -> list[Message]:
