@@ -373,10 +373,16 @@ class AlertSettings(Section):
         'closes a batch, written as an energy_batch point, and the spike rule compares '
         'batches), idle_kw (a batch line is idle, so no alert starts, while its energy rate '
         'over surge_window is below this many kW), and alert_for, spike_ratio, '
-        'spike_clear_ratio and surge_k to override the daemon-wide settings for that line.',
+        'spike_clear_ratio and surge_k to override the daemon-wide settings for that line; '
+        'for the CBAM report, process CO2 by mass balance: process_co2_per_t (tCO2 per t of '
+        'product) or process_material, process_material_per_t and process_co2_per_material '
+        '(tCO2 per unit of it), with process_co2_source saying where the figure comes from.',
         parse=parse_lines,
         example={"plant-a/eaf-1": {"product": "eaf_steel", "spike_ratio": 1.6,
-                                   "batch": True, "idle_kw": 500}}))
+                                   "batch": True, "idle_kw": 500},
+                 "plant-a/kiln-1": {"product": "cement_clinker", "process_co2_per_t": 0.52,
+                                    "process_co2_source": "raw meal carbonate balance, "
+                                    "lab report 2025-07"}}))
 
     def check(self) -> None:
         if self.alert_for < 1:

@@ -3,8 +3,9 @@ and ``[rename]``.
 
 A meter table describes a meter the way a retained ``meta`` message would (the file
 wins over ``meta``); a line table names the line's product, for its national levels,
-makes it a batch line (``batch``, ``idle_kw``) and overrides the daemon-wide alert
-tuning for that line. The rename table gives a site, line or meter, as a gateway
+makes it a batch line (``batch``, ``idle_kw``), overrides the daemon-wide alert
+tuning for that line and may give its process CO2 by mass balance (``process_co2_*``,
+for the CBAM report). The rename table gives a site, line or meter, as a gateway
 names it, the name wattline uses for it everywhere downstream (``parse_renames``).
 """
 
@@ -26,6 +27,7 @@ from wattline.ingest.decode.meta import (
     check_rollover,
     check_tco2_per_unit,
 )
+from wattline.ingest.process_co2 import PROCESS_KEYS, ProcessCo2, parse_process_co2
 
 __all__ = ["LineSettings", "MeterSettings", "check_grid_factor", "parse_lines", "parse_meters",
            "parse_renames", "unknown_key"]
@@ -72,9 +74,11 @@ class LineSettings:
     surge_k: float | None = None
     batch: bool = False  # a production reading with a positive delta closes a batch
     idle_kw: float | None = None  # a batch line is idle while its energy rate is below this
+    process_co2: ProcessCo2 | None = None  # mass balance, for the CBAM report (process_co2.py)
 
 
-_LINE_KEYS = tuple(f.name for f in fields(LineSettings))
+_LINE_KEYS = (*(f.name for f in fields(LineSettings) if f.name != "process_co2"),
+              *PROCESS_KEYS)
 _METER_KEYS = tuple(f.name for f in fields(MeterSettings))
 
 
@@ -124,7 +128,8 @@ def parse_lines(table: Any) -> dict[str, LineSettings]:
         if "idle_kw" in spec and not batch:
             raise ConfigError(f"{where}.idle_kw", "only a batch line has an idle_kw: set "
                               "batch = true, or remove idle_kw")
-        out[name] = LineSettings(product=product, alert_for=alert_for, batch=batch, **numbers)
+        out[name] = LineSettings(product=product, alert_for=alert_for, batch=batch,
+                                 process_co2=parse_process_co2(where, spec), **numbers)
     return out
 
 

@@ -135,6 +135,7 @@ def main() -> None:
       wattline check-config FILE     validate a config file
       wattline store tail --help     the newest points of a line in a Parquet store
       wattline report energy --help  energy per tonne against the levels and a baseline
+      wattline report cbam --help    embedded emissions per line and CN code (EU CBAM)
       wattline bench kernels         measure the kernels
       wattline bench ingest          measure the MQTT collector
       wattline bench sink            measure the InfluxDB writer and the spool

@@ -4,6 +4,7 @@
 of a report range and a baseline range of plant days, makes the figures of
 ``wattline.ingest.reports.energy_report`` and writes them as one HTML page or a JSON
 document. Every refusal is one line naming what to change.
+``wattline report cbam``, the CBAM report, is in ``cbam_cli``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import click
 import orjson
 import pyarrow as pa
 
+from wattline.ingest.app.cbam_cli import cbam
 from wattline.contract.errors import WattlineError
 from wattline.contract.reference_data import load_reference
 from wattline.ingest.config import Settings, check_config_file, settings_from_mapping
@@ -220,3 +222,6 @@ def energy(directory: str, date_from: str, date_to: str, baseline_from: str | No
         raise click.ClickException(f"cannot write {out}: {err.strerror}") from None
     click.echo(f"wrote the energy report of {len(result.lines)} line(s), {first} to {last}, "
                f"to {out}", err=True)
+
+
+report.add_command(cbam)
