@@ -244,6 +244,12 @@ def build_cbam_report(day_rows: pa.Table, days: PlantDays, *, products: Mapping[
         raise ReportError(f"no line with a CN code to report from {days.first} to "
                           f"{days.last} ({why})")
     if not any(line.counted_days for line in lines):
+        carbonless = sum(len(line.days_without_carbon) for line in lines)
+        if carbonless:
+            raise ReportError(f"the store's final days from {days.first} to {days.last} "
+                              f"({carbonless} line-days) have no carbon figures: they were "
+                              "written by a wattline from before it recorded carbon; report "
+                              "on days written since")
         raise ReportError(f"the store has no final day with carbon figures from {days.first} "
                           f"to {days.last} for {', '.join(line.line for line in lines)}; "
                           "check the dates (plant days, --to included) and --store")

@@ -340,3 +340,13 @@ def test_wrong_options_are_one_line_errors_with_status_2(tmp_path: Path, args: t
     store, config = _example(tmp_path)
     error = _one_line_error(_cbam("--store", store, "--config", config, *args), status=2)
     assert expected in error
+
+
+def test_a_range_of_days_from_before_carbon_is_refused_saying_so(tmp_path: Path) -> None:
+    config = tmp_path / "wattline.toml"
+    config.write_text(CONFIG)
+    store = _store(tmp_path / "store", [_row("eaf-1", date(2026, 1, 1), (10.0, 0.0, 0.0),
+                                             carbon=False)])
+    error = _one_line_error(_cbam("--store", store, "--config", config, "--from",
+                                  "2026-01-01", "--to", "2026-01-01", "--line", "works/eaf-1"))
+    assert "have no carbon figures" in error and "before it recorded carbon" in error
