@@ -4,6 +4,7 @@
 of a report range and a baseline range of plant days, makes the figures of
 ``wattline.ingest.reports.energy_report`` and writes them as one HTML page or a JSON
 document. Every refusal is one line naming what to change.
+
 ``wattline report cbam``, the CBAM report, is in ``cbam_cli``.
 """
 
@@ -19,9 +20,9 @@ import click
 import orjson
 import pyarrow as pa
 
-from wattline.ingest.app.cbam_cli import cbam
 from wattline.contract.errors import WattlineError
 from wattline.contract.reference_data import load_reference
+from wattline.ingest.app.cbam_cli import cbam
 from wattline.ingest.config import Settings, check_config_file, settings_from_mapping
 from wattline.ingest.reports.energy_report import MODEL_PERIODS, build_energy_report, report_json
 from wattline.ingest.reports.store_periods import PlantDays, batches, periods
