@@ -52,3 +52,16 @@ def test_wrong_process_keys_are_one_line_errors_naming_the_key(
         _line(**keys)
     assert err.value.key == f"lines.'s/kiln-1'.{key}"
     assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_example_of_the_cbam_docs_is_a_valid_config() -> None:
+    import tomllib
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cbam.md").read_text()
+    example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
+    lines = settings_from_mapping(tomllib.loads(example)).alerts.lines
+    kiln, potline = lines["plant-a/kiln-1"].process_co2, lines["plant-a/potline-1"].process_co2
+    assert kiln is not None and kiln.per_t == 0.52
+    assert potline is not None and potline.per_t == 0.41 * 3.593
+    assert potline.material == "net anode"
