@@ -148,6 +148,13 @@ def cbam(directory: str | None, date_from: str, date_to: str, name: str | None, 
             raise click.BadParameter(f"expected SITE/LINE, got {name!r}", param_hint="--line")
         site, line = name.split("/", 1)
     rows = periods(store, "day", days, site=site, line=line)
+    if name is not None and not rows.num_rows and name not in settings.alerts.lines:
+        everyone = periods(store, "day", days)
+        held = sorted({f"{r['site']}/{r['line']}" for r in everyone.select(
+            ["site", "line"]).to_pylist()})
+        raise click.ClickException(
+            f"the store has no day periods of line {name!r} from {first} to {last}, and the "
+            f"config names no such line; lines with days then: {', '.join(held) or 'none'}")
     reference = load_reference()
     lines = settings.alerts.lines
     cn_codes = {p: getattr(level, "cbam_cn_code", None) for p, level in reference.levels.items()}

@@ -350,3 +350,12 @@ def test_a_range_of_days_from_before_carbon_is_refused_saying_so(tmp_path: Path)
     error = _one_line_error(_cbam("--store", store, "--config", config, "--from",
                                   "2026-01-01", "--to", "2026-01-01", "--line", "works/eaf-1"))
     assert "have no carbon figures" in error and "before it recorded carbon" in error
+
+
+def test_a_line_neither_in_the_store_nor_in_the_config_names_the_lines_there(
+        tmp_path: Path) -> None:
+    store, config = _example(tmp_path)
+    error = _one_line_error(_cbam("--store", store, "--config", config, "--from",
+                                  "2026-01-01", "--to", "2026-01-03", "--line", "works/eaf-9"))
+    assert "no day periods of line 'works/eaf-9'" in error
+    assert "works/eaf-1, works/kiln-1" in error
