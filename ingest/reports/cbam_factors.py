@@ -3,7 +3,8 @@ report: electricity's grid factor (the config's ``grid_factor``, else the newest
 national one of the reference data) and each carrier's combustion or purchase factor.
 
 The store holds the CO2 sums, not which carriers made them. The carriers of a line are
-known from the config's ``[meters."site/line/energy/meter"]`` tables that name one;
+known from the config's ``[meters."site/line/energy/meter"]`` tables that name one
+(with the plant's measured factor or calorific value where the table gives one);
 a meter described by its retained ``meta`` message only is not recorded anywhere the
 report can read. So a line whose energy meters the config does not all describe lists
 the factor of every carrier of the reference data (``meters`` unknown), and one whose
@@ -13,10 +14,12 @@ meters it describes lists those carriers, with the meters.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from wattline.contract.reference_data import Carrier, ReferenceData
 from wattline.ingest.config_tables import MeterSettings
+from wattline.ingest.decode.meter_factors import KJ_PER_KGCE
 from wattline.ingest.reports.cbam_report import Factor
 
 __all__ = ["grid_factor", "line_factors"]
@@ -51,12 +54,34 @@ def _carrier_factor(carrier: Carrier, meters: tuple[str, ...] | None) -> Factor 
                   meters)
 
 
+def _meter_factor(carrier: Carrier, spec: MeterSettings, grid: Factor,
+                  where: str) -> Factor | None:
+    """The factor one described meter's CO2 was computed with: its own measured one, the
+    carrier's scaled by its measured calorific value, the grid's or the carrier's."""
+    if spec.tco2_per_unit is not None:
+        scope = getattr(carrier, "scope", None) or (2 if carrier.name == "electricity" else 1)
+        return Factor(f"{carrier.name} (measured)", spec.tco2_per_unit, f"tCO2/{carrier.unit}",
+                      scope, f"the plant's measured value, {where} tco2_per_unit", "measured")
+    if carrier.name == "electricity" and getattr(carrier, "tco2_per_unit", None) is None:
+        return grid
+    factor = _carrier_factor(carrier, None)
+    if factor is None or spec.ncv_kj_per_unit is None:
+        return factor
+    scale = spec.ncv_kj_per_unit / (carrier.kgce_per_unit * KJ_PER_KGCE)
+    return Factor(f"{factor.factor}, measured calorific value", factor.value * scale,
+                  factor.unit, factor.scope,
+                  f"{factor.source}, scaled by the measured calorific value "
+                  f"{spec.ncv_kj_per_unit:g} kJ/{carrier.unit} ({where} ncv_kj_per_unit)",
+                  "measured")
+
+
 def line_factors(line: str, meters: Mapping[str, MeterSettings], grid: Factor,
                  reference: ReferenceData) -> tuple[Factor, ...]:
     """The factors of ``line`` (``site/line``): the grid factor (electricity is also
     every meter's carrier when nothing describes it), then its carriers' (every
     carrier's when the config does not name a carrier for each of the energy meters it
-    lists for the line, or lists none); see the module doc."""
+    lists for the line, or lists none), a meter's measured factor or calorific value
+    where the config gives one; see the module doc."""
     prefix = f"{line}/energy/"
     own = {name.removeprefix(prefix): spec for name, spec in meters.items()
            if name.startswith(prefix)}
@@ -64,15 +89,13 @@ def line_factors(line: str, meters: Mapping[str, MeterSettings], grid: Factor,
         others = [f for c in sorted(reference.carriers.values(), key=lambda c: c.name)
                   if c.name != "electricity" and (f := _carrier_factor(c, None)) is not None]
         return (grid, *others)
-    by_carrier: dict[str, list[str]] = {}
+    grouped: dict[Factor, list[str]] = {}
     for meter, spec in sorted(own.items()):
-        by_carrier.setdefault(str(spec.carrier), []).append(meter)
-    electricity = tuple(by_carrier.pop("electricity", ())) or None
-    found = [Factor(grid.factor, grid.value, grid.unit, grid.scope, grid.source, grid.status,
-                    electricity)]
-    for name, named in sorted(by_carrier.items()):
-        carrier = reference.carriers.get(name)
-        factor = None if carrier is None else _carrier_factor(carrier, tuple(named))
+        carrier = reference.carriers.get(str(spec.carrier))
+        where = f'[meters."{prefix}{meter}"]'
+        factor = None if carrier is None else _meter_factor(carrier, spec, grid, where)
         if factor is not None:
-            found.append(factor)
-    return tuple(found)
+            grouped.setdefault(factor, []).append(meter)
+    # The grid first; with no meter named for it, for the meters the config leaves out.
+    grouped = {grid: grouped.pop(grid, []), **grouped}
+    return tuple(replace(f, meters=tuple(named) or None) for f, named in grouped.items())

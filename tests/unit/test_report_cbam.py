@@ -359,3 +359,26 @@ def test_a_line_neither_in_the_store_nor_in_the_config_names_the_lines_there(
                                   "2026-01-01", "--to", "2026-01-03", "--line", "works/eaf-9"))
     assert "no day periods of line 'works/eaf-9'" in error
     assert "works/eaf-1, works/kiln-1" in error
+
+
+def test_a_meters_measured_factor_or_calorific_value_is_listed_as_its_own(
+        tmp_path: Path) -> None:
+    store, _ = _example(tmp_path)
+    config = tmp_path / "measured.toml"
+    config.write_text(CONFIG.replace(
+        'carrier = "natural_gas"\nunit = "m3"\n',
+        'carrier = "natural_gas"\nunit = "m3"\nncv_kj_per_unit = 36000.0\n').replace(
+        'carrier = "raw_coal"\nunit = "kg"\n',
+        'carrier = "raw_coal"\nunit = "kg"\ntco2_per_unit = 0.0021\n'))
+    result = _cbam("--store", store, "--config", config, "--from", "2026-01-01", "--to",
+                   "2026-01-03", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    factors = {line["line"]: line["factors"] for line in json.loads(result.stdout)["lines"]}
+    gas = factors["works/eaf-1"][1]
+    assert gas["value"] == pytest.approx(0.001994 * 36000 / (1.2143 * 29307), rel=1e-12)
+    assert (gas["status"], gas["meters"]) == ("measured", ["burner"])
+    assert "36000 kJ/m3" in gas["source"]
+    assert factors["works/kiln-1"][1] == {
+        "factor": "raw_coal (measured)", "value": 0.0021, "unit": "tCO2/kg", "scope": 1,
+        "source": "the plant's measured value, [meters.\"works/kiln-1/energy/coal-feed\"] "
+                  "tco2_per_unit", "status": "measured", "meters": ["coal-feed"]}
