@@ -43,6 +43,7 @@ from wattline.ingest.config_tables import (
     parse_renames,
 )
 from wattline.ingest.decode.mapping import PayloadMapping
+from wattline.ingest.process_co2 import PROCESS_EXAMPLE, PROCESS_HELP
 
 __all__ = ["AlertSettings", "DecodeSettings", "MqttSettings", "Section", "SemanticsSettings",
            "must_exist", "read_secret"]
@@ -374,15 +375,9 @@ class AlertSettings(Section):
         'batches), idle_kw (a batch line is idle, so no alert starts, while its energy rate '
         'over surge_window is below this many kW), and alert_for, spike_ratio, '
         'spike_clear_ratio and surge_k to override the daemon-wide settings for that line; '
-        'for the CBAM report, process CO2 by mass balance: process_co2_per_t (tCO2 per t of '
-        'product) or process_material, process_material_per_t and process_co2_per_material '
-        '(tCO2 per unit of it), with process_co2_source saying where the figure comes from.',
-        parse=parse_lines,
+        + PROCESS_HELP, parse=parse_lines,
         example={"plant-a/eaf-1": {"product": "eaf_steel", "spike_ratio": 1.6,
-                                   "batch": True, "idle_kw": 500},
-                 "plant-a/kiln-1": {"product": "cement_clinker", "process_co2_per_t": 0.52,
-                                    "process_co2_source": "raw meal carbonate balance, "
-                                    "lab report 2025-07"}}))
+                                   "batch": True, "idle_kw": 500}, **PROCESS_EXAMPLE}))
 
     def check(self) -> None:
         if self.alert_for < 1:

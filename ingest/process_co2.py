@@ -28,11 +28,21 @@ from typing import Any
 
 from wattline.contract.errors import ConfigError
 
-__all__ = ["PROCESS_KEYS", "ProcessCo2", "parse_process_co2"]
+__all__ = ["PROCESS_EXAMPLE", "PROCESS_HELP", "PROCESS_KEYS", "ProcessCo2", "parse_process_co2"]
 
 PROCESS_KEYS = ("process_co2_per_t", "process_material", "process_material_per_t",
                 "process_co2_per_material", "process_co2_source")
 _MATERIAL_KEYS = ("process_material", "process_material_per_t", "process_co2_per_material")
+
+PROCESS_HELP = ("for the CBAM report, process CO2 by mass balance: process_co2_per_t (tCO2 per t "
+                "of product) or process_material, process_material_per_t and "
+                "process_co2_per_material (tCO2 per unit of it), with process_co2_source "
+                "saying where the figure comes from.")
+"""The [lines] tables' help text on these keys (``wattline run --help``, example config)."""
+PROCESS_EXAMPLE = {"plant-a/kiln-1": {"product": "cement_clinker", "process_co2_per_t": 0.52,
+                                      "process_co2_source": "raw meal carbonate balance, lab "
+                                                            "report 2025-07"}}
+"""A line of the example config with process CO2."""
 
 
 @dataclass(frozen=True)
