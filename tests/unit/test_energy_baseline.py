@@ -56,6 +56,12 @@ def test_a_relevant_variable_is_fitted_with_production() -> None:
     assert expected[0] == pytest.approx(coef[0] + coef[1] * 100.0 + coef[2] * 10.0)
 
 
+# R^2 is 1 - residual/total sum of squares: with a large fixed energy and little spread in
+# production the two sums cancel to a few digits, and two correct least-squares solvers were
+# seen to differ by 1e-9 (0.5523320881 against 0.5523320891). A report shows R^2 to 3 places.
+R2_ROUNDING = 1e-7
+
+
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(MIN_PERIODS, 80), seed=st.integers(0, 2**32 - 1),
        base=st.floats(0.0, 1e6), per_t=st.floats(0.1, 1e4),
@@ -71,10 +77,10 @@ def test_any_plant_is_fitted_as_lstsq_fits_it(n: int, seed: int, base: float, pe
     except BaselineRefused as refused:
         assert refused.reason == "low_r_squared"
         assert r2 < 0.75
-        assert refused.r_squared == pytest.approx(r2, abs=1e-9)
+        assert refused.r_squared == pytest.approx(r2, abs=R2_ROUNDING)
         return
-    assert r2 >= 0.75 - 1e-9
-    assert model.r_squared == pytest.approx(r2, abs=1e-9)
+    assert r2 >= 0.75 - R2_ROUNDING
+    assert model.r_squared == pytest.approx(r2, abs=R2_ROUNDING)
     fitted = model.expected(production)
     np.testing.assert_allclose(fitted, np.column_stack([np.ones(n), production]) @ coef,
                                rtol=1e-8, atol=1e-8 * float(np.abs(energy).max()))
@@ -143,6 +149,7 @@ def test_a_drift_to_more_energy_gives_a_falling_cusum() -> None:
     result = savings_against(model, energy * 1.03, production)
     assert result.slope_share == pytest.approx(-0.03, abs=0.002)
     assert (np.diff(result.cusum) < 0).mean() > 0.8
+
 
 
 @settings(max_examples=60, deadline=None)
