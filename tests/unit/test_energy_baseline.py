@@ -151,7 +151,6 @@ def test_a_drift_to_more_energy_gives_a_falling_cusum() -> None:
     assert (np.diff(result.cusum) < 0).mean() > 0.8
 
 
-
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), factor=st.floats(0.5, 1.5),
        n=st.integers(2, 60))
