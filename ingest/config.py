@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar, overload
 from wattline.contract.durations import parse_duration_ms
 from wattline.contract.errors import ConfigError
 from wattline.ingest.config_file import line_of, load_toml, point_at_file
+from wattline.ingest.config_nats import NatsSettings
 from wattline.ingest.config_outputs import (
     DurabilitySettings,
     InfluxSettings,
@@ -43,8 +44,9 @@ from wattline.ingest.config_tables import LineSettings, MeterSettings, unknown_k
 __all__ = [
     "SCHEMA", "SETTING_KEYS", "AlertSettings", "ConfigError", "DecodeSettings",
     "DurabilitySettings", "Duration", "InfluxSettings", "LineSettings", "LoggingSettings",
-    "MeterSettings", "MetricsSettings", "MqttSettings", "MqttUrl", "PipelineSettings",
-    "SectionView", "SemanticsSettings", "SettingSpec", "Settings", "StoreSettings",
+    "MeterSettings", "MetricsSettings", "MqttSettings", "MqttUrl", "NatsSettings",
+    "PipelineSettings", "SectionView", "SemanticsSettings", "SettingSpec", "Settings",
+    "StoreSettings",
     "check_config_file", "parse_duration_ms", "parse_mqtt_url", "point_at_file",
     "read_config_file", "settings_from_mapping",
 ]
@@ -85,12 +87,13 @@ class SectionView(Generic[S]):
 @dataclasses.dataclass(frozen=True)
 class Settings(LoggingSettings, PipelineSettings, MetricsSettings, DurabilitySettings,
                StoreSettings, InfluxSettings, AlertSettings, SemanticsSettings,
-               DecodeSettings, MqttSettings):
+               DecodeSettings, NatsSettings, MqttSettings):
     """Everything ``wattline run`` needs, validated: every key flat, as the file, the
     flags and the environment name them, and one section per component
     (``settings.mqtt``, ``settings.alerts``...), in the order ``--help`` lists them."""
 
     mqtt = SectionView(MqttSettings, "MQTT input")
+    nats = SectionView(NatsSettings, "NATS scale-out")
     decode = SectionView(DecodeSettings, "Readings")
     semantics = SectionView(SemanticsSettings, "Semantics")
     alerts = SectionView(AlertSettings, "Alerts")

@@ -290,6 +290,28 @@ class CollectorMetrics:
             registry=r,
         )
 
+        self.nats_partitions_owned = Gauge(
+            "wattline_nats_partitions_owned",
+            "NATS source: stream partitions this daemon holds a lease on and consumes.",
+            registry=r,
+        )
+        self.nats_lease_changes = Counter(
+            "wattline_nats_lease_changes",
+            "NATS source: partition leases acquired, released (fair share, stopping) or lost "
+            "(renewal refused: expired or taken), by change.",
+            ["change"],
+            registry=r,
+        )
+        for change in ("acquired", "released", "lost"):
+            self.nats_lease_changes.labels(change)
+        self.nats_consumer_lag = Gauge(
+            "wattline_nats_consumer_lag_messages",
+            "NATS source: messages of a held partition not yet delivered to this daemon, by "
+            "partition.",
+            ["partition"],
+            registry=r,
+        )
+
     def serve(self, port: int, host: str = "127.0.0.1") -> tuple[object, object]:
         """Serve ``/metrics`` on ``host:port`` in a daemon thread; returns (server, thread)."""
         return start_http_server(port, addr=host, registry=self.registry)

@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
-APT_PACKAGES=(mosquitto mosquitto-clients victoria-metrics prometheus prometheus-alertmanager influxdb chromium)
+APT_PACKAGES=(mosquitto mosquitto-clients victoria-metrics prometheus prometheus-alertmanager influxdb nats-server chromium)
 PROGRAMS=(mosquitto victoria-metrics prometheus promtool prometheus-alertmanager influxd chromium)
 
 say() { printf 'setup: %s\n' "$*"; }

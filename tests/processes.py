@@ -333,6 +333,38 @@ class Mosquitto(ChildProcess):
         self.start()
 
 
+class NatsServer(ChildProcess):
+    """A NATS server on 127.0.0.1 with JetStream (in ``workdir/js``) and an MQTT listener,
+    both on free ports; ``mappings`` (subject -> subject) go in its config file, as the
+    NATS source's partitioning does (``wattline nats setup`` prints them)."""
+
+    name = "nats-server"
+
+    def __init__(self, workdir: Path, *, mappings: Mapping[str, str] | None = None) -> None:
+        super().__init__(workdir)
+        self.binary = find_binary("nats-server")
+        self.port = free_port()
+        self.mqtt_port = free_port()
+        self.config_path = self.workdir / "nats.conf"
+        rows = "".join(f'  "{src}": "{dst}"\n' for src, dst in (mappings or {}).items())
+        self.config_path.write_text(
+            f"server_name: wattline-test-{self.port}\n"
+            f"listen: 127.0.0.1:{self.port}\n"
+            f"jetstream {{ store_dir: {json.dumps(str(self.workdir / 'js'))} }}\n"
+            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}\n"
+            + (f"mappings = {{\n{rows}}}\n" if rows else ""))
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [self.binary, "-c", str(self.config_path)]
+
+    def is_ready(self) -> bool:
+        return port_accepts(self.port) and port_accepts(self.mqtt_port)
+
+
 class VictoriaMetrics(ChildProcess):
     """VictoriaMetrics as the InfluxDB line-protocol server (``/api/v2/write``) of the tests.
 

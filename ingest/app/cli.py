@@ -21,6 +21,7 @@ from click.core import ParameterSource
 
 from wattline.benchmarks.cli import bench
 from wattline.contract.errors import ConfigError, WattlineError
+from wattline.ingest.app.nats_cli import nats_group
 from wattline.ingest.app.report_cli import report
 from wattline.ingest.app.simulate import simulate
 from wattline.ingest.app.store_cli import store
@@ -371,6 +372,7 @@ main.add_command(simulate)
 main.add_command(store)
 main.add_command(report)
 main.add_command(bench)
+main.add_command(nats_group)
 
 
 if __name__ == "__main__":

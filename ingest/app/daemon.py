@@ -1,7 +1,8 @@
-"""Wiring: one running collector made of sinks, pipeline, metrics endpoint and MQTT source.
+"""Wiring: one running collector made of sinks, pipeline, metrics endpoint and source (the
+MQTT session, or the NATS JetStream partitions this daemon holds leases on).
 
 Start order is downstream first (sinks, pipeline, metrics, then the MQTT
-session), so nothing arrives before it can be written; stop order is the
+session or NATS source), so nothing arrives before it can be written; stop order is the
 reverse, so the pipeline drains what the session delivered. The kernels are
 loaded (or compiled) on a thread of their own meanwhile, and the pipeline takes
 its first batch once they are ready.
@@ -10,6 +11,7 @@ its first batch once they are ready.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
@@ -23,6 +25,7 @@ from wattline.ingest.sinks.base import HealthCheck, IntensitySink, SinkHealth
 from wattline.ingest.sinks.build import build_sinks
 from wattline.ingest.sinks.mqtt_alerts import MqttAlertSink
 from wattline.ingest.sources.mqtt import MqttSource, subscription_filters
+from wattline.ingest.sources.nats import NatsSource
 from wattline.ingest.warmup import warm_up_kernels
 
 __all__ = ["Collector", "build_sinks"]
@@ -63,6 +66,17 @@ class Collector:
             self._retained_alerts, enabled=settings.alert_topic)
         self.pipeline = Pipeline(settings, [*self.sinks, self.alert_topic], self.metrics,
                                  on_results=on_results)
+        self.source: MqttSource | NatsSource = (
+            self._nats_source() if settings.nats.nats_url else self._mqtt_source())
+        if self.durable_acks:
+            self.pipeline.durability.ack = self.source.ack
+        self.pipeline.decoder.publish_command = self._publish_command
+        # After a reconnect, say again what is active (the broker may have restarted empty).
+        self.source.on_connect.append(self.alert_topic.republish)
+        self._server: object | None = None
+
+    def _mqtt_source(self) -> MqttSource:
+        settings = self.settings
         # With a state directory, a QoS 1/2 message is acknowledged to the broker only once
         # it is in the write-ahead log, so a crash cannot lose what the broker let go of.
         self.durable_acks = bool(settings.state_dir) and settings.qos > 0
@@ -74,7 +88,7 @@ class Collector:
                                       sparkplug=settings.sparkplug,
                                       share_group=settings.mqtt_share_group,
                                       mapped=[m.topic for m in settings.payloads])
-        self.source = MqttSource(
+        return MqttSource(
             parse_mqtt_url(settings.mqtt_url),
             topics,
             self.pipeline.submit,
@@ -90,12 +104,22 @@ class Collector:
             metrics=self.metrics,
             manual_ack=self.durable_acks,
         )
-        if self.durable_acks:
-            self.pipeline.durability.ack = self.source.ack
-        self.pipeline.decoder.publish_command = self._publish_command
-        # After a reconnect, say again what is active (the broker may have restarted empty).
-        self.source.on_connect.append(self.alert_topic.republish)
-        self._server: object | None = None
+
+    def _nats_source(self) -> NatsSource:
+        """The NATS JetStream source: with a state directory, a message is acknowledged
+        to the stream only once it is in the write-ahead log."""
+        settings = self.settings
+        url = settings.nats.nats_url
+        assert url is not None
+        self.durable_acks = bool(settings.state_dir)
+        if not self.durable_acks:
+            log.info("readings acknowledged to the stream on receipt: a crash loses what the "
+                     "pipeline held; give a state_dir (docs/scale-out.md)")
+        return NatsSource(url, self.pipeline.submit, stream=settings.nats_stream,
+                          partitions=settings.partitions,
+                          member=f"{settings.client_id}-{os.getpid()}",
+                          lease_ttl_s=settings.lease_ttl_ms / 1000, metrics=self.metrics,
+                          manual_ack=self.durable_acks)
 
     def sink_health(self) -> dict[str, SinkHealth]:
         """What each built sink's health check says now, by sink name (any thread; the

@@ -63,13 +63,16 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
         ("wattline_wal_replayed_messages", "counter", set()),
         ("wattline_batches", "counter", set()),
         ("wattline_batch_duration_seconds", "histogram", set()),
+        ("wattline_nats_partitions_owned", "gauge", set()),
+        ("wattline_nats_lease_changes", "counter", {"change"}),
+        ("wattline_nats_consumer_lag_messages", "gauge", {"partition"}),
     ]
 }
-# Families whose samples need a failing database (tests/e2e/test_spool_faults.py causes them);
-# here their names and types are checked.
+# Families whose samples need a failing database (tests/e2e/test_spool_faults.py causes them),
+# or the NATS source (tests/e2e/test_nats_partitions.py); here their names and types are checked.
 MAY_BE_EMPTY = {"wattline_sink_write_errors", "wattline_sink_write_retries",
                 "wattline_spool_rows", "wattline_dead_letter_rows", "wattline_sparkplug_events",
-                "wattline_meters_refused"}
+                "wattline_meters_refused", "wattline_nats_consumer_lag_messages"}
 LINE = "kiln-1"
 
 
@@ -126,6 +129,7 @@ def test_metrics_of_a_running_daemon_have_the_documented_names_types_and_labels(
         "event": {"spooled", "delivered", "dropped", *SPARKPLUG_EVENTS},
         "kind": {"intensity", "alerts"},
         "limit": {"max_lines", "max_meters"},
+        "change": {"acquired", "released", "lost"},
         "reason": {*PAYLOAD_ERROR_REASONS, *TOPIC_ERROR_REASONS, *READING_DROP_REASONS,
                    *DROP_REASONS, "sink_rejected", "shutdown"},
     }
