@@ -112,6 +112,10 @@ class Collector:
         url = settings.nats.nats_url
         assert url is not None
         self.durable_acks = bool(settings.state_dir)
+        if settings.sparkplug or settings.payloads:
+            log.warning("the NATS source reads the plain reading and meta topics only: "
+                        "Sparkplug B and [[payloads]] topics are not partitioned "
+                        "(docs/scale-out.md)")
         if not self.durable_acks:
             log.info("readings acknowledged to the stream on receipt: a crash loses what the "
                      "pipeline held; give a state_dir (docs/scale-out.md)")

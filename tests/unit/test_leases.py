@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wattline.ingest.sources.leases import LeaseTaken, Leases, fair_share, plan
+from wattline.ingest.sources.leases import Leases, LeaseTaken, fair_share, plan
 
 TTL_S = 15.0
 
