@@ -21,6 +21,7 @@ fills reads back as its newest state, and as its final row once there is one.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,8 @@ from wattline.ingest.sinks.store_files import (
 __all__ = ["BATCHES", "INTENSITY", "KINDS", "PERIODS", "StoreTable"]
 
 _WRITTEN = "__written_ns"
+_PARALLEL_FROM = 32  # files
+_READERS = 8
 
 
 @dataclass(frozen=True)
@@ -96,13 +99,18 @@ class StoreTable:
     def read_files(self, files: list[Path]) -> pa.Table:
         """The rows of some of this kind's files, one per key (see the module doc), sorted
         by key; ``None`` for an empty list."""
-        parts = []
-        for path in files:
+        def read(path: Path) -> pa.Table:
             part = pq.ParquetFile(path).read()
             if self.schema is not None:
                 part = conform(part, self.schema)
-            parts.append(part.append_column(_WRITTEN, pa.array(
-                np.full(part.num_rows, written_ns(path), dtype=np.int64))))
+            return part.append_column(_WRITTEN, pa.array(
+                np.full(part.num_rows, written_ns(path), dtype=np.int64)))
+
+        if len(files) < _PARALLEL_FROM:
+            parts = [read(path) for path in files]
+        else:  # a year of days is thousands of small files: overlap their reads
+            with ThreadPoolExecutor(_READERS) as pool:
+                parts = list(pool.map(read, files))
         table = pa.concat_tables(parts, promote_options="default")
         order = [*self.key, *((self.prefer,) if self.prefer else ()), _WRITTEN]
         table = table.sort_by([(name, "ascending") for name in order])
