@@ -9,6 +9,7 @@ import math
 import os
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,7 @@ def test_the_stream_catches_a_flow_that_takes_readings_in_arrival_order(
     rows, expected = node_red_rows
     arrivals = [(ts, v) for m, ts, v in stream(300) if m == 4]
     last = [t for t in expected if t.line == 1][-1]
-    naive = sum(v - p if v >= p else v for (_, p), (ts, v) in zip(arrivals, arrivals[1:])
+    naive = sum(v - p if v >= p else v for (_, p), (ts, v) in pairwise(arrivals)
                 if ts <= last.tick_ms)
     assert naive != pytest.approx(last.sums[2][1])
     assert rows[-1 if rows[-1]["line"] == "site/l2" else -2]["windows"][2]["electricity_kwh"] \
