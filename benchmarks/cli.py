@@ -89,10 +89,18 @@ def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int
                    "--state-dir will use). [default: the system's temporary folder]")
 @click.option("--checkpoint-every", default="60s", show_default=True,
               help="With --durable: the durable collector's checkpoint interval.")
+@click.option("--peer", type=click.Choice(["node-red"]), default=None,
+              help="Instead: the daemon (`wattline run`, no sinks) against this peer on the "
+                   "same broker and loads, single and 100-reading messages at QoS 1, "
+                   "alternating rounds: msg/s, readings/s, CPU per message, peak RSS.")
+@click.option("--peer-cache", type=click.Path(file_okay=False), default=None,
+              help="With --peer node-red: where Node-RED 4 is installed from npm (once). "
+                   "[default: ~/.cache/wattline/node-red]")
 def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messages: int,
                  publishers: int, latency_seconds: float, topic_prefix: str,
                  shared_collectors: int, rounds: int, durable: bool, influx_url: str | None,
-                 state_parent: str | None, checkpoint_every: str) -> None:
+                 state_parent: str | None, checkpoint_every: str, peer: str | None,
+                 peer_cache: str | None) -> None:
     """The collector against a bare paho subscriber and a hand-written json + Point loop.
 
     Single readings and 100-reading batches, at QoS 0 and QoS 1, published by
@@ -106,6 +114,23 @@ def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messa
     def progress(text: str) -> None:
         click.echo(text, err=True)
 
+    if peer == "node-red":
+        from pathlib import Path
+
+        from wattline.benchmarks.ingest_nodered import run_nodered_bench
+        from wattline.benchmarks.nodered_peer import DEFAULT_CACHE
+
+        try:
+            result = run_nodered_bench(mqtt_url=mqtt_url, messages=messages,
+                                       batch_messages=batch_messages, publishers=publishers,
+                                       topic_prefix=topic_prefix, rounds=rounds,
+                                       peer_cache=Path(peer_cache) if peer_cache
+                                       else DEFAULT_CACHE, progress=progress)
+        except (RuntimeError, ValueError, OSError) as err:
+            raise click.ClickException(str(err)) from None
+        print_report("wattline bench ingest --peer node-red", result, as_json=as_json,
+                     subject="wattline")
+        return
     if durable:
         from wattline.benchmarks.ingest_durable import run_durable_bench
 
