@@ -3,7 +3,9 @@
 #
 #   1. Debian packages the tests start as real components (mosquitto, victoria-metrics,
 #      prometheus, promtool, prometheus-alertmanager, influxdb) and chromium (the browser the
-#      energy report's page is opened in): installed with apt-get when run as root and any is
+#      energy report's page is opened in), and nodejs and npm (the Node-RED peer of `wattline
+#      bench ingest --peer node-red`, installed from npm into ~/.cache/wattline/node-red on
+#      first use): installed with apt-get when run as root and any is
 #      missing; otherwise the command to run is printed and the tests that
 #      need them skip (CI runs as root, so there they are always installed).
 #   2. A virtual environment in .venv (Python >= 3.11) with wattline installed editable,
@@ -21,8 +23,8 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
-APT_PACKAGES=(mosquitto mosquitto-clients victoria-metrics prometheus prometheus-alertmanager influxdb nats-server chromium)
-PROGRAMS=(mosquitto victoria-metrics prometheus promtool prometheus-alertmanager influxd chromium)
+APT_PACKAGES=(mosquitto mosquitto-clients victoria-metrics prometheus prometheus-alertmanager influxdb nats-server chromium nodejs npm)
+PROGRAMS=(mosquitto victoria-metrics prometheus promtool prometheus-alertmanager influxd chromium node npm)
 
 say() { printf 'setup: %s\n' "$*"; }
 
