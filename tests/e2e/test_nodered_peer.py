@@ -79,7 +79,7 @@ def oracle(readings: list[tuple[int, int, float]], config: KernelConfig) -> list
     return reference_advance(ReferenceState(), config, table, Readings.from_arrays(meter, ts, v))
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def node_red_rows(mosquitto: Mosquitto, node_red_cache: Path) -> Iterator[tuple[list, list]]:
     config = KernelConfig()
     readings = stream(300)
