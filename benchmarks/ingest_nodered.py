@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +65,8 @@ class Round:
     run: Run
     cpu_s: float
     peak_rss: int
+    dropped: int = 0
+    """Readings (and malformed messages) the consumer dropped, for any reason."""
 
     @property
     def cpu_per_message_s(self) -> float:
@@ -108,6 +111,18 @@ class DaemonProcess:
             self._last = Counts(messages, readings, time.perf_counter())
         return self._last
 
+    def dropped(self) -> int:
+        """Readings dropped and payload errors, summed over their labels (/metrics)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self._port}/metrics",
+                                        timeout=5) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return -1
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith(("wattline_readings_dropped_total",
+                                           "wattline_payload_errors_total"))))
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -149,6 +164,12 @@ class NodeRedProcess:
         if got["messages"] != self._last.messages:
             self._last = Counts(int(got["messages"]), int(got["readings"]), time.perf_counter())
         return self._last
+
+    def dropped(self) -> int:
+        """Readings the function dropped (late, duplicate, implausible) and messages it
+        could not read."""
+        assert self._peer is not None
+        return int(sum(self._peer.get("counts")["dropped"].values()))
 
     def stop(self) -> None:
         if self._peer is not None:
@@ -216,13 +237,14 @@ def run_nodered_bench(
                             before = cpu_seconds(consumer.pid)
                             run = flood(pubs, consumer, loads, QOS)
                             got = Round(run, cpu_seconds(consumer.pid) - before,
-                                        peak_rss_bytes(consumer.pid))
+                                        peak_rss_bytes(consumer.pid), consumer.dropped())
                         finally:
                             consumer.stop()
                         results.setdefault((peer, load_name), []).append(got)
                         progress(f"  {run.msgs_per_s:,.0f} msg/s, {run.readings_per_s:,.0f} "
                                  f"readings/s, {got.cpu_per_message_s * 1e6:,.1f} us CPU/msg, "
-                                 f"peak RSS {got.peak_rss / 2**20:,.0f} MiB, lost {run.lost:,}")
+                                 f"peak RSS {got.peak_rss / 2**20:,.0f} MiB, lost {run.lost:,}, "
+                                 f"dropped {got.dropped:,}")
         finally:
             probe.close()
             pubs.close()
@@ -251,7 +273,8 @@ def peer_result(results: dict[tuple[str, str], list[Round]],
              f"{params['meters_per_line']} meters; broker {params['broker']}",
              f"each consumer: a fresh process per round, fastest of {params['rounds']} "
              "alternating rounds; CPU = user+system of its process during the flood / "
-             "messages; lost: over all rounds"]
+             "messages; lost and dropped (readings the consumer refused: late, duplicate, "
+             "bad): over all rounds, both must be 0"]
     for load_name, _ in LOADS:
         per_peer = {}
         for peer in PEERS:
@@ -266,12 +289,14 @@ def peer_result(results: dict[tuple[str, str], list[Round]],
             figures[f"{key}_cpu_s_per_message"] = best.cpu_per_message_s
             figures[f"{key}_peak_rss_bytes"] = max(r.peak_rss for r in rounds)
             figures[f"{key}_lost"] = lost
+            figures[f"{key}_dropped"] = sum(r.dropped for r in rounds)
             figures[f"{key}_rounds_msgs_per_s"] = [r.run.msgs_per_s for r in rounds]
             result.row(f"{load_name} QoS {params['qos']} {peer}",
                        f"{best.run.msgs_per_s:,.0f} msg/s, {best.run.readings_per_s:,.0f} "
                        f"readings/s, {best.cpu_per_message_s * 1e6:,.1f} us CPU/msg, "
                        f"{max(r.peak_rss for r in rounds) / 2**20:,.0f} MiB",
-                       "1.00" if peer == "wattline" else "", f"lost {lost:,}")
+                       "1.00" if peer == "wattline" else "",
+                       f"lost {lost:,}, dropped {sum(r.dropped for r in rounds):,}")
         if len(per_peer) < 2:
             continue
         ours, theirs = per_peer["wattline"], per_peer["node-red"]

@@ -68,6 +68,7 @@ def test_cli_bench_ingest_peer_node_red_ends_with_every_figure_for_both_peers() 
             assert figures[f"{key}_cpu_s_per_message"] >= 0
             assert figures[f"{key}_peak_rss_bytes"] > 0
             assert figures[f"{key}_lost"] == 0
+            assert figures[f"{key}_dropped"] == 0  # the loads are in order, none late
         assert figures[f"wattline_over_node_red_{load_name}_msgs_per_s"] > 0
         assert isinstance(figures[f"target_{load_name}_met"], bool)
 
