@@ -96,11 +96,20 @@ def bench_kernels(as_json: bool, readings: int, lines: int, meters_per_line: int
 @click.option("--peer-cache", type=click.Path(file_okay=False), default=None,
               help="With --peer node-red: where Node-RED 4 is installed from npm (once). "
                    "[default: ~/.cache/wattline/node-red]")
+@click.option("--source", type=click.Choice(["mqtt", "nats"]), default="mqtt",
+              show_default=True,
+              help="nats: instead, 1, 2 and 3 daemons sharing a partitioned JetStream stream "
+                   "(a nats-server of its own), each daemon's and all together's readings/s, "
+                   "with one MQTT collector on the same messages as the baseline.")
+@click.option("--partitions", type=click.IntRange(1, 64), default=6, show_default=True,
+              help="With --source nats: partitions of the stream.")
+@click.option("--daemons", default="1,2,3", show_default=True,
+              help="With --source nats: the numbers of daemons to measure, one run each.")
 def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messages: int,
                  publishers: int, latency_seconds: float, topic_prefix: str,
                  shared_collectors: int, rounds: int, durable: bool, influx_url: str | None,
                  state_parent: str | None, checkpoint_every: str, peer: str | None,
-                 peer_cache: str | None) -> None:
+                 peer_cache: str | None, source: str, partitions: int, daemons: str) -> None:
     """The collector against a bare paho subscriber and a hand-written json + Point loop.
 
     Single readings and 100-reading batches, at QoS 0 and QoS 1, published by
@@ -114,6 +123,20 @@ def bench_ingest(as_json: bool, mqtt_url: str | None, messages: int, batch_messa
     def progress(text: str) -> None:
         click.echo(text, err=True)
 
+    if source == "nats":
+        from wattline.benchmarks.ingest_nats import run_nats_bench
+
+        try:
+            counts = [int(x) for x in daemons.split(",") if x.strip()]
+            if not counts or min(counts) < 1 or max(counts) > partitions:
+                raise ValueError(f"--daemons: give 1 to {partitions} (the partitions) each")
+            result = run_nats_bench(messages=messages, daemons=counts,
+                                    partitions=partitions, progress=progress)
+        except (RuntimeError, ValueError, OSError) as err:
+            raise click.ClickException(str(err)) from None
+        print_report("wattline bench ingest --source nats", result, as_json=as_json,
+                     subject="")
+        return
     if peer == "node-red":
         from pathlib import Path
 
