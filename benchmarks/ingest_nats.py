@@ -132,8 +132,8 @@ async def _publish_nats(url: str, messages: list[tuple[str, bytes]]) -> float:
     try:
         for topic, payload in messages:
             await nc.publish(topic.replace("/", "."), payload)
-        await nc.flush()
-        js = nc.jetstream()
+        await nc.flush(timeout=60)
+        js = nc.jetstream(timeout=30)
         while (await js.stream_info(STREAM)).state.messages < len(messages):
             await asyncio.sleep(0.01)
         return time.perf_counter()
@@ -146,7 +146,7 @@ async def _reset(url: str, partitions: int) -> None:
 
     nc = await nats.connect(url)
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=30)
         await js.purge_stream(STREAM)
         for p in range(partitions):
             try:

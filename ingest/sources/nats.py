@@ -49,6 +49,7 @@ log = logging.getLogger("wattline.nats")
 FETCH_BATCH = 512
 MAX_ACK_PENDING = 20_000
 ACK_WAIT_S = 30.0
+FETCH_TIMEOUT_S = 2.0
 
 
 async def ensure_layout(js: Any, stream: str, partitions: int, lease_ttl_s: float,
@@ -277,18 +278,13 @@ class NatsSource:
                 self._metrics.nats_consumer_lag.remove(str(p))
 
     async def _consume(self, p: int) -> None:
-        config = api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
-                                    max_ack_pending=MAX_ACK_PENDING,
-                                    deliver_policy=api.DeliverPolicy.ALL)
-        sub = await self._js.pull_subscribe(partition_subject(self._stream, p),
-                                            durable=consumer_name(self._stream, p),
-                                            stream=self._stream, config=config)
-        self._subscriptions[p] = sub
+        sub = await self._subscribe(p)
         loop = asyncio.get_running_loop()
         while not self._stopping:
             try:
-                msgs = await sub.fetch(FETCH_BATCH, timeout=1)
+                msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_S)
             except NatsTimeout:
+                sub = await self._renew_if_stalled(p, sub)
                 continue
             except asyncio.CancelledError:
                 raise
@@ -299,7 +295,34 @@ class NatsSource:
             await loop.run_in_executor(self._handover, self._hand_over, msgs)
             if not self._manual_ack:
                 for msg in msgs:
-                    await msg.ack()
+                    with contextlib.suppress(Exception):  # sent again if not acknowledged
+                        await msg.ack()
+
+    async def _subscribe(self, p: int) -> Any:
+        config = api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
+                                    max_ack_pending=MAX_ACK_PENDING,
+                                    deliver_policy=api.DeliverPolicy.ALL)
+        sub = await self._js.pull_subscribe(partition_subject(self._stream, p),
+                                            durable=consumer_name(self._stream, p),
+                                            stream=self._stream, config=config)
+        self._subscriptions[p] = sub
+        return sub
+
+    async def _renew_if_stalled(self, p: int, sub: Any) -> Any:
+        """A fetch that timed out while the partition has messages waiting: the client's
+        pull request was lost (it can outlive the client's timeout on the server and take
+        what follows); a subscription of its own inbox starts clean."""
+        try:
+            info = await sub.consumer_info()
+        except Exception:  # noqa: BLE001 - reconnecting; the next fetch tries again
+            return sub
+        if info.num_pending == 0:
+            return sub
+        log.info("partition %d: %d messages waiting but none delivered; subscribing again",
+                 p, info.num_pending)
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        return await self._subscribe(p)
 
     def _hand_over(self, msgs: list[Any]) -> None:
         for msg in msgs:
