@@ -340,11 +340,19 @@ class NatsServer(ChildProcess):
 
     name = "nats-server"
 
-    def __init__(self, workdir: Path, *, mappings: Mapping[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *, mappings: Mapping[str, str] | None = None,
+                 cluster_port: int | None = None, routes: Sequence[int] = ()) -> None:
+        """``cluster_port`` and ``routes`` (the cluster ports of every member) make it one
+        server of a cluster named ``wattline-test``."""
         super().__init__(workdir)
         self.binary = find_binary("nats-server")
         self.port = free_port()
         self.mqtt_port = free_port()
+        cluster = ""
+        if cluster_port is not None:
+            urls = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
+            cluster = (f"cluster {{ name: wattline-test, listen: 127.0.0.1:{cluster_port}, "
+                       f"routes: [{urls}] }}\n")
         self.config_path = self.workdir / "nats.conf"
         rows = "".join(f'  "{src}": "{dst}"\n' for src, dst in (mappings or {}).items())
         self.config_path.write_text(
@@ -352,6 +360,7 @@ class NatsServer(ChildProcess):
             f"listen: 127.0.0.1:{self.port}\n"
             f"jetstream {{ store_dir: {json.dumps(str(self.workdir / 'js'))} }}\n"
             f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}\n"
+            + cluster
             + (f"mappings = {{\n{rows}}}\n" if rows else ""))
 
     @property
