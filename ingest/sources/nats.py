@@ -50,6 +50,7 @@ FETCH_BATCH = 512
 MAX_ACK_PENDING = 20_000
 ACK_WAIT_S = 30.0
 FETCH_TIMEOUT_S = 2.0
+RELEASE_WAIT_S = 3.0
 
 
 async def ensure_layout(js: Any, stream: str, partitions: int, lease_ttl_s: float,
@@ -350,15 +351,23 @@ class NatsSource:
         for p in list(self._consumers):
             await self._stop_consuming(p)
         if self._leases is not None and self._nc is not None and self._nc.is_connected:
-            released = await self._leases.release_all()
-            log.info("released partitions %s", released)
+            held = sorted(self._leases.held)
+            try:
+                released = await asyncio.wait_for(self._leases.release_all(), RELEASE_WAIT_S)
+                log.info("released partitions %s", released)
+            except Exception as exc:  # noqa: BLE001 - they expire at the TTL instead
+                released = []
+                log.warning("could not give up partitions %s (%s): they pass to the others "
+                            "when their leases expire", held, exc or type(exc).__name__)
             if self._metrics:
                 self._metrics.nats_partitions_owned.set(0)
                 if released:
                     self._metrics.nats_lease_changes.labels("released").inc(len(released))
-        await self._flush_acks()
+        with contextlib.suppress(Exception):  # unacknowledged: the stream sends them again
+            await asyncio.wait_for(self._flush_acks(), RELEASE_WAIT_S)
         if self._nc is not None:
-            await self._nc.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), RELEASE_WAIT_S)
 
     def _call_on_connect(self) -> None:
         for callback in self.on_connect:
