@@ -54,7 +54,7 @@ DURABLE_QOS = 1
 BUCKET = "wattline_bench"
 DRAIN_TIMEOUT_S = 120.0
 TARGET = 0.8
-"""Issue 19's target: durable at least this share of plain, single and batch."""
+"""The target: durable at least this share of plain, single and batch."""
 
 
 def _durable_settings(url: str, state_dir: Path, checkpoint_every: str) -> dict[str, Any]:

@@ -55,7 +55,7 @@ LOADS = (("single", 1), ("batch100", 100))
 QOS = 1
 PEERS = ("wattline", "node-red")
 TARGETS = {"single": (1.5, 0.5), "batch100": (3.0, None)}
-"""Issue 19: wattline / Node-RED msg/s at least, and CPU per message at most (or None)."""
+"""The targets: wattline / Node-RED msg/s at least, and CPU per message at most (or None)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,7 +264,7 @@ def _best(rounds: list[Round]) -> tuple[Round, int]:
 def peer_result(results: dict[tuple[str, str], list[Round]],
                 params: dict[str, Any]) -> BenchResult:
     """Rows, notes and JSON figures: each consumer's fastest round per load, the ratios
-    wattline / Node-RED, and the verdict on issue 19's targets."""
+    wattline / Node-RED, and the verdict on the targets."""
     result = BenchResult()
     figures: dict[str, Any] = {}
     notes = [f"load: {params['messages']:,} single-reading and {params['batch_messages']:,} "
@@ -313,7 +313,7 @@ def peer_result(results: dict[tuple[str, str], list[Round]],
             ceiling is None or (cpu is not None and cpu <= ceiling))
         figures[f"target_{load_name}_met"] = met
         cpu_target = f" and CPU per message <= {ceiling}x" if ceiling is not None else ""
-        notes.append(f"target {load_name} (issue 19): msg/s >= {floor}x Node-RED{cpu_target}: "
+        notes.append(f"target {load_name}: msg/s >= {floor}x Node-RED{cpu_target}: "
                      f"{'yes' if met else 'NO'} ({_ratio(speed)} msg/s, {_ratio(cpu)} CPU)")
     if params["node_red_skipped"]:
         notes.append(f"Node-RED skipped: {params['node_red_skipped']}")

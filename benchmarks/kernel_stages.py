@@ -43,7 +43,7 @@ STAGES = ("windows", "batches", "periods", "all")
 STAGE_TITLES = {"windows": "stage: windows only", "batches": "stage: + batches",
                 "periods": "stage: + periods", "all": "stage: all three"}
 STAGES_TARGET = 1.3
-"""Issue 16: batch and period kernels together at most this times the windows-only time."""
+"""The target: batch and period kernels together at most this times the windows-only time."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def report_stages(result: BenchResult, times: StageTimes, readings: int, bare_s:
         f"stages output: {last.batches:,} batches closed, {last.period_rows:,} period rows "
         f"({last.period_finals:,} final); all three agree with the single stages: "
         f"{'yes' if agrees else 'NO (' + problem + ')'}",
-        f"all three / bare floor = {all_over_bare:.2f} (issue 19: >= 0.6 with the batch "
+        f"all three / bare floor = {all_over_bare:.2f} (target: >= 0.6 with the batch "
         f"and period kernels on)",
     ]
     if not agrees:

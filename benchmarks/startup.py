@@ -12,7 +12,7 @@ of its own, and the daemon's ``/metrics`` is polled for when
 - the MQTT session is up (``wattline_mqtt_connected`` 1): messages are received and
   queued from here on,
 - the first reading is accepted by the kernels (``wattline_readings_accepted_total``
-  above 0): the figure of issue 19's target (at most 5 s).
+  above 0): the figure of the target (at most 5 s).
 
 The daemon's own "kernels ready in" log line gives how long its warm-up thread took.
 With ``compare_pythonpath``, every start is also made by the daemon of another source
@@ -46,7 +46,7 @@ from wattline.ingest.app.broker import free_port
 from wattline.ingest.config import MqttUrl, parse_mqtt_url
 
 TARGET_S = 5.0
-"""Issue 19's target: first start with an empty compile cache to first reading accepted."""
+"""The target: first start with an empty compile cache to first reading accepted."""
 _READY = re.compile(r"kernels ready in ([0-9.]+) s")
 
 
