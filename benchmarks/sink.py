@@ -74,6 +74,7 @@ PRECOMPRESSED_SITE_PREFIX = "rawgz-"
 WARMUP_SITE_PREFIX = "warmup-"
 VM_START_TIMEOUT_S = 30.0
 VM_STOP_TIMEOUT_S = 10.0
+STORED_SETTLE_S = 15.0  # how long the count of stored points may take to settle
 
 
 # -- the synthetic results --------------------------------------------------------------------
@@ -443,10 +444,21 @@ def run_sink_bench(
             poster.close()
         if server is not None:
             progress("counting the points stored ...")
-            stored = server.stored_values(f"{BATCHED_SITE_PREFIX}.*")
+            # VictoriaMetrics registers new series in its index in the background: a series
+            # created just before the count can be missing from an export for a few
+            # seconds even after a flush, so the count is asked again until it settles.
+            deadline = time.monotonic() + STORED_SETTLE_S
+            while True:
+                stored = server.stored_values(f"{BATCHED_SITE_PREFIX}.*")
+                raw_stored = server.stored_values(
+                    f"({RAW_SITE_PREFIX}|{PRECOMPRESSED_SITE_PREFIX}).*")
+                complete = (stored[f"{MEASUREMENT}_energy_kgce"] >= points_written
+                            and raw_stored[f"{MEASUREMENT}_energy_kgce"] >= 2 * points_written)
+                if complete or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
             points_stored: int | None = stored[f"{MEASUREMENT}_energy_kgce"]
             values_stored: int | None = sum(stored.values())
-            raw_stored = server.stored_values(f"({RAW_SITE_PREFIX}|{PRECOMPRESSED_SITE_PREFIX}).*")
             raw_points_stored: int | None = raw_stored[f"{MEASUREMENT}_energy_kgce"]
         else:
             points_stored = values_stored = raw_points_stored = None
