@@ -55,6 +55,16 @@ def publish_all(client: mqtt.Client, messages: list[tuple[str, Any]], timeout_s:
         assert info.is_published(), "the broker did not acknowledge every reading"
 
 
+def publish_once(port: int, messages: list[tuple[str, Any]], timeout_s: float = 30) -> None:
+    """Connect a publisher to the MQTT listener on ``port``, publish ``messages`` (as
+    ``publish_all``), and disconnect."""
+    client = connect_publisher(port)
+    try:
+        publish_all(client, messages, timeout_s=timeout_s)
+    finally:
+        close_publisher(client)
+
+
 def wait_until_subscribed(
     daemon: Wattline, client: mqtt.Client, site: str, timeout_s: float
 ) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import _track, missing_component
 from tests.e2e.eaf_stream import KERNEL_ARGS, count_readings, readings_messages, recent_start_ms
-from tests.e2e.gateway import close_publisher, connect_publisher, publish_all
+from tests.e2e.gateway import publish_once
 from tests.processes import ComponentMissing, NatsServer, Wattline, free_port, wait_until
 from wattline.contract.topics import TopicTemplate
 from wattline.ingest.sinks.parquet_store import read_store
@@ -53,14 +53,6 @@ def _rows(store: Path) -> list[dict[str, Any]]:
     return sorted(read_store(store).to_pylist(), key=lambda r: repr(sorted(r.items())))
 
 
-def _publish(server: NatsServer, messages: list) -> None:
-    client = connect_publisher(server.mqtt_port)
-    try:
-        publish_all(client, messages, timeout_s=30)
-    finally:
-        close_publisher(client)
-
-
 def _setup(server: NatsServer) -> bool:
     done = subprocess.run(
         [sys.executable, "-m", "wattline.ingest", "nats", "setup", "--server", server.url,
@@ -93,9 +85,9 @@ def test_a_server_stopped_mid_stream_loses_nothing_and_the_split_equals_one_daem
     streams = {site: readings_messages(site, start_ms) for site in SITES}
     first = [m for s in SITES for m in streams[s][:len(streams[s]) // 2]]
     second = [m for s in SITES for m in streams[s][len(streams[s]) // 2:]]
-    _publish(cluster[2], first)
+    publish_once(cluster[2].mqtt_port, first)
     cluster[0].stop()  # a's server: a goes on through another one of the cluster
-    _publish(cluster[2], second)
+    publish_once(cluster[2].mqtt_port, second)
     total = count_readings(first) + count_readings(second)
     wait_until(lambda: a.metric_sum("wattline_readings_received_total")
                + b.metric_sum("wattline_readings_received_total") >= total,

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import _track, missing_component
 from tests.e2e.eaf_stream import KERNEL_ARGS, count_readings, readings_messages, recent_start_ms
-from tests.e2e.gateway import close_publisher, connect_publisher, publish_all
+from tests.e2e.gateway import publish_once
 from tests.processes import ComponentMissing, NatsServer, Wattline, wait_until
 from wattline.contract.topics import TopicTemplate
 from wattline.ingest.sinks.parquet_store import read_store
@@ -36,14 +36,6 @@ def nats_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Nats
     server.start()
     yield server
     server.stop()
-
-
-def _publish(server: NatsServer, messages: list) -> None:
-    client = connect_publisher(server.mqtt_port)
-    try:
-        publish_all(client, messages, timeout_s=30)
-    finally:
-        close_publisher(client)
 
 
 def _received(daemon: Wattline) -> float:
@@ -70,7 +62,7 @@ def test_a_killed_daemons_lines_are_taken_over_within_the_lease_ttl_and_nothing_
     streams = {site: readings_messages(site, start_ms) for site in SITES}
     first = [m for s in SITES for m in streams[s][:len(streams[s]) // 2]]
     second = [m for s in SITES for m in streams[s][len(streams[s]) // 2:]]
-    _publish(nats_server, first)
+    publish_once(nats_server.mqtt_port, first)
     wait_until(lambda: _received(a) + _received(b) >= count_readings(first), timeout_s=30,
                interval_s=0.1, what="the first half received")
     a_lines = {r["site"] for r in read_store(tmp_path / "a").to_pylist()} \
@@ -89,7 +81,7 @@ def test_a_killed_daemons_lines_are_taken_over_within_the_lease_ttl_and_nothing_
     nats_server.stop()  # and back, with its JetStream files
     nats_server.start()
     before = _received(b)
-    _publish(nats_server, second)
+    publish_once(nats_server.mqtt_port, second)
     wait_until(lambda: _received(b) - before >= count_readings(second), timeout_s=30,
                interval_s=0.1, what="the second half received by b")
     assert b.stop() == 0, b.log_tail()
